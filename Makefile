@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both set up .venv on first use.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-fast lint format repro mlflow-ui prefect-ui clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU wheel first: a loose `torch` would pull several GB of CUDA packages.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install  ## build the offline demo and run the whole pipeline on the embedded defaults
+	$(VENV)/bin/slmops run --profile demo
+
+test: install  ## the whole test suite, including one end-to-end smoke flow
+	$(VENV)/bin/pytest -q
+
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+repro: install  ## the same pipeline through DVC (stages run the same component functions)
+	DVC_NO_ANALYTICS=1 DVC_SITE_CACHE_DIR=$(CURDIR)/.dvc-site-cache $(VENV)/bin/dvc repro
+
+mlflow-ui: install
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --port 5000
+
+prefect-ui: install
+	PREFECT_HOME=$(CURDIR)/.prefect PREFECT_SERVER_ANALYTICS_ENABLED=false $(VENV)/bin/prefect server start
+
+clean:
+	rm -rf data/raw data/prepared data/synthetic models reports logs mlruns.db mlartifacts .prefect .slmops

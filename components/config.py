@@ -1,0 +1,303 @@
+"""Typed params for every stage, loaded from ``params/base.yaml`` plus a profile overlay.
+
+Usage:
+    python -c "from components.config import load_params; print(load_params('smoke').model_dump_json(indent=2))"
+
+A mistyped or unknown key fails at load time with the key's dotted path and the file it came from.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
+PROFILES = ("demo", "smoke")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- project and demo
+
+
+class ProjectConfig(Strict):
+    name: str = "slmops"
+    registered_model: str = "ticket-triage-slm"
+    experiment: str = "slmops"
+    seed: int = 42
+
+
+class TinyModelConfig(Strict):
+    """A Llama-style decoder small enough to train on two CPU cores."""
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    intermediate_size: int = 352
+    num_heads: int = 4
+    max_position_embeddings: int = 256
+
+
+class TrainingConfig(Strict):
+    epochs: float = 3
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    max_length: int = 192
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_steps: int = -1
+
+
+class DemoConfig(Strict):
+    """The offline stand-ins: shipped-data generator, tokenizer, student base model and demo teacher."""
+
+    n_seed: int = 500
+    n_pool: int = 3000
+    n_test: int = 300
+    vocab_size: int = 2048
+    student: TinyModelConfig = TinyModelConfig()
+    teacher: TinyModelConfig = TinyModelConfig(hidden_size=256, num_layers=6, intermediate_size=704)
+    pretrain: TrainingConfig = TrainingConfig(epochs=2, learning_rate=3e-3, max_length=128)
+    teacher_pretrain_epochs: float = 1
+    teacher_sft: TrainingConfig = TrainingConfig(epochs=8, learning_rate=1e-3)
+
+
+# ---------------------------------------------------------------- pipeline stages
+
+
+class PrepareConfig(Strict):
+    val_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    min_chars: int = 5
+    max_chars: int = 2000
+    mask_pii: bool = True
+
+
+class SamplingConfig(Strict):
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 96
+
+
+class OpenAITeacherConfig(Strict):
+    """Any OpenAI-compatible endpoint (vLLM, Ollama, Azure OpenAI, our own ``slmops serve``)."""
+
+    kind: Literal["openai"] = "openai"
+    base_url: str = "http://127.0.0.1:8765/v1"
+    model: str = "teacher"
+    api_key_env: str | None = "SLMOPS_TEACHER_API_KEY"  # the env var's name, never the key itself
+    timeout_s: float = 60.0
+    max_concurrency: int = 4
+    max_retries: int = 4
+    # Offline demo: start the project's own server on this ONNX model folder for the stage's duration.
+    serve_local: str | None = None
+
+
+class CallableTeacherConfig(Strict):
+    """An existing system (rules engine, internal API) exposed as ``module:function(messages) -> str``."""
+
+    kind: Literal["callable"] = "callable"
+    target: str
+    model: str = "callable"
+
+
+class TransformersTeacherConfig(Strict):
+    """A local transformers model folder (or a hub id, if the user's machine may download it)."""
+
+    kind: Literal["transformers"] = "transformers"
+    model: str
+
+
+TeacherConfig = Annotated[
+    OpenAITeacherConfig | CallableTeacherConfig | TransformersTeacherConfig, Field(discriminator="kind")
+]
+
+
+class SynthesizeConfig(Strict):
+    teacher: TeacherConfig = OpenAITeacherConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    augment_sampling: SamplingConfig = SamplingConfig(temperature=0.9, top_p=0.95)
+    max_unlabelled: int | None = None  # label at most this many pool prompts (None: all)
+    augment_per_category: int = 10  # self-instruct: new inputs the teacher writes per category
+    max_reject_rate: float = Field(0.3, ge=0.0, le=1.0)
+
+
+class LoraParams(Strict):
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+
+class FinetuneConfig(Strict):
+    method: Literal["qlora", "lora", "full"] = "qlora"
+    # A hub id or a local folder. The demo points it at the tiny base model it pretrains itself.
+    base_model: str = "models/student_base"
+    lora: LoraParams = LoraParams()
+    training: TrainingConfig = TrainingConfig()
+
+
+class QuantizeConfig(Strict):
+    weight_type: Literal["int8", "uint8"] = "int8"
+
+
+class EvaluateConfig(Strict):
+    max_new_tokens: int = 96
+    max_examples: int | None = None
+    evaluate_teacher: bool = True
+
+
+class ServeConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_tokens_cap: int = 256
+
+
+class MonitorConfig(Strict):
+    window: int = 200  # most recent inference-log rows compared with the reference
+    min_rows: int = 30
+    drift_share: float = Field(0.5, gt=0.0, le=1.0)  # share of drifted columns that counts as drift
+    retrain_on_drift: bool = True
+
+
+class DvcConfig(Strict):
+    commit: bool = False  # after a run, record outputs in dvc.lock and push them to the DVC remote
+
+
+class Params(Strict):
+    project: ProjectConfig = ProjectConfig()
+    demo: DemoConfig = DemoConfig()
+    prepare: PrepareConfig = PrepareConfig()
+    synthesize: SynthesizeConfig = SynthesizeConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    quantize: QuantizeConfig = QuantizeConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    serve: ServeConfig = ServeConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    dvc: DvcConfig = DvcConfig()
+
+
+class GateThresholds(Strict):
+    min_category_accuracy: float = 0.0
+    min_priority_accuracy: float = 0.0
+    min_json_valid_rate: float = 0.0
+    max_p95_latency_ms: float | None = None
+    max_size_mb: float | None = None
+    # prod only: the candidate may trail the current champion by at most this much category accuracy
+    max_regression_vs_champion: float | None = None
+
+
+class Gates(Strict):
+    poc: GateThresholds
+    pilot: GateThresholds
+    prod: GateThresholds
+
+
+# ---------------------------------------------------------------- loading
+
+
+class ParamsError(ValueError):
+    """A params file is malformed; the message names the file and the key."""
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and "kind" not in value:
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _has_path(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
+    node: Any = data
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _explain(err: ValidationError, sources: list[tuple[Path, dict[str, Any]]]) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p in {"openai", "callable", "transformers"}))
+        where = next((str(p) for p, d in reversed(sources) if _has_path(d, loc)), str(sources[-1][0]))
+        lines.append(f"{where}: {'.'.join(map(str, loc))}: {e['msg']}")
+    return "invalid params:\n  " + "\n  ".join(lines)
+
+
+def load_params(profile: str | None = None, params_dir: Path | None = None, extra: Path | None = None) -> Params:
+    """Load ``base.yaml`` overlaid by ``<profile>.yaml`` (and an optional extra file)."""
+    params_dir = params_dir or PARAMS_DIR
+    profile = profile or os.environ.get("SLMOPS_PROFILE", "demo")
+    sources = [(params_dir / "base.yaml", _read_yaml(params_dir / "base.yaml"))]
+    profile_path = params_dir / f"{profile}.yaml"
+    if not profile_path.exists():
+        raise ParamsError(f"unknown profile {profile!r}: {profile_path} does not exist")
+    sources.append((profile_path, _read_yaml(profile_path)))
+    if extra is not None:
+        sources.append((extra, _read_yaml(extra)))
+    merged: dict[str, Any] = {}
+    for _, data in sources:
+        merged = deep_merge(merged, data)
+    try:
+        return Params.model_validate(merged)
+    except ValidationError as err:
+        raise ParamsError(_explain(err, sources)) from None
+
+
+def load_gates(path: Path | None = None) -> Gates:
+    path = path or PARAMS_DIR / "gates.yaml"
+    data = _read_yaml(path)
+    try:
+        return Gates.model_validate(data)
+    except ValidationError as err:
+        raise ParamsError(_explain(err, [(path, data)])) from None
+
+
+# ---------------------------------------------------------------- where things live
+
+
+class Layout(BaseModel):
+    """Every path the pipeline reads or writes, below one work dir (the repo root for the demo)."""
+
+    model_config = ConfigDict(frozen=True)
+    root: Path
+
+    def _p(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    raw = property(lambda self: self._p("data", "raw"))
+    prepared = property(lambda self: self._p("data", "prepared"))
+    synthetic = property(lambda self: self._p("data", "synthetic"))
+    tokenizer = property(lambda self: self._p("models", "tokenizer"))
+    student_base = property(lambda self: self._p("models", "student_base"))
+    teacher = property(lambda self: self._p("models", "teacher"))
+    teacher_onnx = property(lambda self: self._p("models", "teacher_onnx"))
+    student = property(lambda self: self._p("models", "student"))
+    student_onnx = property(lambda self: self._p("models", "student_onnx"))
+    reports = property(lambda self: self._p("reports"))
+    inference_log = property(lambda self: self._p("logs", "inference.jsonl"))
+    state = property(lambda self: self._p(".slmops"))
+
+
+def resolve_model_path(name_or_path: str, root: Path) -> str:
+    """A relative path that exists under ``root`` wins; anything else is treated as a hub id."""
+    candidate = root / name_or_path
+    return str(candidate) if candidate.exists() else name_or_path

@@ -1,0 +1,111 @@
+"""Evaluate stage: task metrics, latency and size for the teacher, the student (torch) and the student (ONNX int8).
+
+Usage:
+    python -m components.evaluate --profile demo --test data/prepared/test.jsonl \
+        --model student=models/student --model student_int8=models/student_onnx/int8 --out-dir reports/eval
+
+Each model answers every test inquiry one request at a time (batch 1, as a served model does), so the
+latencies are what a user would see. Writes ``metrics.json`` (one object per model), ``predictions_<name>.jsonl``
+and ``comparison.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+from tqdm.auto import tqdm
+
+from components.config import EvaluateConfig
+from components.inference import Completion
+from components.io import load_jsonl, write_jsonl, write_manifest
+from components.quantize import dir_size_mb
+from components.tasks import ticket_triage as task
+
+
+class Chat(Protocol):
+    def chat(self, messages: list[dict[str, str]], max_tokens: int = ...) -> Completion: ...
+
+
+class EvaluateResult(BaseModel):
+    out_dir: Path
+    metrics: dict[str, dict[str, float]]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class Candidate(BaseModel):
+    """A model to evaluate: how to call it, where it lives (for its size), and which prompt it expects."""
+
+    model_config = {"arbitrary_types_allowed": True}
+    chat: Any
+    folder: Path | None = None
+    prompt: Callable[[str], list[dict[str, str]]] = task.build_messages
+
+
+def evaluate_model(model: Chat, rows: list[dict[str, Any]], max_new_tokens: int, desc: str = "eval",
+                   prompt: Callable[[str], list[dict[str, str]]] = task.build_messages) -> tuple[dict[str, float], list[dict]]:
+    outputs, latencies, predictions = [], [], []
+    for row in tqdm(rows, desc=desc, unit="ex", leave=False):
+        started = time.perf_counter()
+        completion = model.chat(prompt(row["input"]), max_tokens=max_new_tokens)
+        latencies.append((time.perf_counter() - started) * 1000)
+        outputs.append(completion.text)
+        predictions.append({"input": row["input"], "output": completion.text, "expected": row["expected"]})
+    metrics = task.compute_metrics(outputs, [r["expected"] for r in rows])
+    metrics |= {"latency_p50_ms": statistics.median(latencies) if latencies else 0.0,
+                "latency_p95_ms": percentile(latencies, 0.95)}
+    return metrics, predictions
+
+
+def run(cfg: EvaluateConfig, *, test: Path, models: dict[str, Candidate], out_dir: Path) -> EvaluateResult:
+    rows = load_jsonl(test)[: cfg.max_examples]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    all_metrics: dict[str, dict[str, float]] = {}
+    for name, candidate in models.items():
+        metrics, predictions = evaluate_model(candidate.chat, rows, cfg.max_new_tokens, f"eval {name}", candidate.prompt)
+        if candidate.folder is not None:
+            metrics["size_mb"] = dir_size_mb(candidate.folder)
+        all_metrics[name] = metrics
+        write_jsonl(out_dir / f"predictions_{name}.jsonl", predictions)
+    (out_dir / "metrics.json").write_text(json.dumps(all_metrics, indent=2))
+    columns = sorted({k for m in all_metrics.values() for k in m})
+    lines = ["model," + ",".join(columns)]
+    lines += [name + "," + ",".join(f"{m.get(c, '')}" for c in columns) for name, m in all_metrics.items()]
+    (out_dir / "comparison.csv").write_text("\n".join(lines) + "\n")
+    write_manifest(out_dir, stage="evaluate", n=len(rows))
+    return EvaluateResult(out_dir=out_dir, metrics=all_metrics)
+
+
+def main() -> None:
+    import argparse
+
+    from components.config import load_params
+    from components.inference import ChatModel
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--test", type=Path, required=True)
+    parser.add_argument("--model", action="append", required=True, help="NAME=FOLDER, repeatable")
+    parser.add_argument("--out-dir", type=Path, required=True)
+    args = parser.parse_args()
+    models = {}
+    for spec in args.model:
+        name, _, folder = spec.partition("=")
+        models[name] = Candidate(chat=ChatModel.load(folder), folder=Path(folder))
+    result = run(load_params(args.profile).evaluate, test=args.test, models=models, out_dir=args.out_dir)
+    print(json.dumps(result.metrics))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""MLflow Model Registry: register the ONNX model, move aliases (poc -> pilot -> prod), roll back, load.
+
+Usage:
+    version = register(Path("models/student_onnx/int8"), "ticket-triage-slm", metrics)   # inside a run
+    set_alias("ticket-triage-slm", "poc", version)
+    model, info = load_chat_model("ticket-triage-slm", "prod")
+
+Aliases replace the deprecated MLflow stages. Each alias move is appended to a registered-model tag
+``alias_history.<alias>`` so ``rollback`` can restore the previous holder. The ONNX folder's sha256 is
+recorded at registration and checked at load: a model whose files changed is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from components.io import sha256_tree
+
+PYFUNC_FILE = Path(__file__).with_name("onnx_pyfunc.py")
+METRIC_TAG = "metric."
+HISTORY_KEEP = 30
+
+
+def _client():
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def register(onnx_dir: Path, name: str, metrics: dict[str, float]) -> str:
+    """Log the ONNX folder as a models-from-code pyfunc in the active run and register a new version."""
+    import mlflow
+
+    info = mlflow.pyfunc.log_model(
+        name="model", python_model=str(PYFUNC_FILE), artifacts={"onnx_model": str(onnx_dir)},
+        registered_model_name=name, pip_requirements=["onnxruntime", "optimum-onnx", "transformers", "slmops"],
+    )
+    version = str(info.registered_model_version)
+    client = _client()
+    client.set_model_version_tag(name, version, "sha256", sha256_tree(onnx_dir))
+    for key, value in metrics.items():
+        client.set_model_version_tag(name, version, METRIC_TAG + key, str(value))
+    return version
+
+
+def version_metrics(name: str, version: str) -> dict[str, float]:
+    tags = _client().get_model_version(name, version).tags
+    return {k.removeprefix(METRIC_TAG): float(v) for k, v in tags.items() if k.startswith(METRIC_TAG)}
+
+
+def alias_version(name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client().get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def history(name: str, alias: str) -> list[dict]:
+    tags = _client().get_registered_model(name).tags
+    return json.loads(tags.get(f"alias_history.{alias}", "[]"))
+
+
+def set_alias(name: str, alias: str, version: str, note: str = "promote") -> None:
+    client = _client()
+    client.set_registered_model_alias(name, alias, version)
+    entries = history(name, alias) + [{"version": version, "at": datetime.now(UTC).isoformat(timespec="seconds"), "note": note}]
+    client.set_registered_model_tag(name, f"alias_history.{alias}", json.dumps(entries[-HISTORY_KEEP:]))
+
+
+def rollback(name: str, alias: str) -> str:
+    """Point ``alias`` at the version that held it before the current one; returns that version."""
+    current = alias_version(name, alias)
+    previous = [e["version"] for e in history(name, alias) if e["version"] != current]
+    if current is None or not previous:
+        raise ValueError(f"nothing to roll back to: {name}@{alias} has no earlier holder")
+    set_alias(name, alias, previous[-1], note=f"rollback from {current}")
+    return previous[-1]
+
+
+def load_chat_model(name: str, alias: str):
+    """Load ``models:/<name>@<alias>``, verify its sha256, and return ``(ChatModel, version)``."""
+    import mlflow
+
+    version = alias_version(name, alias)
+    if version is None:
+        raise ValueError(f"no model version holds alias {alias!r} of {name!r}; register and promote one first")
+    expected = _client().get_model_version(name, version).tags.get("sha256")
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    inner = pyfunc.unwrap_python_model()
+    actual = sha256_tree(Path(inner.onnx_dir))
+    if expected and actual != expected:
+        raise ValueError(f"{name} v{version}: artifact sha256 {actual[:12]} != registered {expected[:12]}; refusing to load")
+    return inner.chat_model, version

@@ -1,0 +1,43 @@
+"""Teacher backends behind one interface: ``complete(messages_list, sampling) -> list[TeacherResponse]``.
+
+Usage:
+    with open_teacher(params.synthesize.teacher) as teacher:
+        responses = teacher.complete([task.build_messages("注文が届きません")], SamplingConfig())
+
+Backends (``kind`` in params): ``openai`` (any OpenAI-compatible endpoint over HTTP), ``transformers``
+(a local model folder), ``callable`` (``module:function`` of an existing system).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from components.config import CallableTeacherConfig, OpenAITeacherConfig, TransformersTeacherConfig
+from components.teacher.base import Teacher, TeacherResponse
+
+__all__ = ["Teacher", "TeacherResponse", "open_teacher"]
+
+
+@contextmanager
+def open_teacher(cfg: OpenAITeacherConfig | CallableTeacherConfig | TransformersTeacherConfig) -> Iterator[Teacher]:
+    if isinstance(cfg, OpenAITeacherConfig):
+        from components.teacher.openai import OpenAITeacher
+
+        if cfg.serve_local:  # offline demo: our own server on the demo teacher, for this block only
+            from components.serve.app import BackgroundServer
+
+            with BackgroundServer.for_model_dir(cfg.serve_local, model_name=cfg.model) as server:
+                with OpenAITeacher(cfg.model_copy(update={"base_url": server.base_url})) as teacher:
+                    yield teacher
+            return
+        with OpenAITeacher(cfg) as teacher:
+            yield teacher
+    elif isinstance(cfg, CallableTeacherConfig):
+        from components.teacher.callable import CallableTeacher
+
+        yield CallableTeacher(cfg)
+    else:
+        from components.teacher.local import TransformersTeacher
+
+        yield TransformersTeacher(cfg)

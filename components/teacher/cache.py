@@ -1,0 +1,60 @@
+"""Persistent teacher-response cache (SQLite): rerunning or resuming makes zero calls for answered prompts.
+
+Key = sha256 of (teacher id, model version, prompt-template hash, messages, sampling params). Only answers
+that came back from the endpoint are stored (rejected-by-validation ones too: they cost money and would
+come back the same); transport failures are not, so they are retried on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+from components.config import SamplingConfig
+from components.io import sha256_text
+from components.teacher.base import Teacher, TeacherResponse
+
+
+def cache_key(teacher: Teacher, template_hash: str, messages: list[dict[str, str]], sampling: SamplingConfig) -> str:
+    return sha256_text(json.dumps([teacher.teacher_id, teacher.model_version, template_hash, messages,
+                                   sampling.model_dump()], ensure_ascii=False, sort_keys=True))
+
+
+class ResponseCache:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL)")
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> TeacherResponse | None:
+        with self._lock:
+            row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+        return TeacherResponse.model_validate_json(row[0]).model_copy(update={"cached": True}) if row else None
+
+    def put(self, key: str, response: TeacherResponse) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, response.model_dump_json()))
+            self._db.commit()  # commit per answer: a crash loses no paid response
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def complete_cached(teacher: Teacher, cache: ResponseCache, template_hash: str,
+                    requests: list[list[dict[str, str]]], sampling: SamplingConfig,
+                    chunk: int = 64) -> tuple[list[TeacherResponse], int]:
+    """Answer from the cache where possible; ask the teacher for the rest in chunks, caching as they land."""
+    keys = [cache_key(teacher, template_hash, m, sampling) for m in requests]
+    answers: list[TeacherResponse | None] = [cache.get(k) for k in keys]
+    hits = sum(a is not None for a in answers)
+    missing = [i for i, a in enumerate(answers) if a is None]
+    for start in range(0, len(missing), chunk):
+        batch = missing[start:start + chunk]
+        for i, response in zip(batch, teacher.complete([requests[i] for i in batch], sampling), strict=True):
+            answers[i] = response
+            if response.error is None:
+                cache.put(keys[i], response)
+    return [a for a in answers if a is not None], hits

@@ -1,0 +1,27 @@
+"""A teacher that is a Python function ``module:function(messages: list[dict]) -> str``."""
+
+from __future__ import annotations
+
+import importlib
+
+from components.config import CallableTeacherConfig, SamplingConfig
+from components.teacher.base import TeacherResponse
+
+
+class CallableTeacher:
+    def __init__(self, cfg: CallableTeacherConfig):
+        module, _, name = cfg.target.partition(":")
+        if not name:
+            raise ValueError(f"teacher.target must look like 'module:function', got {cfg.target!r}")
+        self.fn = getattr(importlib.import_module(module), name)
+        self.teacher_id = f"callable:{cfg.target}"
+        self.model_version = cfg.model
+
+    def complete(self, requests: list[list[dict[str, str]]], sampling: SamplingConfig) -> list[TeacherResponse]:
+        out = []
+        for messages in requests:
+            try:
+                out.append(TeacherResponse(text=str(self.fn(messages)), finish_reason="stop"))
+            except Exception as err:  # an existing system may fail in any way; count it, never crash the stage
+                out.append(TeacherResponse(error=f"callable_error: {type(err).__name__}"))
+        return out

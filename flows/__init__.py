@@ -1,0 +1,1 @@
+"""Prefect flows and the ``slmops`` CLI: wiring only, the logic lives in ``components``."""

@@ -1,0 +1,212 @@
+"""The ``slmops`` command. Every subcommand has ``--help``; heavy libraries load only when a command runs.
+
+Usage:
+    slmops run --profile demo
+    slmops evaluate --model prod --data data/prepared/test.jsonl
+    slmops promote --to pilot && slmops promote --to prod
+    slmops serve --alias prod --port 8000
+    slmops monitor
+    echo "電話は090-1234-5678" | slmops pii mask
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.runtime import configure
+
+app = typer.Typer(help="slmops: distil a teacher LLM into a small model you own, ship it, watch it.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+pii_app = typer.Typer(help="PII tools: the same masking the prepare stage applies.", no_args_is_help=True)
+app.add_typer(pii_app, name="pii")
+
+WorkDir = Annotated[Path, typer.Option("--work-dir", envvar="SLMOPS_WORK_DIR", help="Where data, models, MLflow and Prefect state live.")]
+Profile = Annotated[str, typer.Option("--profile", envvar="SLMOPS_PROFILE", help="Params profile: params/base.yaml + params/<profile>.yaml.")]
+Stage = Annotated[str, typer.Option(help="Registry alias: poc, pilot or prod.")]
+
+
+def _setup(work_dir: Path, profile: str):
+    from components.config import ParamsError, load_params
+
+    configure(work_dir)
+    try:
+        return load_params(profile)
+    except ParamsError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
+    """Run the whole pipeline (Prefect flow, tracked in MLflow) on a params profile."""
+    _setup(work_dir, profile)
+    from flows.pipeline import pipeline
+
+    summary = pipeline(profile=profile, work_dir=str(work_dir))
+    m = summary["metrics"]
+    typer.echo("\n" + _table(m))
+    typer.echo(f"\nMLflow run: {summary['run_id']}  (see it: mlflow ui --backend-store-uri sqlite:///{(work_dir / 'mlruns.db').resolve()})")
+    typer.echo(f"Reports:    {summary['reports']}")
+    gate = summary["gate"]
+    typer.echo("poc gate:   " + ("passed, registered version " + gate.get("version", "?") if gate["passed"] else "FAILED: " + "; ".join(gate["reasons"])))
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option(help="A registry alias (poc, pilot, prod) or a local model folder (ONNX or transformers).")],
+    data: Annotated[Path, typer.Option(help='JSONL with lines {"input": ..., "expected": {"category": ..., "priority": ...}}.')],
+    profile: Profile = "demo",
+    work_dir: WorkDir = Path("."),
+) -> None:
+    """Evaluate a model on any labelled JSONL file; the last stdout line is the metrics as one JSON object."""
+    params = _setup(work_dir, profile)
+    from components.data import PrepareConfig, load_clean
+    from components.evaluate import evaluate_model
+
+    rejects: list[dict] = []
+    rows = load_clean(data, PrepareConfig(mask_pii=False, min_chars=1), True, rejects, __import__("collections").Counter())
+    for r in rejects:
+        typer.echo(f"skipped {r['file']}:{r['line']}: {r['reason']}", err=True)
+    if not rows:
+        typer.echo(f"{data}: no valid rows", err=True)
+        raise typer.Exit(2)
+    chat_model = _load_model(model, params, work_dir)
+    metrics, _ = evaluate_model(chat_model, rows, params.evaluate.max_new_tokens)
+    metrics["n"] = int(metrics["n"])
+    typer.echo(json.dumps(metrics))
+
+
+@app.command()
+def promote(to: Annotated[str, typer.Option("--to", help="Target alias: pilot or prod.")],
+            profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
+    """Move the model up one stage (poc -> pilot -> prod) if it passes that stage's gates."""
+    params = _setup(work_dir, profile)
+    from flows.promote import promote as do_promote
+
+    decision = do_promote(params, work_dir, to)
+    typer.echo(json.dumps(decision, indent=2))
+    raise typer.Exit(0 if decision["passed"] else 1)
+
+
+@app.command()
+def rollback(stage: Stage = "prod", profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
+    """Point an alias back at the version that held it before."""
+    params = _setup(work_dir, profile)
+    from components import registry
+    from flows.runtime import tracking
+
+    tracking(work_dir, params.project.experiment)
+    try:
+        version = registry.rollback(params.project.registered_model, stage)
+    except ValueError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{params.project.registered_model}@{stage} -> version {version}")
+
+
+@app.command()
+def history(stage: Stage = "prod", profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
+    """List which versions held an alias, and when."""
+    params = _setup(work_dir, profile)
+    from components import registry
+    from flows.runtime import tracking
+
+    tracking(work_dir, params.project.experiment)
+    for entry in registry.history(params.project.registered_model, stage):
+        typer.echo(f"{entry['at']}  version {entry['version']}  ({entry.get('note', '')})")
+
+
+@app.command()
+def serve(
+    alias: Annotated[str | None, typer.Option(help="Serve models:/<registered_model>@<alias>.")] = "prod",
+    model_path: Annotated[Path | None, typer.Option(help="Serve a local model folder instead of a registry alias.")] = None,
+    host: Annotated[str, typer.Option(help="Bind address; keep 127.0.0.1 unless a proxy fronts it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    profile: Profile = "demo",
+    work_dir: WorkDir = Path("."),
+) -> None:
+    """Start the OpenAI-compatible server (/v1/chat/completions, /v1/models, /health)."""
+    params = _setup(work_dir, profile)
+    import uvicorn
+
+    from components.config import Layout
+    from components.serve.app import create_app
+
+    if model_path is not None:
+        from components.inference import ChatModel
+
+        chat_model, name, version = ChatModel.load(model_path), params.project.registered_model, None
+    else:
+        from components import registry
+        from flows.runtime import tracking
+
+        tracking(work_dir, params.project.experiment)
+        chat_model, version = registry.load_chat_model(params.project.registered_model, alias)
+        name = params.project.registered_model
+    log_path = Layout(root=work_dir.resolve()).inference_log
+    typer.echo(f"serving {name} (version {version}) on http://{host}:{port}/v1 ; inference log: {log_path}")
+    uvicorn.run(create_app(chat_model, name, log_path, params.serve.max_tokens_cap, version), host=host, port=port)
+
+
+@app.command()
+def monitor(profile: Profile = "demo", work_dir: WorkDir = Path("."),
+            retrain: Annotated[bool, typer.Option(help="Start the retraining flow when drift is found.")] = True) -> None:
+    """Drift report (Evidently) on recent inference traffic vs. the training data; retrain on drift."""
+    _setup(work_dir, profile)
+    from flows.monitor import monitor_flow
+
+    result = monitor_flow(profile=profile, work_dir=str(work_dir), retrain=retrain)
+    typer.echo(json.dumps(result))
+
+
+@app.command()
+def schedule(profile: Profile = "demo", work_dir: WorkDir = Path("."),
+             retrain_cron: Annotated[str, typer.Option(help="Cron for the retraining flow.")] = "0 3 * * 1",
+             monitor_cron: Annotated[str, typer.Option(help="Cron for the monitor flow.")] = "0 * * * *") -> None:
+    """Register the weekly-retrain and hourly-monitor deployments with a running `prefect server` and serve them."""
+    _setup(work_dir, profile)
+    from flows.deployments import serve_deployments
+
+    serve_deployments(profile, str(work_dir.resolve()), retrain_cron, monitor_cron)
+
+
+@pii_app.command("mask")
+def pii_mask() -> None:
+    """Read text lines on stdin, write them masked (NFKC + PII placeholders) to stdout."""
+    from components.pii import mask
+
+    for line in sys.stdin:
+        sys.stdout.write(mask(line.rstrip("\n")) + "\n")
+
+
+def _load_model(model: str, params, work_dir: Path):
+    from components.inference import ChatModel
+
+    if Path(model).exists():
+        return ChatModel.load(Path(model))
+    from components import registry
+    from flows.runtime import tracking
+
+    tracking(work_dir, params.project.experiment)
+    try:
+        return registry.load_chat_model(params.project.registered_model, model)[0]
+    except ValueError as err:
+        typer.echo(f"{model!r} is neither a folder nor a usable alias: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _table(metrics: dict[str, dict[str, float]]) -> str:
+    cols = ["category_accuracy", "priority_accuracy", "json_valid_rate", "reply_chrf", "latency_p50_ms", "latency_p95_ms", "size_mb"]
+    lines = ["model          " + "".join(f"{c[:16]:>18}" for c in cols)]
+    for name, m in metrics.items():
+        lines.append(f"{name:<15}" + "".join(f"{m[c]:>18.3f}" if c in m else f"{'-':>18}" for c in cols))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    app()
