@@ -58,7 +58,9 @@ def near_dup_key(text: str) -> str:
     return re.sub(r"[\s\W_]+", "", text)
 
 
-def _clean(record: dict[str, Any], cfg: PrepareConfig, labelled: bool, masked: Counter[str]) -> tuple[dict | None, str | None]:
+def _clean(
+    record: dict[str, Any], cfg: PrepareConfig, labelled: bool, masked: Counter[str]
+) -> tuple[dict | None, str | None]:
     text = record.get("input")
     if not isinstance(text, str):
         return None, "input missing or not a string"
@@ -91,7 +93,9 @@ def load_clean(path: Path, cfg: PrepareConfig, labelled: bool, rejects: list[dic
     return rows
 
 
-def run(cfg: PrepareConfig, *, labelled: Path, unlabelled: Path | None, test: Path, out_dir: Path, seed: int = 42) -> PrepareResult:
+def run(
+    cfg: PrepareConfig, *, labelled: Path, unlabelled: Path | None, test: Path, out_dir: Path, seed: int = 42
+) -> PrepareResult:
     rejects: list[dict] = []
     masked: Counter[str] = Counter()
     test_rows = load_clean(test, cfg, True, rejects, masked)
@@ -140,8 +144,14 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, required=True)
     args = parser.parse_args()
     params = load_params(args.profile)
-    result = run(params.prepare, labelled=args.labelled, unlabelled=args.unlabelled, test=args.test,
-                 out_dir=args.out_dir, seed=params.project.seed)
+    result = run(
+        params.prepare,
+        labelled=args.labelled,
+        unlabelled=args.unlabelled,
+        test=args.test,
+        out_dir=args.out_dir,
+        seed=params.project.seed,
+    )
     print(result.model_dump_json(indent=2))
 
 

@@ -53,8 +53,13 @@ class Candidate(BaseModel):
     prompt: Callable[[str], list[dict[str, str]]] = task.build_messages
 
 
-def evaluate_model(model: Chat, rows: list[dict[str, Any]], max_new_tokens: int, desc: str = "eval",
-                   prompt: Callable[[str], list[dict[str, str]]] = task.build_messages) -> tuple[dict[str, float], list[dict]]:
+def evaluate_model(
+    model: Chat,
+    rows: list[dict[str, Any]],
+    max_new_tokens: int,
+    desc: str = "eval",
+    prompt: Callable[[str], list[dict[str, str]]] = task.build_messages,
+) -> tuple[dict[str, float], list[dict]]:
     outputs, latencies, predictions = [], [], []
     for row in tqdm(rows, desc=desc, unit="ex", leave=False):
         started = time.perf_counter()
@@ -63,8 +68,10 @@ def evaluate_model(model: Chat, rows: list[dict[str, Any]], max_new_tokens: int,
         outputs.append(completion.text)
         predictions.append({"input": row["input"], "output": completion.text, "expected": row["expected"]})
     metrics = task.compute_metrics(outputs, [r["expected"] for r in rows])
-    metrics |= {"latency_p50_ms": statistics.median(latencies) if latencies else 0.0,
-                "latency_p95_ms": percentile(latencies, 0.95)}
+    metrics |= {
+        "latency_p50_ms": statistics.median(latencies) if latencies else 0.0,
+        "latency_p95_ms": percentile(latencies, 0.95),
+    }
     return metrics, predictions
 
 
@@ -73,7 +80,9 @@ def run(cfg: EvaluateConfig, *, test: Path, models: dict[str, Candidate], out_di
     out_dir.mkdir(parents=True, exist_ok=True)
     all_metrics: dict[str, dict[str, float]] = {}
     for name, candidate in models.items():
-        metrics, predictions = evaluate_model(candidate.chat, rows, cfg.max_new_tokens, f"eval {name}", candidate.prompt)
+        metrics, predictions = evaluate_model(
+            candidate.chat, rows, cfg.max_new_tokens, f"eval {name}", candidate.prompt
+        )
         if candidate.folder is not None:
             metrics["size_mb"] = dir_size_mb(candidate.folder)
         all_metrics[name] = metrics
@@ -98,12 +107,21 @@ def main() -> None:
     parser.add_argument("--test", type=Path, required=True)
     parser.add_argument("--model", action="append", required=True, help="NAME=FOLDER, repeatable")
     parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--teacher", action="store_true", help="also evaluate the teacher from synthesize.teacher")
     args = parser.parse_args()
+    params = load_params(args.profile)
     models = {}
     for spec in args.model:
         name, _, folder = spec.partition("=")
         models[name] = Candidate(chat=ChatModel.load(folder), folder=Path(folder))
-    result = run(load_params(args.profile).evaluate, test=args.test, models=models, out_dir=args.out_dir)
+    if not args.teacher:
+        result = run(params.evaluate, test=args.test, models=models, out_dir=args.out_dir)
+    else:
+        from components.teacher.chat import TeacherChat
+
+        with TeacherChat.open(params.synthesize.teacher) as teacher:
+            models = {"teacher": Candidate(chat=teacher, prompt=task.build_teacher_messages), **models}
+            result = run(params.evaluate, test=args.test, models=models, out_dir=args.out_dir)
     print(json.dumps(result.metrics))
 
 

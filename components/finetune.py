@@ -36,7 +36,9 @@ class FinetuneResult(BaseModel):
     log_history: list[dict[str, Any]]
 
 
-def sft_records(rows: list[dict[str, Any]], prompt: Callable[[str], list[dict]] = task.build_messages) -> list[dict[str, Any]]:
+def sft_records(
+    rows: list[dict[str, Any]], prompt: Callable[[str], list[dict]] = task.build_messages
+) -> list[dict[str, Any]]:
     """Task rows (``input`` + ``expected``) to TRL's conversational prompt-completion format."""
     return [
         {
@@ -67,6 +69,7 @@ def training_args(cfg: TrainingConfig, out_dir: Path, seed: int, **extra: Any):
         report_to="none",
         seed=seed,
         use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),  # CPU: plain fp32, no autocast
         disable_tqdm=False,
         dataloader_num_workers=0,
         **extra,
@@ -128,7 +131,9 @@ def _load_base(cfg: FinetuneConfig, base_model: str):
     return AutoModelForCausalLM.from_pretrained(base_model, quantization_config=quant, device_map=device_map)
 
 
-def run(cfg: FinetuneConfig, *, train: Path, val: Path | None, base_model: str, out_dir: Path, seed: int = 42) -> FinetuneResult:
+def run(
+    cfg: FinetuneConfig, *, train: Path, val: Path | None, base_model: str, out_dir: Path, seed: int = 42
+) -> FinetuneResult:
     import torch
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
@@ -139,8 +144,13 @@ def run(cfg: FinetuneConfig, *, train: Path, val: Path | None, base_model: str, 
     peft_config = None
     if cfg.method in ("qlora", "lora"):
         lc = cfg.lora
-        peft_config = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
-                                 target_modules=lc.target_modules, task_type="CAUSAL_LM")
+        peft_config = LoraConfig(
+            r=lc.r,
+            lora_alpha=lc.alpha,
+            lora_dropout=lc.dropout,
+            target_modules=lc.target_modules,
+            task_type="CAUSAL_LM",
+        )
     train_rows = sft_records(load_jsonl(train))
     val_rows = sft_records(load_jsonl(val)) if val else None
     args = training_args(cfg.training, out_dir, seed, eval_strategy="epoch" if val_rows else "no")
@@ -168,9 +178,14 @@ def run(cfg: FinetuneConfig, *, train: Path, val: Path | None, base_model: str, 
     losses = [h["loss"] for h in history if "loss" in h]
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
     result = FinetuneResult(
-        model_dir=out_dir, method=cfg.method, train_examples=len(train_rows), trainable_params=trainable,
-        total_params=total, final_train_loss=losses[-1] if losses else None,
-        eval_loss=evals[-1] if evals else None, log_history=history,
+        model_dir=out_dir,
+        method=cfg.method,
+        train_examples=len(train_rows),
+        trainable_params=trainable,
+        total_params=total,
+        final_train_loss=losses[-1] if losses else None,
+        eval_loss=evals[-1] if evals else None,
+        log_history=history,
     )
     write_manifest(out_dir, stage="finetune", **result.model_dump(exclude={"log_history", "model_dir"}))
     return result
@@ -190,8 +205,9 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.profile)
     base = args.base_model or resolve_model_path(params.finetune.base_model, Path.cwd())
-    result = run(params.finetune, train=args.train, val=args.val, base_model=base, out_dir=args.out_dir,
-                 seed=params.project.seed)
+    result = run(
+        params.finetune, train=args.train, val=args.val, base_model=base, out_dir=args.out_dir, seed=params.project.seed
+    )
     print(result.model_dump_json(indent=2, exclude={"log_history"}))
 
 

@@ -59,8 +59,14 @@ class ChatModel:
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         return list(ids["input_ids"] if isinstance(ids, dict) else ids)
 
-    def chat(self, messages: list[dict[str, str]], max_tokens: int = 96, temperature: float = 0.0,
-             top_p: float = 1.0, seed: int | None = None) -> Completion:
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int = 96,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> Completion:
         import torch
 
         ids = self.encode(messages)
@@ -69,17 +75,24 @@ class ChatModel:
                 f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceeds the context window "
                 f"({self.context_window} tokens)"
             )
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+        )
         input_ids = torch.tensor([ids])
         with self._lock, torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)
             out = self.model.generate(
-                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_tokens,
-                eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id, **sampling,
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                max_new_tokens=max_tokens,
+                eos_token_id=self.tokenizer.eos_token_id,
+                pad_token_id=self.tokenizer.pad_token_id,
+                **sampling,
             )
-        new = out[0, len(ids):].tolist()
+        new = out[0, len(ids) :].tolist()
         stopped = bool(new) and new[-1] == self.tokenizer.eos_token_id
         text = self.tokenizer.decode(new, skip_special_tokens=True)
-        return Completion(text=text, prompt_tokens=len(ids), completion_tokens=len(new),
-                          finish_reason="stop" if stopped else "length")
+        return Completion(
+            text=text, prompt_tokens=len(ids), completion_tokens=len(new), finish_reason="stop" if stopped else "length"
+        )

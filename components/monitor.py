@@ -77,15 +77,22 @@ def run(cfg: MonitorConfig, *, reference: Path, log: Path, out_dir: Path) -> Mon
     ref, cur = reference_frame(reference), current_frame(log, cfg.window)
     out_dir.mkdir(parents=True, exist_ok=True)
     if len(cur) < cfg.min_rows:
-        result = MonitorResult(drift_detected=False, drift_share=0.0, drifted_columns=[], rows_reference=len(ref),
-                               rows_current=len(cur), report_html=None,
-                               reason=f"only {len(cur)} logged requests; need monitor.min_rows={cfg.min_rows}")
+        result = MonitorResult(
+            drift_detected=False,
+            drift_share=0.0,
+            drifted_columns=[],
+            rows_reference=len(ref),
+            rows_current=len(cur),
+            report_html=None,
+            reason=f"only {len(cur)} logged requests; need monitor.min_rows={cfg.min_rows}",
+        )
         (out_dir / "drift.json").write_text(result.model_dump_json(indent=2))
         return result
     definition = DataDefinition(numerical_columns=NUMERIC, categorical_columns=CATEGORICAL)
     report = Report([DataDriftPreset(drift_share=cfg.drift_share)])
-    snapshot = report.run(Dataset.from_pandas(cur, data_definition=definition),
-                          Dataset.from_pandas(ref, data_definition=definition))
+    snapshot = report.run(
+        Dataset.from_pandas(cur, data_definition=definition), Dataset.from_pandas(ref, data_definition=definition)
+    )
     html = out_dir / "drift_report.html"
     snapshot.save_html(str(html))
     metrics = snapshot.dict()["metrics"]
@@ -98,8 +105,14 @@ def run(cfg: MonitorConfig, *, reference: Path, log: Path, out_dir: Path) -> Mon
             value = float(m["value"])
             if (value < threshold) if "p_value" in method else (value >= threshold):
                 drifted.append(column)
-    result = MonitorResult(drift_detected=share >= cfg.drift_share, drift_share=share, drifted_columns=drifted,
-                           rows_reference=len(ref), rows_current=len(cur), report_html=html)
+    result = MonitorResult(
+        drift_detected=share >= cfg.drift_share,
+        drift_share=share,
+        drifted_columns=drifted,
+        rows_reference=len(ref),
+        rows_current=len(cur),
+        report_html=html,
+    )
     (out_dir / "drift.json").write_text(result.model_dump_json(indent=2))
     return result
 

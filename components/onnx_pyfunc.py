@@ -6,8 +6,9 @@ MLflow stores this file's source with the model and runs it at load time; the ON
 
 from __future__ import annotations
 
-import mlflow
 from mlflow.pyfunc import PythonModel
+
+import mlflow
 
 
 class OnnxChatModel(PythonModel):

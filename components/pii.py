@@ -35,9 +35,7 @@ PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     # Phones: mobile 0[789]0-xxxx-xxxx, landline 0x-xxxx-xxxx / 0xx-xxx-xxxx, toll-free 0120, +81 forms.
     (
         "PHONE",
-        re.compile(
-            rf"(?<!\d)(?:\+81{_SEP}?\d{{1,4}}|0\d{{1,4}}){_SEP}?\(?\d{{1,4}}\)?{_SEP}?\d{{3,4}}(?!\d)"
-        ),
+        re.compile(rf"(?<!\d)(?:\+81{_SEP}?\d{{1,4}}|0\d{{1,4}}){_SEP}?\(?\d{{1,4}}\)?{_SEP}?\d{{3,4}}(?!\d)"),
     ),
     # Addresses: a prefecture followed by city/ward/town and a block number (丁目/番地/-).
     (

@@ -49,7 +49,8 @@ def quantize_int8(onnx_dir: Path, out_dir: Path, weight_type: str = "int8") -> P
         if file.is_file() and not file.name.startswith("model.onnx") and file.name != "manifest.json":
             shutil.copy2(file, out_dir / file.name)
     quantize_dynamic(
-        onnx_dir / "model.onnx", out_dir / "model.onnx",
+        onnx_dir / "model.onnx",
+        out_dir / "model.onnx",
         weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
     )
     return out_dir
@@ -58,7 +59,9 @@ def quantize_int8(onnx_dir: Path, out_dir: Path, weight_type: str = "int8") -> P
 def run(cfg: QuantizeConfig, *, model_dir: Path, out_dir: Path) -> QuantizeResult:
     fp32 = export_onnx(model_dir, out_dir / "fp32")
     int8 = quantize_int8(fp32, out_dir / "int8", cfg.weight_type)
-    result = QuantizeResult(fp32_dir=fp32, int8_dir=int8, fp32_size_mb=dir_size_mb(fp32), int8_size_mb=dir_size_mb(int8))
+    result = QuantizeResult(
+        fp32_dir=fp32, int8_dir=int8, fp32_size_mb=dir_size_mb(fp32), int8_size_mb=dir_size_mb(int8)
+    )
     write_manifest(out_dir, stage="quantize", **result.model_dump(mode="json"))
     return result
 
@@ -72,7 +75,11 @@ def main() -> None:
     parser.add_argument("--profile", default=None)
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--export-only", action="store_true", help="ONNX export into --out-dir, no int8 (demo teacher)")
     args = parser.parse_args()
+    if args.export_only:
+        print(export_onnx(args.model_dir, args.out_dir))
+        return
     result = run(load_params(args.profile).quantize, model_dir=args.model_dir, out_dir=args.out_dir)
     print(result.model_dump_json(indent=2))
 

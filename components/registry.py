@@ -34,8 +34,11 @@ def register(onnx_dir: Path, name: str, metrics: dict[str, float]) -> str:
     import mlflow
 
     info = mlflow.pyfunc.log_model(
-        name="model", python_model=str(PYFUNC_FILE), artifacts={"onnx_model": str(onnx_dir)},
-        registered_model_name=name, pip_requirements=["onnxruntime", "optimum-onnx", "transformers", "slmops"],
+        name="model",
+        python_model=str(PYFUNC_FILE),
+        artifacts={"onnx_model": str(onnx_dir)},
+        registered_model_name=name,
+        pip_requirements=["onnxruntime", "optimum-onnx", "transformers", "slmops"],
     )
     version = str(info.registered_model_version)
     client = _client()
@@ -67,7 +70,9 @@ def history(name: str, alias: str) -> list[dict]:
 def set_alias(name: str, alias: str, version: str, note: str = "promote") -> None:
     client = _client()
     client.set_registered_model_alias(name, alias, version)
-    entries = history(name, alias) + [{"version": version, "at": datetime.now(UTC).isoformat(timespec="seconds"), "note": note}]
+    entries = history(name, alias) + [
+        {"version": version, "at": datetime.now(UTC).isoformat(timespec="seconds"), "note": note}
+    ]
     client.set_registered_model_tag(name, f"alias_history.{alias}", json.dumps(entries[-HISTORY_KEEP:]))
 
 
@@ -93,5 +98,7 @@ def load_chat_model(name: str, alias: str):
     inner = pyfunc.unwrap_python_model()
     actual = sha256_tree(Path(inner.onnx_dir))
     if expected and actual != expected:
-        raise ValueError(f"{name} v{version}: artifact sha256 {actual[:12]} != registered {expected[:12]}; refusing to load")
+        raise ValueError(
+            f"{name} v{version}: artifact sha256 {actual[:12]} != registered {expected[:12]}; refusing to load"
+        )
     return inner.chat_model, version

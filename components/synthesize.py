@@ -84,8 +84,9 @@ def check_new_input(response: TeacherResponse, example: str, blocked: set[str]) 
     return text, None
 
 
-def run(cfg: SynthesizeConfig, *, train: Path, pool: Path, test: Path, out_dir: Path, cache_path: Path,
-        seed: int = 42) -> SynthesizeResult:
+def run(
+    cfg: SynthesizeConfig, *, train: Path, pool: Path, test: Path, out_dir: Path, cache_path: Path, seed: int = 42
+) -> SynthesizeResult:
     gold = load_jsonl(train)
     unlabelled = load_jsonl(pool)[: cfg.max_unlabelled]
     test_keys = {near_dup_key(r["input"]) for r in load_jsonl(test)}
@@ -100,15 +101,21 @@ def run(cfg: SynthesizeConfig, *, train: Path, pool: Path, test: Path, out_dir: 
     hits_total = 0
 
     with open_teacher(cfg.teacher) as teacher:
+
         def provenance(sampling) -> dict[str, Any]:
-            return {"teacher_id": teacher.teacher_id, "model_version": teacher.model_version,
-                    "template_hash": template_hash, "sampling": sampling.model_dump(),
-                    "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+            return {
+                "teacher_id": teacher.teacher_id,
+                "model_version": teacher.model_version,
+                "template_hash": template_hash,
+                "sampling": sampling.model_dump(),
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
 
         def label(inputs: list[str]) -> list[tuple[task.Label | None, str | None, TeacherResponse]]:
             nonlocal hits_total
-            responses, hits = complete_cached(teacher, cache, template_hash,
-                                              [task.build_teacher_messages(t) for t in inputs], cfg.sampling)
+            responses, hits = complete_cached(
+                teacher, cache, template_hash, [task.build_teacher_messages(t) for t in inputs], cfg.sampling
+            )
             hits_total += hits
             for r in responses:
                 if not r.cached:
@@ -126,16 +133,28 @@ def run(cfg: SynthesizeConfig, *, train: Path, pool: Path, test: Path, out_dir: 
             if lab is None:
                 reject(row["id"], row["input"], reason or "unknown", response)
                 continue
-            accepted.append({"id": row["id"], "input": row["input"], "expected": lab.model_dump(),
-                             "source": "teacher_label", "provenance": provenance(cfg.sampling)})
+            accepted.append(
+                {
+                    "id": row["id"],
+                    "input": row["input"],
+                    "expected": lab.model_dump(),
+                    "source": "teacher_label",
+                    "provenance": provenance(cfg.sampling),
+                }
+            )
 
         # 2. Self-instruct: new inquiries per category from seed examples, then labelled like the pool.
         by_cat: dict[str, list[str]] = {}
         for r in gold:
             by_cat.setdefault(r["expected"]["category"], []).append(r["input"])
         asks = [(c, rng.choice(by_cat[c]), i) for c in sorted(by_cat) for i in range(cfg.augment_per_category)]
-        responses, hits = complete_cached(teacher, cache, template_hash,
-                                          [task.build_augment_messages(c, ex) for c, ex, _ in asks], cfg.augment_sampling)
+        responses, hits = complete_cached(
+            teacher,
+            cache,
+            template_hash,
+            [task.build_augment_messages(c, ex) for c, ex, _ in asks],
+            cfg.augment_sampling,
+        )
         hits_total += hits
         new_inputs: list[tuple[str, str]] = []
         for (category, example, i), response in zip(asks, responses, strict=True):
@@ -145,12 +164,21 @@ def run(cfg: SynthesizeConfig, *, train: Path, pool: Path, test: Path, out_dir: 
                 continue
             blocked.add(near_dup_key(text))
             new_inputs.append((category, text))
-        for (category, text), (lab, reason, response) in zip(new_inputs, label([t for _, t in new_inputs]), strict=True):
+        for (category, text), (lab, reason, response) in zip(
+            new_inputs, label([t for _, t in new_inputs]), strict=True
+        ):
             if lab is None or lab.category != category:
                 reject(f"augment-{category}", text, reason or "label_mismatch", response)
                 continue
-            accepted.append({"id": f"aug-{sha256_text(text)[:12]}", "input": text, "expected": lab.model_dump(),
-                             "source": "teacher_augment", "provenance": provenance(cfg.augment_sampling)})
+            accepted.append(
+                {
+                    "id": f"aug-{sha256_text(text)[:12]}",
+                    "input": text,
+                    "expected": lab.model_dump(),
+                    "source": "teacher_augment",
+                    "provenance": provenance(cfg.augment_sampling),
+                }
+            )
     cache.close()
 
     asked = len(unlabelled) + len(asks)
@@ -167,8 +195,13 @@ def run(cfg: SynthesizeConfig, *, train: Path, pool: Path, test: Path, out_dir: 
     write_jsonl(out_dir / "train.jsonl", rows)
     classes = Counter(r["expected"]["category"] for r in rows)
     result = SynthesizeResult(
-        out_file=out_dir / "train.jsonl", counts=counts, rejected=dict(rejected), reject_rate=reject_rate,
-        cache_hits=hits_total, teacher_calls=usage["calls"], prompt_tokens=usage["prompt_tokens"],
+        out_file=out_dir / "train.jsonl",
+        counts=counts,
+        rejected=dict(rejected),
+        reject_rate=reject_rate,
+        cache_hits=hits_total,
+        teacher_calls=usage["calls"],
+        prompt_tokens=usage["prompt_tokens"],
         completion_tokens=usage["completion_tokens"],
     )
     write_manifest(out_dir, stage="synthesize", class_balance=dict(classes), **result.model_dump(mode="json"))
@@ -189,8 +222,15 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(".slmops/teacher_cache.sqlite"))
     args = parser.parse_args()
     params = load_params(args.profile)
-    result = run(params.synthesize, train=args.train, pool=args.pool, test=args.test, out_dir=args.out_dir,
-                 cache_path=args.cache, seed=params.project.seed)
+    result = run(
+        params.synthesize,
+        train=args.train,
+        pool=args.pool,
+        test=args.test,
+        out_dir=args.out_dir,
+        cache_path=args.cache,
+        seed=params.project.seed,
+    )
     print(result.model_dump_json(indent=2))
 
 

@@ -20,13 +20,24 @@ import typer
 
 from flows.runtime import configure
 
-app = typer.Typer(help="slmops: distil a teacher LLM into a small model you own, ship it, watch it.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="slmops: distil a teacher LLM into a small model you own, ship it, watch it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 pii_app = typer.Typer(help="PII tools: the same masking the prepare stage applies.", no_args_is_help=True)
 app.add_typer(pii_app, name="pii")
 
-WorkDir = Annotated[Path, typer.Option("--work-dir", envvar="SLMOPS_WORK_DIR", help="Where data, models, MLflow and Prefect state live.")]
-Profile = Annotated[str, typer.Option("--profile", envvar="SLMOPS_PROFILE", help="Params profile: params/base.yaml + params/<profile>.yaml.")]
+WorkDir = Annotated[
+    Path,
+    typer.Option("--work-dir", envvar="SLMOPS_WORK_DIR", help="Where data, models, MLflow and Prefect state live."),
+]
+Profile = Annotated[
+    str,
+    typer.Option(
+        "--profile", envvar="SLMOPS_PROFILE", help="Params profile: params/base.yaml + params/<profile>.yaml."
+    ),
+]
 Stage = Annotated[str, typer.Option(help="Registry alias: poc, pilot or prod.")]
 
 
@@ -50,16 +61,28 @@ def run(profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
     summary = pipeline(profile=profile, work_dir=str(work_dir))
     m = summary["metrics"]
     typer.echo("\n" + _table(m))
-    typer.echo(f"\nMLflow run: {summary['run_id']}  (see it: mlflow ui --backend-store-uri sqlite:///{(work_dir / 'mlruns.db').resolve()})")
+    store = f"sqlite:///{(work_dir / 'mlruns.db').resolve()}"
+    typer.echo(f"\nMLflow run: {summary['run_id']}  (browse: mlflow ui --backend-store-uri {store})")
     typer.echo(f"Reports:    {summary['reports']}")
     gate = summary["gate"]
-    typer.echo("poc gate:   " + ("passed, registered version " + gate.get("version", "?") if gate["passed"] else "FAILED: " + "; ".join(gate["reasons"])))
+    typer.echo(
+        "poc gate:   "
+        + (
+            "passed, registered version " + gate.get("version", "?")
+            if gate["passed"]
+            else "FAILED: " + "; ".join(gate["reasons"])
+        )
+    )
 
 
 @app.command()
 def evaluate(
-    model: Annotated[str, typer.Option(help="A registry alias (poc, pilot, prod) or a local model folder (ONNX or transformers).")],
-    data: Annotated[Path, typer.Option(help='JSONL with lines {"input": ..., "expected": {"category": ..., "priority": ...}}.')],
+    model: Annotated[
+        str, typer.Option(help="A registry alias (poc, pilot, prod) or a local model folder (ONNX or transformers).")
+    ],
+    data: Annotated[
+        Path, typer.Option(help='JSONL with lines {"input": ..., "expected": {"category": ..., "priority": ...}}.')
+    ],
     profile: Profile = "demo",
     work_dir: WorkDir = Path("."),
 ) -> None:
@@ -69,7 +92,9 @@ def evaluate(
     from components.evaluate import evaluate_model
 
     rejects: list[dict] = []
-    rows = load_clean(data, PrepareConfig(mask_pii=False, min_chars=1), True, rejects, __import__("collections").Counter())
+    rows = load_clean(
+        data, PrepareConfig(mask_pii=False, min_chars=1), True, rejects, __import__("collections").Counter()
+    )
     for r in rejects:
         typer.echo(f"skipped {r['file']}:{r['line']}: {r['reason']}", err=True)
     if not rows:
@@ -82,8 +107,11 @@ def evaluate(
 
 
 @app.command()
-def promote(to: Annotated[str, typer.Option("--to", help="Target alias: pilot or prod.")],
-            profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
+def promote(
+    to: Annotated[str, typer.Option("--to", help="Target alias: pilot or prod.")],
+    profile: Profile = "demo",
+    work_dir: WorkDir = Path("."),
+) -> None:
     """Move the model up one stage (poc -> pilot -> prod) if it passes that stage's gates."""
     params = _setup(work_dir, profile)
     from flows.promote import promote as do_promote
@@ -124,7 +152,9 @@ def history(stage: Stage = "prod", profile: Profile = "demo", work_dir: WorkDir 
 @app.command()
 def serve(
     alias: Annotated[str | None, typer.Option(help="Serve models:/<registered_model>@<alias>.")] = "prod",
-    model_path: Annotated[Path | None, typer.Option(help="Serve a local model folder instead of a registry alias.")] = None,
+    model_path: Annotated[
+        Path | None, typer.Option(help="Serve a local model folder instead of a registry alias.")
+    ] = None,
     host: Annotated[str, typer.Option(help="Bind address; keep 127.0.0.1 unless a proxy fronts it.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     profile: Profile = "demo",
@@ -154,8 +184,11 @@ def serve(
 
 
 @app.command()
-def monitor(profile: Profile = "demo", work_dir: WorkDir = Path("."),
-            retrain: Annotated[bool, typer.Option(help="Start the retraining flow when drift is found.")] = True) -> None:
+def monitor(
+    profile: Profile = "demo",
+    work_dir: WorkDir = Path("."),
+    retrain: Annotated[bool, typer.Option(help="Start the retraining flow when drift is found.")] = True,
+) -> None:
     """Drift report (Evidently) on recent inference traffic vs. the training data; retrain on drift."""
     _setup(work_dir, profile)
     from flows.monitor import monitor_flow
@@ -165,9 +198,12 @@ def monitor(profile: Profile = "demo", work_dir: WorkDir = Path("."),
 
 
 @app.command()
-def schedule(profile: Profile = "demo", work_dir: WorkDir = Path("."),
-             retrain_cron: Annotated[str, typer.Option(help="Cron for the retraining flow.")] = "0 3 * * 1",
-             monitor_cron: Annotated[str, typer.Option(help="Cron for the monitor flow.")] = "0 * * * *") -> None:
+def schedule(
+    profile: Profile = "demo",
+    work_dir: WorkDir = Path("."),
+    retrain_cron: Annotated[str, typer.Option(help="Cron for the retraining flow.")] = "0 3 * * 1",
+    monitor_cron: Annotated[str, typer.Option(help="Cron for the monitor flow.")] = "0 * * * *",
+) -> None:
     """Register the weekly-retrain and hourly-monitor deployments with a running `prefect server` and serve them."""
     _setup(work_dir, profile)
     from flows.deployments import serve_deployments
@@ -201,7 +237,15 @@ def _load_model(model: str, params, work_dir: Path):
 
 
 def _table(metrics: dict[str, dict[str, float]]) -> str:
-    cols = ["category_accuracy", "priority_accuracy", "json_valid_rate", "reply_chrf", "latency_p50_ms", "latency_p95_ms", "size_mb"]
+    cols = [
+        "category_accuracy",
+        "priority_accuracy",
+        "json_valid_rate",
+        "reply_chrf",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "size_mb",
+    ]
     lines = ["model          " + "".join(f"{c[:16]:>18}" for c in cols)]
     for name, m in metrics.items():
         lines.append(f"{name:<15}" + "".join(f"{m[c]:>18.3f}" if c in m else f"{'-':>18}" for c in cols))

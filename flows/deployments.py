@@ -14,18 +14,22 @@ def build_deployments(profile: str, work_dir: str, retrain_cron: str, monitor_cr
     from flows.pipeline import pipeline
 
     return [
-        pipeline.to_deployment(name="weekly-retrain", cron=retrain_cron,
-                               parameters={"profile": profile, "work_dir": work_dir}),
-        monitor_flow.to_deployment(name="hourly-monitor", cron=monitor_cron,
-                                   parameters={"profile": profile, "work_dir": work_dir}),
+        pipeline.to_deployment(
+            name="weekly-retrain", cron=retrain_cron, parameters={"profile": profile, "work_dir": work_dir}
+        ),
+        monitor_flow.to_deployment(
+            name="hourly-monitor", cron=monitor_cron, parameters={"profile": profile, "work_dir": work_dir}
+        ),
     ]
 
 
 def serve_deployments(profile: str, work_dir: str, retrain_cron: str, monitor_cron: str) -> None:
     """Register both deployments and run them on schedule in this process (Ctrl-C stops)."""
     if not os.environ.get("PREFECT_API_URL"):
-        raise SystemExit("slmops schedule needs a Prefect server: run `prefect server start` and set "
-                         "PREFECT_API_URL=http://127.0.0.1:4200/api")
+        raise SystemExit(
+            "slmops schedule needs a Prefect server: run `prefect server start` and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
     from prefect import serve
 
     serve(*build_deployments(profile, work_dir, retrain_cron, monitor_cron))

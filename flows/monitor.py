@@ -18,14 +18,15 @@ from flows.runtime import tracking
 @task(name="drift-report")
 def drift_report(profile: str, layout: Layout) -> dict[str, Any]:
     import mlflow
-
     from components import monitor
 
     params = load_params(profile)
     reference = layout.synthetic / "train.jsonl"
     if not reference.exists():
         reference = layout.prepared / "train.jsonl"
-    result = monitor.run(params.monitor, reference=reference, log=layout.inference_log, out_dir=layout.reports / "monitor")
+    result = monitor.run(
+        params.monitor, reference=reference, log=layout.inference_log, out_dir=layout.reports / "monitor"
+    )
     with mlflow.start_run(run_name="monitor"):
         mlflow.set_tag("drift_detected", str(result.drift_detected).lower())
         mlflow.log_metrics({"drift_share": result.drift_share, "rows_current": result.rows_current})

@@ -28,32 +28,70 @@ def build_demo(params: Params, layout: Layout, parent: str) -> None:
     from components.quantize import export_onnx
 
     d, seed = params.demo, params.project.seed
-    run_stage("demo-data", config=d.model_dump(include={"n_seed", "n_pool", "n_test"}) | {"seed": seed}, inputs=[],
-              code=code_hash("demo/generate.py"), out_dir=layout.raw, parent_run_id=parent,
-              fn=lambda: _Counts(counts=generate.run(seed, d.n_seed, d.n_pool, d.n_test, layout.raw)))
+    run_stage(
+        "demo-data",
+        config=d.model_dump(include={"n_seed", "n_pool", "n_test"}) | {"seed": seed},
+        inputs=[],
+        code=code_hash("demo/generate.py"),
+        out_dir=layout.raw,
+        parent_run_id=parent,
+        fn=lambda: _Counts(counts=generate.run(seed, d.n_seed, d.n_pool, d.n_test, layout.raw)),
+    )
     prepare(params, layout, parent)
-    run_stage("demo-tokenizer", config={"vocab_size": d.vocab_size}, inputs=[layout.prepared],
-              code=code_hash("demo/tokenizer.py"), out_dir=layout.tokenizer, parent_run_id=parent,
-              fn=lambda: _Path(path=tokenizer.run(d.vocab_size, prepared=layout.prepared, out_dir=layout.tokenizer)))
+    run_stage(
+        "demo-tokenizer",
+        config={"vocab_size": d.vocab_size},
+        inputs=[layout.prepared],
+        code=code_hash("demo/tokenizer.py"),
+        out_dir=layout.tokenizer,
+        parent_run_id=parent,
+        fn=lambda: _Path(path=tokenizer.run(d.vocab_size, prepared=layout.prepared, out_dir=layout.tokenizer)),
+    )
     for which, out in (("student", layout.student_base), ("teacher", layout.teacher)):
-        run_stage(f"demo-{which}", config=d, inputs=[layout.tokenizer, layout.prepared],
-                  code=code_hash("demo/models.py", "finetune.py"), out_dir=out, parent_run_id=parent,
-                  fn=lambda which=which, out=out: models.build(which, d, tokenizer_dir=layout.tokenizer,
-                                                               prepared=layout.prepared, out_dir=out, seed=seed),
-                  artifacts=("loss_curve.png",))
-    run_stage("demo-teacher-onnx", config={}, inputs=[layout.teacher], code=code_hash("quantize.py"),
-              out_dir=layout.teacher_onnx, parent_run_id=parent,
-              fn=lambda: _Path(path=export_onnx(layout.teacher, layout.teacher_onnx)))
+        run_stage(
+            f"demo-{which}",
+            config=d,
+            inputs=[layout.tokenizer, layout.prepared],
+            code=code_hash("demo/models.py", "finetune.py"),
+            out_dir=out,
+            parent_run_id=parent,
+            fn=lambda which=which, out=out: models.build(
+                which, d, tokenizer_dir=layout.tokenizer, prepared=layout.prepared, out_dir=out, seed=seed
+            ),
+            artifacts=("loss_curve.png",),
+        )
+    run_stage(
+        "demo-teacher-onnx",
+        config={},
+        inputs=[layout.teacher],
+        code=code_hash("quantize.py"),
+        out_dir=layout.teacher_onnx,
+        parent_run_id=parent,
+        fn=lambda: _Path(path=export_onnx(layout.teacher, layout.teacher_onnx)),
+    )
 
 
 def prepare(params: Params, layout: Layout, parent: str) -> dict[str, Any]:
     from components import data
 
     raw = layout.raw
-    return run_stage("prepare", config=params.prepare, inputs=[raw], code=code_hash("data.py", "pii.py", "tasks"),
-                     out_dir=layout.prepared, parent_run_id=parent, artifacts=("rejects.jsonl",),
-                     fn=lambda: data.run(params.prepare, labelled=raw / "seed.jsonl", unlabelled=raw / "pool.jsonl",
-                                         test=raw / "test.jsonl", out_dir=layout.prepared, seed=params.project.seed))
+    return run_stage(
+        "prepare",
+        config=params.prepare,
+        inputs=[raw],
+        code=code_hash("data.py", "pii.py", "tasks"),
+        out_dir=layout.prepared,
+        parent_run_id=parent,
+        artifacts=("rejects.jsonl",),
+        fn=lambda: data.run(
+            params.prepare,
+            labelled=raw / "seed.jsonl",
+            unlabelled=raw / "pool.jsonl",
+            test=raw / "test.jsonl",
+            out_dir=layout.prepared,
+            seed=params.project.seed,
+        ),
+    )
 
 
 @task(name="prepare")
@@ -67,12 +105,27 @@ def synthesize(params: Params, layout: Layout, parent: str) -> dict[str, Any]:
 
     cfg = _teacher_paths(params, layout).synthesize
     p = layout.prepared
-    inputs = [p / "train.jsonl", p / "pool.jsonl", p / "test.jsonl"] + ([Path(cfg.teacher.serve_local)] if getattr(cfg.teacher, "serve_local", None) else [])
-    return run_stage("synthesize", config=cfg, inputs=inputs, code=code_hash("synthesize.py", "teacher", "tasks"),
-                     out_dir=layout.synthetic, parent_run_id=parent, artifacts=("rejects.jsonl",),
-                     fn=lambda: synth.run(cfg, train=p / "train.jsonl", pool=p / "pool.jsonl", test=p / "test.jsonl",
-                                          out_dir=layout.synthetic, cache_path=layout.state / "teacher_cache.sqlite",
-                                          seed=params.project.seed))
+    inputs = [p / "train.jsonl", p / "pool.jsonl", p / "test.jsonl"] + (
+        [Path(cfg.teacher.serve_local)] if getattr(cfg.teacher, "serve_local", None) else []
+    )
+    return run_stage(
+        "synthesize",
+        config=cfg,
+        inputs=inputs,
+        code=code_hash("synthesize.py", "teacher", "tasks"),
+        out_dir=layout.synthetic,
+        parent_run_id=parent,
+        artifacts=("rejects.jsonl",),
+        fn=lambda: synth.run(
+            cfg,
+            train=p / "train.jsonl",
+            pool=p / "pool.jsonl",
+            test=p / "test.jsonl",
+            out_dir=layout.synthetic,
+            cache_path=layout.state / "teacher_cache.sqlite",
+            seed=params.project.seed,
+        ),
+    )
 
 
 @task(name="finetune")
@@ -80,21 +133,41 @@ def finetune(params: Params, layout: Layout, parent: str) -> dict[str, Any]:
     from components import finetune as ft
 
     base = resolve_model_path(params.finetune.base_model, layout.root)
-    inputs = [layout.synthetic / "train.jsonl", layout.prepared / "val.jsonl"] + ([Path(base)] if Path(base).exists() else [])
-    return run_stage("finetune", config=params.finetune, inputs=inputs, code=code_hash("finetune.py", "tasks"),
-                     out_dir=layout.student, parent_run_id=parent, artifacts=("loss_curve.png", "log_history.json"),
-                     fn=lambda: ft.run(params.finetune, train=layout.synthetic / "train.jsonl",
-                                       val=layout.prepared / "val.jsonl", base_model=base, out_dir=layout.student,
-                                       seed=params.project.seed))
+    inputs = [layout.synthetic / "train.jsonl", layout.prepared / "val.jsonl"] + (
+        [Path(base)] if Path(base).exists() else []
+    )
+    return run_stage(
+        "finetune",
+        config=params.finetune,
+        inputs=inputs,
+        code=code_hash("finetune.py", "tasks"),
+        out_dir=layout.student,
+        parent_run_id=parent,
+        artifacts=("loss_curve.png", "log_history.json"),
+        fn=lambda: ft.run(
+            params.finetune,
+            train=layout.synthetic / "train.jsonl",
+            val=layout.prepared / "val.jsonl",
+            base_model=base,
+            out_dir=layout.student,
+            seed=params.project.seed,
+        ),
+    )
 
 
 @task(name="quantize")
 def quantize(params: Params, layout: Layout, parent: str) -> dict[str, Any]:
     from components import quantize as q
 
-    return run_stage("quantize", config=params.quantize, inputs=[layout.student], code=code_hash("quantize.py"),
-                     out_dir=layout.student_onnx, parent_run_id=parent,
-                     fn=lambda: q.run(params.quantize, model_dir=layout.student, out_dir=layout.student_onnx))
+    return run_stage(
+        "quantize",
+        config=params.quantize,
+        inputs=[layout.student],
+        code=code_hash("quantize.py"),
+        out_dir=layout.student_onnx,
+        parent_run_id=parent,
+        fn=lambda: q.run(params.quantize, model_dir=layout.student, out_dir=layout.student_onnx),
+    )
 
 
 @task(name="evaluate")
@@ -109,18 +182,31 @@ def evaluate(params: Params, layout: Layout, parent: str) -> dict[str, Any]:
     teacher_cfg = _teacher_paths(params, layout).synthesize.teacher
 
     def run() -> ev.EvaluateResult:
-        models = {"student": ev.Candidate(chat=ChatModel.load(layout.student), folder=layout.student),
-                  "student_int8": ev.Candidate(chat=ChatModel.load(int8), folder=int8)}
+        models = {
+            "student": ev.Candidate(chat=ChatModel.load(layout.student), folder=layout.student),
+            "student_int8": ev.Candidate(chat=ChatModel.load(int8), folder=int8),
+        }
         if not params.evaluate.evaluate_teacher:
             return ev.run(params.evaluate, test=layout.prepared / "test.jsonl", models=models, out_dir=out)
         with TeacherChat.open(teacher_cfg) as teacher:
             teacher_candidate = ev.Candidate(chat=teacher, prompt=task.build_teacher_messages)
-            return ev.run(params.evaluate, test=layout.prepared / "test.jsonl",
-                          models={"teacher": teacher_candidate, **models}, out_dir=out)
+            return ev.run(
+                params.evaluate,
+                test=layout.prepared / "test.jsonl",
+                models={"teacher": teacher_candidate, **models},
+                out_dir=out,
+            )
 
-    return run_stage("evaluate", config=params.evaluate, inputs=[layout.prepared / "test.jsonl", layout.student, int8],
-                     code=code_hash("evaluate.py", "inference.py", "tasks"), out_dir=out, parent_run_id=parent,
-                     artifacts=("metrics.json", "comparison.csv"), fn=run)
+    return run_stage(
+        "evaluate",
+        config=params.evaluate,
+        inputs=[layout.prepared / "test.jsonl", layout.student, int8],
+        code=code_hash("evaluate.py", "inference.py", "tasks"),
+        out_dir=out,
+        parent_run_id=parent,
+        artifacts=("metrics.json", "comparison.csv"),
+        fn=run,
+    )
 
 
 @task(name="gate-and-register")
@@ -163,8 +249,19 @@ def pipeline(profile: str = "demo", work_dir: str = ".") -> dict[str, Any]:
         mlflow.log_artifacts(str(layout.reports / "eval"), artifact_path="eval")
         decision = gate_and_register(params, layout, result["metrics"]["student_int8"])
         mlflow.set_tag("poc_gate", "passed" if decision["passed"] else "failed")
-    summary = {"run_id": parent, "experiment_id": experiment_id, "metrics": result["metrics"], "gate": decision,
-               "reports": str(layout.reports)}
+        if params.dvc.commit:
+            from flows.versioning import dvc_commit_and_push
+
+            lock = dvc_commit_and_push(layout.root)
+            if lock is not None:
+                mlflow.log_artifact(str(lock))
+    summary = {
+        "run_id": parent,
+        "experiment_id": experiment_id,
+        "metrics": result["metrics"],
+        "gate": decision,
+        "reports": str(layout.reports),
+    }
     print(json.dumps(summary, indent=2))
     return summary
 

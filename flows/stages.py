@@ -37,8 +37,17 @@ def _numbers(data: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in flatten(data).items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-def run_stage(name: str, *, config: Any, inputs: list[Path], code: str, out_dir: Path,
-              fn: Callable[[], BaseModel], parent_run_id: str | None, artifacts: tuple[str, ...] = ()) -> dict[str, Any]:
+def run_stage(
+    name: str,
+    *,
+    config: Any,
+    inputs: list[Path],
+    code: str,
+    out_dir: Path,
+    fn: Callable[[], BaseModel],
+    parent_run_id: str | None,
+    artifacts: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Run ``fn`` unless ``out_dir`` already holds a result for the same key; log it to MLflow either way."""
     import mlflow
 
@@ -61,8 +70,10 @@ def run_stage(name: str, *, config: Any, inputs: list[Path], code: str, out_dir:
             mlflow.log_params({k: str(v)[:500] for k, v in flatten(config.model_dump(mode="json")).items()})
         mlflow.log_metrics(_numbers({k: v for k, v in result.items() if k != "log_history"}))
         for step, entry in enumerate(result.get("log_history", [])):
-            mlflow.log_metrics({k: v for k, v in entry.items() if k in ("loss", "eval_loss", "learning_rate")},
-                               step=int(entry.get("step", step)))
+            mlflow.log_metrics(
+                {k: v for k, v in entry.items() if k in ("loss", "eval_loss", "learning_rate")},
+                step=int(entry.get("step", step)),
+            )
         mlflow.log_artifact(str(out_dir / "manifest.json"))
         for artifact in artifacts:
             if (out_dir / artifact).exists():

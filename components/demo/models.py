@@ -35,10 +35,16 @@ def init_model(cfg: TinyModelConfig, tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
-        intermediate_size=cfg.intermediate_size, num_attention_heads=cfg.num_heads,
-        num_key_value_heads=cfg.num_heads, max_position_embeddings=cfg.max_position_embeddings,
-        tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        intermediate_size=cfg.intermediate_size,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
     return LlamaForCausalLM(config)
@@ -61,23 +67,33 @@ def augment_pairs(rows: list[dict], n: int, seed: int) -> list[dict]:
     for _ in range(n):
         category = rng.choice(sorted(by_cat))
         example, target = rng.sample(by_cat[category], 2)
-        pairs.append({"prompt": task.build_augment_messages(category, example),
-                      "completion": [{"role": "assistant", "content": target}]})
+        pairs.append(
+            {
+                "prompt": task.build_augment_messages(category, example),
+                "completion": [{"role": "assistant", "content": target}],
+            }
+        )
     return pairs
 
 
-def build(which: str, demo: DemoConfig, *, tokenizer_dir: Path, prepared: Path, out_dir: Path, seed: int) -> DemoModelResult:
+def build(
+    which: str, demo: DemoConfig, *, tokenizer_dir: Path, prepared: Path, out_dir: Path, seed: int
+) -> DemoModelResult:
     from transformers import AutoTokenizer, set_seed
 
     set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     model = init_model(demo.student if which == "student" else demo.teacher, tokenizer)
     texts = [r["input"] for name in ("pool", "train") for r in load_jsonl(prepared / f"{name}.jsonl")]
-    cfg = demo.pretrain if which == "student" else demo.pretrain.model_copy(update={"epochs": demo.teacher_pretrain_epochs})
+    cfg = (
+        demo.pretrain
+        if which == "student"
+        else demo.pretrain.model_copy(update={"epochs": demo.teacher_pretrain_epochs})
+    )
     _, history = pretrain(model, tokenizer, texts, cfg, out_dir, seed)
     if which == "teacher":
         gold = load_jsonl(prepared / "train.jsonl")
-        train = sft_records(gold, task.build_teacher_messages) + augment_pairs(gold, len(gold) // 4, seed)
+        train = sft_records(gold, task.build_teacher_messages) + augment_pairs(gold, len(gold) // 8, seed)
         val = sft_records(load_jsonl(prepared / "val.jsonl"), task.build_teacher_messages)
         trainer, sft_history = train_sft(model, tokenizer, train, val, training_args(demo.teacher_sft, out_dir, seed))
         history = sft_history
@@ -86,8 +102,9 @@ def build(which: str, demo: DemoConfig, *, tokenizer_dir: Path, prepared: Path, 
     tokenizer.save_pretrained(out_dir)
     plot_loss(history, out_dir / "loss_curve.png")
     losses = [h["loss"] for h in history if "loss" in h]
-    result = DemoModelResult(model_dir=out_dir, params=sum(p.numel() for p in model.parameters()),
-                             final_loss=losses[-1] if losses else None)
+    result = DemoModelResult(
+        model_dir=out_dir, params=sum(p.numel() for p in model.parameters()), final_loss=losses[-1] if losses else None
+    )
     import shutil
 
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
@@ -108,8 +125,14 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, required=True)
     args = parser.parse_args()
     params = load_params(args.profile)
-    result = build(args.which, params.demo, tokenizer_dir=args.tokenizer, prepared=args.prepared,
-                   out_dir=args.out_dir, seed=params.project.seed)
+    result = build(
+        args.which,
+        params.demo,
+        tokenizer_dir=args.tokenizer,
+        prepared=args.prepared,
+        out_dir=args.out_dir,
+        seed=params.project.seed,
+    )
     print(result.model_dump_json(indent=2))
 
 

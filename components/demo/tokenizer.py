@@ -44,8 +44,12 @@ def run(vocab_size: int, *, prepared: Path, out_dir: Path) -> Path:
     )
     bpe.train_from_iterator(corpus(prepared), trainer)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, pad_token="<|pad|>", bos_token="<|im_start|>", eos_token="<|im_end|>",
-        model_max_length=512, padding_side="left",
+        tokenizer_object=bpe,
+        pad_token="<|pad|>",
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        model_max_length=512,
+        padding_side="left",
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(out_dir)

@@ -64,8 +64,13 @@ class InferenceLog:
             fh.flush()
 
 
-def create_app(model: ChatModel, model_name: str, inference_log: Path | None, max_tokens_cap: int = 256,
-               model_version: str | None = None) -> FastAPI:
+def create_app(
+    model: ChatModel,
+    model_name: str,
+    inference_log: Path | None,
+    max_tokens_cap: int = 256,
+    model_version: str | None = None,
+) -> FastAPI:
     app = FastAPI(title="slmops", description="OpenAI-compatible server for a distilled SLM")
     log = InferenceLog(inference_log) if inference_log else None
     api_keys = {k.strip() for k in os.environ.get("SLMOPS_API_KEYS", "").split(",") if k.strip()}
@@ -111,19 +116,37 @@ def create_app(model: ChatModel, model_name: str, inference_log: Path | None, ma
         request_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         if log is not None:
             user_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-            log.append({
-                "id": request_id, "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                "model": model_name, "model_version": model_version, "input": pii.mask(user_text),
-                "output": pii.mask(completion.text), "latency_ms": round(latency_ms, 2),
-                "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
-                "finish_reason": completion.finish_reason,
-            })
+            log.append(
+                {
+                    "id": request_id,
+                    "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "model": model_name,
+                    "model_version": model_version,
+                    "input": pii.mask(user_text),
+                    "output": pii.mask(completion.text),
+                    "latency_ms": round(latency_ms, 2),
+                    "prompt_tokens": completion.prompt_tokens,
+                    "completion_tokens": completion.completion_tokens,
+                    "finish_reason": completion.finish_reason,
+                }
+            )
         return {
-            "id": request_id, "object": "chat.completion", "created": int(time.time()), "model": model_name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": completion.text},
-                         "finish_reason": completion.finish_reason}],
-            "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
-                      "total_tokens": completion.prompt_tokens + completion.completion_tokens},
+            "id": request_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model_name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": completion.text},
+                    "finish_reason": completion.finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens,
+                "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+            },
         }
 
     return app

@@ -28,7 +28,9 @@ SYSTEM_PROMPT = (
     '{"category": one of billing|shipping|account|defect|technical|cancellation|other, '
     '"priority": one of low|medium|high|urgent, "reply": a short polite first reply in Japanese}.'
 )
-AUGMENT_PROMPT = "Write one new, realistic Japanese customer-support inquiry of category {category}. Example:\n{example}"
+AUGMENT_PROMPT = (
+    "Write one new, realistic Japanese customer-support inquiry of category {category}. Example:\n{example}"
+)
 
 
 class Label(BaseModel):

@@ -18,8 +18,13 @@ from components.teacher.base import Teacher, TeacherResponse
 
 
 def cache_key(teacher: Teacher, template_hash: str, messages: list[dict[str, str]], sampling: SamplingConfig) -> str:
-    return sha256_text(json.dumps([teacher.teacher_id, teacher.model_version, template_hash, messages,
-                                   sampling.model_dump()], ensure_ascii=False, sort_keys=True))
+    return sha256_text(
+        json.dumps(
+            [teacher.teacher_id, teacher.model_version, template_hash, messages, sampling.model_dump()],
+            ensure_ascii=False,
+            sort_keys=True,
+        )
+    )
 
 
 class ResponseCache:
@@ -43,16 +48,21 @@ class ResponseCache:
         self._db.close()
 
 
-def complete_cached(teacher: Teacher, cache: ResponseCache, template_hash: str,
-                    requests: list[list[dict[str, str]]], sampling: SamplingConfig,
-                    chunk: int = 64) -> tuple[list[TeacherResponse], int]:
+def complete_cached(
+    teacher: Teacher,
+    cache: ResponseCache,
+    template_hash: str,
+    requests: list[list[dict[str, str]]],
+    sampling: SamplingConfig,
+    chunk: int = 64,
+) -> tuple[list[TeacherResponse], int]:
     """Answer from the cache where possible; ask the teacher for the rest in chunks, caching as they land."""
     keys = [cache_key(teacher, template_hash, m, sampling) for m in requests]
     answers: list[TeacherResponse | None] = [cache.get(k) for k in keys]
     hits = sum(a is not None for a in answers)
     missing = [i for i, a in enumerate(answers) if a is None]
     for start in range(0, len(missing), chunk):
-        batch = missing[start:start + chunk]
+        batch = missing[start : start + chunk]
         for i, response in zip(batch, teacher.complete([requests[i] for i in batch], sampling), strict=True):
             answers[i] = response
             if response.error is None:

@@ -22,5 +22,9 @@ class TeacherChat:
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int = 96) -> Completion:
         response = self.teacher.complete([messages], SamplingConfig(max_tokens=max_tokens))[0]
-        return Completion(text=response.text or "", prompt_tokens=response.prompt_tokens,
-                          completion_tokens=response.completion_tokens, finish_reason=response.finish_reason or "error")
+        return Completion(
+            text=response.text or "",
+            prompt_tokens=response.prompt_tokens,
+            completion_tokens=response.completion_tokens,
+            finish_reason=response.finish_reason or "error",
+        )

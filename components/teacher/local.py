@@ -19,6 +19,12 @@ class TransformersTeacher:
         out = []
         for messages in tqdm(requests, desc="teacher", unit="req", leave=False):
             c = self.model.chat(messages, sampling.max_tokens, sampling.temperature, sampling.top_p)
-            out.append(TeacherResponse(text=c.text, finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens,
-                                       completion_tokens=c.completion_tokens))
+            out.append(
+                TeacherResponse(
+                    text=c.text,
+                    finish_reason=c.finish_reason,
+                    prompt_tokens=c.prompt_tokens,
+                    completion_tokens=c.completion_tokens,
+                )
+            )
         return out

@@ -45,8 +45,13 @@ class OpenAITeacher:
         return min(0.5 * 2**attempt, 30.0) * (0.5 + random.random())  # exponential with jitter
 
     def complete_one(self, messages: list[dict[str, str]], sampling: SamplingConfig) -> TeacherResponse:
-        body = {"model": self.cfg.model, "messages": messages, "temperature": sampling.temperature,
-                "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
+        body = {
+            "model": self.cfg.model,
+            "messages": messages,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens,
+        }
         error = "no attempt"
         for attempt in range(self.cfg.max_retries + 1):
             retry_after = None
@@ -61,8 +66,10 @@ class OpenAITeacher:
                         choice = data["choices"][0]
                         usage = data.get("usage") or {}
                         return TeacherResponse(
-                            text=choice["message"]["content"], finish_reason=choice.get("finish_reason"),
-                            prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0),
+                            text=choice["message"]["content"],
+                            finish_reason=choice.get("finish_reason"),
+                            prompt_tokens=usage.get("prompt_tokens", 0),
+                            completion_tokens=usage.get("completion_tokens", 0),
                         )
                     except (ValueError, KeyError, IndexError, TypeError):
                         return TeacherResponse(error="malformed_response")

@@ -1,0 +1,90 @@
+"""Shared fixtures. Everything a test writes lives under pytest's tmp dirs; Prefect, MLflow and DVC state too."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# Before any test module imports prefect: keep its state out of the user's home.
+_STATE = Path(tempfile.mkdtemp(prefix="slmops-test-state-"))
+os.environ["PREFECT_HOME"] = str(_STATE / "prefect")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ["DVC_SITE_CACHE_DIR"] = str(_STATE / "dvc-site")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def slmops(
+    *args: str, cwd: Path | None = None, input: str | None = None, env: dict | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run the real ``slmops`` console command."""
+    exe = Path(sys.executable).with_name("slmops")
+    proc = subprocess.run(
+        [str(exe), *args],
+        cwd=cwd or REPO,
+        input=input,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=900,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"slmops {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> dict:
+    """One end-to-end pipeline run on the smoke profile, shared by the tests that need trained artifacts."""
+    work = tmp_path_factory.mktemp("smoke-work")
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns.db'}"}
+    os.environ.update(env)  # the in-process registry helpers read the same store
+    proc = slmops("run", "--profile", "smoke", "--work-dir", str(work), env=env)
+    return {"work": work, "stdout": proc.stdout, "env": env}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """A tokenizer, a random tiny Llama (transformers folder) and its ONNX export: untrained, but real."""
+    from transformers import AutoTokenizer
+
+    from components.config import TinyModelConfig
+    from components.demo.generate import generate
+    from components.demo.models import init_model
+    from components.demo.tokenizer import run as train_tokenizer
+    from components.io import write_jsonl
+    from components.quantize import export_onnx, quantize_int8
+
+    root = tmp_path_factory.mktemp("tiny")
+    sets = generate(1, 60, 120, 20)
+    prepared = root / "prepared"
+    write_jsonl(prepared / "train.jsonl", sets["seed"])
+    write_jsonl(prepared / "val.jsonl", sets["seed"][:5])
+    write_jsonl(prepared / "pool.jsonl", sets["pool"])
+    write_jsonl(prepared / "test.jsonl", sets["test"])
+    train_tokenizer(512, prepared=prepared, out_dir=root / "tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
+    model = init_model(TinyModelConfig(hidden_size=64, num_layers=2, intermediate_size=128, num_heads=2), tokenizer)
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    export_onnx(root / "model", root / "onnx")
+    quantize_int8(root / "onnx", root / "int8")
+    return {
+        "root": root,
+        "prepared": prepared,
+        "tokenizer": root / "tokenizer",
+        "model": root / "model",
+        "onnx": root / "onnx",
+        "int8": root / "int8",
+    }

@@ -1,0 +1,122 @@
+"""Data contracts: the shipped generator's sets never overlap; prepare reports bad rows and leaks nothing."""
+
+from __future__ import annotations
+
+import json
+
+from components.config import PrepareConfig
+from components.data import near_dup_key, run
+from components.demo.generate import generate, overlap_report
+from components.io import load_jsonl
+from components.pii import find_pii
+
+
+def test_generator_sizes_and_no_test_input_in_training_inputs():
+    sets = generate(seed=42, n_seed=300, n_pool=3000, n_test=300)
+    assert len(sets["test"]) == 300 and len(sets["seed"]) >= 300 and len(sets["pool"]) >= 3000
+    assert overlap_report(sets)["test_in_train_exact"] == 0.0
+    train_keys = {near_dup_key(r["input"]) for r in sets["seed"] + sets["pool"]}
+    near = sum(near_dup_key(r["input"]) in train_keys for r in sets["test"])
+    assert near / 300 < 0.05  # the normalised near-duplicates, removed by prepare, are rare too
+
+
+def test_generator_is_deterministic():
+    assert generate(7, 20, 20, 20) == generate(7, 20, 20, 20)
+
+
+def _write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def test_prepare_reports_bad_rows_with_line_numbers_and_keeps_good_ones(tmp_path):
+    good = {
+        "input": "注文した商品が届きません。電話は090-1234-5678です",
+        "expected": {"category": "shipping", "priority": "high"},
+    }
+    _write(
+        tmp_path / "seed.jsonl",
+        [
+            json.dumps(good, ensure_ascii=False),
+            "{not json",
+            json.dumps(
+                {"input": "請求が二重です", "expected": {"category": "money", "priority": "high"}}, ensure_ascii=False
+            ),
+            json.dumps({"expected": {"category": "other", "priority": "low"}}),
+            json.dumps(good, ensure_ascii=False),  # exact duplicate
+            json.dumps(
+                {"input": "ログインできません", "expected": {"category": "account", "priority": "medium"}},
+                ensure_ascii=False,
+            ),
+        ],
+    )
+    _write(
+        tmp_path / "test.jsonl",
+        [
+            json.dumps(
+                {"input": "ログインできません", "expected": {"category": "account", "priority": "low"}},
+                ensure_ascii=False,
+            )
+        ],
+    )
+    result = run(
+        PrepareConfig(val_fraction=0.0),
+        labelled=tmp_path / "seed.jsonl",
+        unlabelled=None,
+        test=tmp_path / "test.jsonl",
+        out_dir=tmp_path / "out",
+    )
+    rejects = load_jsonl(tmp_path / "out" / "rejects.jsonl")
+    by_line = {r["line"]: r["reason"] for r in rejects}
+    assert set(by_line) == {2, 3, 4}
+    assert "invalid JSON" in by_line[2] and "category" in by_line[3] and "input" in by_line[4]
+    train = load_jsonl(tmp_path / "out" / "train.jsonl")
+    assert [r["input"] for r in train] == ["注文した商品が届きません。電話は[PHONE]です"]  # masked, deduped
+    assert result.rejected["duplicate_labelled"] == 2  # the repeat, and the row equal to a test input
+    assert result.pii_masked == {"PHONE": 2}  # counted as masked, before the duplicate is dropped
+
+
+def test_prepare_reads_csv(tmp_path):
+    (tmp_path / "seed.csv").write_text(
+        "input,category,priority,reply\n配送が遅い,shipping,medium,確認します\n壊れていた,defect,wrong,\n",
+        encoding="utf-8",
+    )
+    _write(
+        tmp_path / "test.jsonl",
+        [
+            json.dumps(
+                {"input": "解約したい", "expected": {"category": "cancellation", "priority": "low"}}, ensure_ascii=False
+            )
+        ],
+    )
+    run(
+        PrepareConfig(val_fraction=0.0, min_chars=1),
+        labelled=tmp_path / "seed.csv",
+        unlabelled=None,
+        test=tmp_path / "test.jsonl",
+        out_dir=tmp_path / "out",
+    )
+    assert [r["input"] for r in load_jsonl(tmp_path / "out" / "train.jsonl")] == ["配送が遅い"]
+    assert [r["line"] for r in load_jsonl(tmp_path / "out" / "rejects.jsonl")] == [3]
+
+
+def test_prepared_demo_splits_do_not_overlap_and_hold_no_pii(tmp_path):
+    from components.demo.generate import run as generate_run
+
+    generate_run(3, 150, 300, 60, tmp_path / "raw")
+    raw = tmp_path / "raw"
+    run(
+        PrepareConfig(),
+        labelled=raw / "seed.jsonl",
+        unlabelled=raw / "pool.jsonl",
+        test=raw / "test.jsonl",
+        out_dir=tmp_path / "p",
+    )
+    keys = {
+        name: {near_dup_key(r["input"]) for r in load_jsonl(tmp_path / "p" / f"{name}.jsonl")}
+        for name in ("train", "val", "test", "pool")
+    }
+    assert not keys["test"] & (keys["train"] | keys["val"] | keys["pool"])
+    assert not keys["val"] & keys["train"]
+    for name in ("train", "val", "test", "pool"):
+        for row in load_jsonl(tmp_path / "p" / f"{name}.jsonl"):
+            assert not find_pii(row["input"]), row["input"]

@@ -1,0 +1,214 @@
+"""End to end on the smoke profile: raw data -> served model answering HTTP; registry moves; caching; CLI.
+
+One pipeline run (the session fixture ``smoke_run``) feeds every test here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from components.io import load_jsonl
+from tests.conftest import slmops
+
+pytestmark = pytest.mark.slow
+
+
+def test_pipeline_runs_every_stage_and_registers_poc(smoke_run):
+    work = smoke_run["work"]
+    out = smoke_run["stdout"]
+    assert "poc gate:   passed" in out, out
+    for path in (
+        "data/prepared/train.jsonl",
+        "data/synthetic/train.jsonl",
+        "models/student/model.safetensors",
+        "models/student/adapter/adapter_config.json",
+        "models/student_onnx/int8/model.onnx",
+        "reports/eval/metrics.json",
+        "reports/eval/comparison.csv",
+    ):
+        assert (work / path).exists(), path
+    metrics = json.loads((work / "reports/eval/metrics.json").read_text())
+    assert set(metrics) == {"teacher", "student", "student_int8"}
+    assert metrics["student_int8"]["size_mb"] < metrics["student"]["size_mb"]
+    manifest = json.loads((work / "data/synthetic/manifest.json").read_text())
+    assert manifest["counts"]["asked"] > 0 and "rejected" in manifest
+
+
+def test_mlflow_has_a_parent_run_with_nested_stage_runs_and_a_comparison_table(smoke_run):
+    import mlflow
+
+    mlflow.set_tracking_uri(smoke_run["env"]["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(search_all_experiments=True)
+    parents = runs[runs["tags.mlflow.runName"] == "pipeline-smoke"]
+    assert len(parents) >= 1
+    parent_id = parents.iloc[0]["run_id"]
+    children = set(runs[runs["tags.mlflow.parentRunId"] == parent_id]["tags.mlflow.runName"])
+    assert {"prepare", "synthesize", "finetune", "quantize", "evaluate"} <= children
+    assert "metrics.student_int8.category_accuracy" in runs.columns
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent_id, "eval")}
+    assert "eval/comparison.json" in artifacts
+    assert not any("sk-" in str(v) for v in parents.iloc[0].to_dict().values())  # no secret in params
+
+
+def test_rerun_with_nothing_changed_recomputes_nothing(smoke_run):
+    proc = slmops("run", "--profile", "smoke", "--work-dir", str(smoke_run["work"]), env=smoke_run["env"])
+    log = proc.stdout + proc.stderr
+    assert "running" not in " ".join(line for line in log.splitlines() if "slmops - stage" in line), log[-3000:]
+    assert log.count(": cached") >= 9
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_served_poc_model_answers_http_and_logs_the_request(smoke_run):
+    work, port = smoke_run["work"], _free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "slmops")
+    server = subprocess.Popen(
+        [exe, "serve", "--alias", "poc", "--port", str(port), "--profile", "smoke", "--work-dir", str(work)],
+        env={**os.environ, **smoke_run["env"]},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stdout.read()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.5)
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            timeout=60,
+            json={
+                "model": "ticket-triage-slm",
+                "messages": [{"role": "user", "content": "荷物が届きません。"}],
+                "max_tokens": 16,
+            },
+        )
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] is not None
+        assert load_jsonl(work / "logs" / "inference.jsonl")[-1]["input"] == "荷物が届きません。"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_evaluate_cli_prints_metrics_as_the_last_line(smoke_run, tmp_path):
+    data = tmp_path / "eval.jsonl"
+    data.write_text(
+        "\n".join(
+            json.dumps(r, ensure_ascii=False)
+            for r in [
+                {"input": "請求が二重です", "expected": {"category": "billing", "priority": "high"}},
+                {
+                    "input": "ログインできません",
+                    "expected": {"category": "account", "priority": "medium", "reply": "確認します。"},
+                },
+                "broken",
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    proc = slmops(
+        "evaluate",
+        "--model",
+        "poc",
+        "--data",
+        str(data),
+        "--profile",
+        "smoke",
+        "--work-dir",
+        str(smoke_run["work"]),
+        env=smoke_run["env"],
+    )
+    metrics = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert metrics["n"] == 2 and {"category_accuracy", "priority_accuracy", "json_valid_rate"} <= set(metrics)
+    assert "line 3" in proc.stderr or ":3:" in proc.stderr
+
+
+def _register_copy(smoke_run, metrics=None) -> str:
+    """Register the smoke int8 model again as a new version (a stand-in for a later retraining run)."""
+    import mlflow
+    from components import registry
+    from components.config import load_params
+    from flows.runtime import tracking
+
+    work = smoke_run["work"]
+    mlflow.set_tracking_uri(smoke_run["env"]["MLFLOW_TRACKING_URI"])
+    tracking(work, load_params("smoke").project.experiment)
+    with mlflow.start_run(run_name="test-register"):
+        return registry.register(
+            work / "models/student_onnx/int8",
+            load_params("smoke").project.registered_model,
+            metrics or {"category_accuracy": 0.1},
+        )
+
+
+def test_promotion_is_gated_and_rollback_restores_the_previous_holder(smoke_run):
+    from components import registry
+    from components.config import load_params
+
+    work, env = smoke_run["work"], smoke_run["env"]
+    name = load_params("smoke").project.registered_model
+    failed = slmops("promote", "--to", "prod", "--profile", "smoke", "--work-dir", str(work), env=env, check=False)
+    assert failed.returncode == 1 and "no version holds 'pilot'" in failed.stdout
+
+    # The smoke model is far too weak for the pilot gates: the promotion fails and changes nothing.
+    pilot = slmops("promote", "--to", "pilot", "--profile", "smoke", "--work-dir", str(work), env=env, check=False)
+    assert pilot.returncode == 1 and json.loads(pilot.stdout)["reasons"]
+    assert registry.alias_version(name, "pilot") is None
+
+    first = registry.alias_version(name, "poc")
+    second = _register_copy(smoke_run)
+    registry.set_alias(name, "poc", second)
+    history = slmops("history", "--stage", "poc", "--profile", "smoke", "--work-dir", str(work), env=env)
+    assert f"version {first}" in history.stdout and f"version {second}" in history.stdout
+    back = slmops("rollback", "--stage", "poc", "--profile", "smoke", "--work-dir", str(work), env=env)
+    assert f"-> version {first}" in back.stdout
+    assert registry.alias_version(name, "poc") == first
+
+
+def test_a_tampered_artifact_is_refused_at_load(smoke_run):
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from components import registry
+    from components.config import load_params
+
+    name = load_params("smoke").project.registered_model
+    version = _register_copy(smoke_run)
+    registry.set_alias(name, "tampered", version)
+    _, loaded = registry.load_chat_model(name, "tampered")  # intact: loads
+    assert loaded == version
+    import mlflow
+
+    model_id = registry._client().get_model_version(name, version).model_id
+    stored = Path(urlparse(mlflow.get_logged_model(model_id).artifact_location).path)
+    onnx = next(stored.rglob("model.onnx"))
+    onnx.write_bytes(onnx.read_bytes() + b"\0")
+    with pytest.raises(ValueError, match="refusing to load"):
+        registry.load_chat_model(name, "tampered")
+
+
+def test_monitor_flow_reports_and_does_not_retrain_without_drift(smoke_run):
+    proc = slmops(
+        "monitor", "--profile", "smoke", "--work-dir", str(smoke_run["work"]), "--no-retrain", env=smoke_run["env"]
+    )
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["drift_detected"] is False and "retrain" not in result

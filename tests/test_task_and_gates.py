@@ -1,0 +1,64 @@
+"""The task's parser and metrics, and the promotion gates as pure decisions."""
+
+from __future__ import annotations
+
+from components.config import GateThresholds
+from components.gates import decide
+from components.tasks import ticket_triage as task
+
+GOOD = '{"category": "billing", "priority": "high", "reply": "確認いたします。"}'
+
+
+def test_parse_output_reasons():
+    assert task.parse_output(GOOD)[0].category == "billing"
+    assert task.parse_output("")[1] == "empty"
+    assert task.parse_output("{oops")[1] == "invalid_json"
+    assert task.parse_output("[1, 2]")[1] == "invalid_json"
+    assert task.parse_output('{"category": "spam", "priority": "high", "reply": "x"}')[1] == "schema_violation"
+    assert task.parse_output('{"category": "billing", "priority": "high"}')[1] == "schema_violation"
+    assert task.parse_output("```json\n" + GOOD + "\n```")[0] is not None
+
+
+def test_metrics_count_invalid_outputs_as_wrong():
+    expected = [
+        {"category": "billing", "priority": "high", "reply": "確認いたします。"},
+        {"category": "shipping", "priority": "low"},
+    ]
+    m = task.compute_metrics([GOOD, "not json"], expected)
+    assert m["category_accuracy"] == 0.5 and m["priority_accuracy"] == 0.5 and m["json_valid_rate"] == 0.5
+    assert m["reply_chrf"] == 100.0  # only rows with a reference reply count
+
+
+CANDIDATE = {
+    "category_accuracy": 0.92,
+    "priority_accuracy": 0.8,
+    "json_valid_rate": 1.0,
+    "latency_p95_ms": 50.0,
+    "size_mb": 3.0,
+}
+
+
+def test_gate_passes_when_every_threshold_holds():
+    d = decide(CANDIDATE, None, GateThresholds(min_category_accuracy=0.9, max_p95_latency_ms=100, max_size_mb=5))
+    assert d.passed and d.reasons == []
+
+
+def test_gate_lists_every_failed_check():
+    d = decide(CANDIDATE, None, GateThresholds(min_category_accuracy=0.95, max_p95_latency_ms=10, max_size_mb=1))
+    assert not d.passed
+    assert len(d.reasons) == 3 and {k for k, ok in d.checks.items() if not ok} == {
+        "min_category_accuracy",
+        "max_p95_latency_ms",
+        "max_size_mb",
+    }
+
+
+def test_champion_rule_blocks_a_regression_beyond_the_margin():
+    rule = GateThresholds(max_regression_vs_champion=0.01)
+    assert decide(CANDIDATE, {"category_accuracy": 0.925}, rule).passed  # within the margin
+    d = decide(CANDIDATE, {"category_accuracy": 0.95}, rule)
+    assert not d.passed and "champion" in d.reasons[0]
+
+
+def test_missing_metric_fails_the_gate():
+    assert not decide({}, None, GateThresholds(min_json_valid_rate=0.5)).passed
