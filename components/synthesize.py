@@ -113,8 +113,9 @@ def run(
 
         def label(inputs: list[str]) -> list[tuple[task.Label | None, str | None, TeacherResponse]]:
             nonlocal hits_total
+            messages = [task.build_teacher_messages(t) for t in inputs]
             responses, hits = complete_cached(
-                teacher, cache, template_hash, [task.build_teacher_messages(t) for t in inputs], cfg.sampling
+                teacher, cache, template_hash, messages, cfg.sampling, response_format=task.response_format()
             )
             hits_total += hits
             for r in responses:

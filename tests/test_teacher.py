@@ -10,6 +10,7 @@ import pytest
 from components.config import CallableTeacherConfig, OpenAITeacherConfig, SamplingConfig, SynthesizeConfig
 from components.io import load_jsonl, write_jsonl
 from components.synthesize import RejectRateExceeded, run
+from components.tasks import ticket_triage as task
 from components.teacher import open_teacher
 from tests.fake_teacher import FakeTeacher, label_json
 
@@ -69,7 +70,7 @@ BAD_ANSWERS = {  # pool row index -> (content, finish_reason, expected reject re
     2: ('{"category": "spam", "priority": "high", "reply": "x"}', "stop", "schema_violation"),
     3: (label_json(), "length", "truncated"),
     4: ("I'm sorry, I cannot help with that.", "stop", "refusal"),
-    5: ("You triage customer-support inquiries. Answer with JSON only: ...", "stop", "echoes_system_prompt"),
+    5: (task.SYSTEM_PROMPT + " はい。", "stop", "echoes_system_prompt"),
 }
 
 

@@ -21,13 +21,10 @@ PRIORITIES = ("low", "medium", "high", "urgent")
 Category = Literal["billing", "shipping", "account", "defect", "technical", "cancellation", "other"]
 Priority = Literal["low", "medium", "high", "urgent"]
 
-# The teacher gets full instructions. The student is fine-tuned on the bare inquiry (the instructions are
-# distilled into its weights), so it never pays for these tokens at training or serving time.
-SYSTEM_PROMPT = (
-    "You triage customer-support inquiries. Answer with JSON only: "
-    '{"category": one of billing|shipping|account|defect|technical|cancellation|other, '
-    '"priority": one of low|medium|high|urgent, "reply": a short polite first reply in Japanese}.'
-)
+# The teacher gets the instructions; the allowed values travel as a JSON schema too (``response_format``), which
+# OpenAI-compatible servers with structured outputs (vLLM, OpenAI, Azure) enforce while decoding. The student is
+# fine-tuned on the bare inquiry (the instructions are distilled into its weights), so it never pays for them.
+SYSTEM_PROMPT = "問い合わせを分類し、category・priority・replyのJSONだけで答えてください。"
 AUGMENT_PROMPT = (
     "Write one new, realistic Japanese customer-support inquiry of category {category}. Example:\n{example}"
 )
@@ -63,6 +60,13 @@ def build_teacher_messages(text: str) -> list[dict[str, str]]:
 
 def build_augment_messages(category: str, example: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": AUGMENT_PROMPT.format(category=category, example=example)}]
+
+
+def response_format() -> dict[str, Any]:
+    """OpenAI ``response_format`` asking for exactly the ``Label`` schema (enums included)."""
+    schema = Label.model_json_schema()
+    schema["additionalProperties"] = False
+    return {"type": "json_schema", "json_schema": {"name": "ticket_triage", "schema": schema, "strict": True}}
 
 
 def format_output(label: dict[str, Any]) -> str:

@@ -22,4 +22,8 @@ class Teacher(Protocol):
     teacher_id: str  # backend + model; part of provenance and of the cache key
     model_version: str
 
-    def complete(self, requests: list[list[dict[str, str]]], sampling: SamplingConfig) -> list[TeacherResponse]: ...
+    def complete(
+        self, requests: list[list[dict[str, str]]], sampling: SamplingConfig, response_format: dict | None = None
+    ) -> list[TeacherResponse]:
+        """One response per request, in order; ``response_format`` is passed to backends that support it."""
+        ...

@@ -55,6 +55,7 @@ def complete_cached(
     requests: list[list[dict[str, str]]],
     sampling: SamplingConfig,
     chunk: int = 64,
+    response_format: dict | None = None,
 ) -> tuple[list[TeacherResponse], int]:
     """Answer from the cache where possible; ask the teacher for the rest in chunks, caching as they land."""
     keys = [cache_key(teacher, template_hash, m, sampling) for m in requests]
@@ -63,7 +64,9 @@ def complete_cached(
     missing = [i for i, a in enumerate(answers) if a is None]
     for start in range(0, len(missing), chunk):
         batch = missing[start : start + chunk]
-        for i, response in zip(batch, teacher.complete([requests[i] for i in batch], sampling), strict=True):
+        for i, response in zip(
+            batch, teacher.complete([requests[i] for i in batch], sampling, response_format), strict=True
+        ):
             answers[i] = response
             if response.error is None:
                 cache.put(keys[i], response)

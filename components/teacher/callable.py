@@ -17,7 +17,9 @@ class CallableTeacher:
         self.teacher_id = f"callable:{cfg.target}"
         self.model_version = cfg.model
 
-    def complete(self, requests: list[list[dict[str, str]]], sampling: SamplingConfig) -> list[TeacherResponse]:
+    def complete(
+        self, requests: list[list[dict[str, str]]], sampling: SamplingConfig, response_format: dict | None = None
+    ) -> list[TeacherResponse]:
         out = []
         for messages in requests:
             try:

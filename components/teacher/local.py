@@ -15,7 +15,9 @@ class TransformersTeacher:
         self.teacher_id = f"transformers:{cfg.model}"
         self.model_version = cfg.model
 
-    def complete(self, requests: list[list[dict[str, str]]], sampling: SamplingConfig) -> list[TeacherResponse]:
+    def complete(
+        self, requests: list[list[dict[str, str]]], sampling: SamplingConfig, response_format: dict | None = None
+    ) -> list[TeacherResponse]:
         out = []
         for messages in tqdm(requests, desc="teacher", unit="req", leave=False):
             c = self.model.chat(messages, sampling.max_tokens, sampling.temperature, sampling.top_p)

@@ -44,7 +44,9 @@ class OpenAITeacher:
                 pass
         return min(0.5 * 2**attempt, 30.0) * (0.5 + random.random())  # exponential with jitter
 
-    def complete_one(self, messages: list[dict[str, str]], sampling: SamplingConfig) -> TeacherResponse:
+    def complete_one(
+        self, messages: list[dict[str, str]], sampling: SamplingConfig, response_format: dict | None = None
+    ) -> TeacherResponse:
         body = {
             "model": self.cfg.model,
             "messages": messages,
@@ -52,6 +54,8 @@ class OpenAITeacher:
             "top_p": sampling.top_p,
             "max_tokens": sampling.max_tokens,
         }
+        if response_format is not None:
+            body["response_format"] = response_format
         error = "no attempt"
         for attempt in range(self.cfg.max_retries + 1):
             retry_after = None
@@ -81,7 +85,9 @@ class OpenAITeacher:
                 time.sleep(self._backoff(attempt, retry_after))
         return TeacherResponse(error=error)
 
-    def complete(self, requests: list[list[dict[str, str]]], sampling: SamplingConfig) -> list[TeacherResponse]:
+    def complete(
+        self, requests: list[list[dict[str, str]]], sampling: SamplingConfig, response_format: dict | None = None
+    ) -> list[TeacherResponse]:
         with ThreadPoolExecutor(max_workers=self.cfg.max_concurrency) as pool:
-            futures = [pool.submit(self.complete_one, messages, sampling) for messages in requests]
+            futures = [pool.submit(self.complete_one, messages, sampling, response_format) for messages in requests]
             return [f.result() for f in tqdm(futures, desc="teacher", unit="req", leave=False)]

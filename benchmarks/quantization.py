@@ -1,0 +1,52 @@
+"""Side by side in one run: the student as transformers (torch fp32), ONNX fp32 and ONNX int8.
+
+Usage (after `make demo`):
+    .venv/bin/python benchmarks/quantization.py --n 100
+
+Prints accuracy, latency p50/p95 (one request at a time) and size for each, then the int8 ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from components.evaluate import evaluate_model
+from components.inference import ChatModel
+from components.io import load_jsonl
+from components.quantize import dir_size_mb
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", type=Path, default=Path("."))
+    parser.add_argument("--n", type=int, default=100, help="test inquiries to time")
+    args = parser.parse_args()
+    w = args.work_dir
+    rows = load_jsonl(w / "data/prepared/test.jsonl")[: args.n]
+    folders = {
+        "torch_fp32": w / "models/student",
+        "onnx_fp32": w / "models/student_onnx/fp32",
+        "onnx_int8": w / "models/student_onnx/int8",
+    }
+    results = {}
+    for name, folder in folders.items():
+        model = ChatModel.load(folder)
+        evaluate_model(model, rows[:5], 96, desc="warm-up")
+        metrics, _ = evaluate_model(model, rows, 96, desc=name)
+        results[name] = {k: round(metrics[k], 4) for k in ("category_accuracy", "latency_p50_ms", "latency_p95_ms")}
+        results[name]["size_mb"] = round(dir_size_mb(folder), 2)
+    for name, m in results.items():
+        print(f"{name:<11} " + "  ".join(f"{k}={v}" for k, v in m.items()))
+    base, int8 = results["torch_fp32"], results["onnx_int8"]
+    ratios = {
+        "p50_speedup_int8_vs_torch": round(base["latency_p50_ms"] / int8["latency_p50_ms"], 2),
+        "size_ratio_int8_vs_torch": round(int8["size_mb"] / base["size_mb"], 3),
+        "accuracy_delta_int8_vs_torch": round(int8["category_accuracy"] - base["category_accuracy"], 4),
+    }
+    print(json.dumps(ratios))
+
+
+if __name__ == "__main__":
+    main()
