@@ -131,6 +131,9 @@ class LoraParams(Strict):
     alpha: int = 32
     dropout: float = 0.05
     target_modules: str | list[str] = "all-linear"
+    # Train these whole (not as adapters), e.g. ["embed_tokens"] when the base's embeddings need to move (a
+    # small or briefly pretrained base). Tied input/output embeddings stay tied.
+    modules_to_save: list[str] | None = None
 
 
 class FinetuneConfig(Strict):

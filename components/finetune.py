@@ -147,6 +147,8 @@ def run(
         peft_config = LoraConfig(
             r=lc.r,
             lora_alpha=lc.alpha,
+            modules_to_save=lc.modules_to_save,
+            ensure_weight_tying=bool(lc.modules_to_save),
             lora_dropout=lc.dropout,
             target_modules=lc.target_modules,
             task_type="CAUSAL_LM",

@@ -32,6 +32,7 @@ def configure(work_dir: Path) -> None:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect's SQLite needs the folder
 
 
 def tracking(work_dir: Path, experiment: str) -> str:
