@@ -155,8 +155,12 @@ def run(
         )
     train_rows = sft_records(load_jsonl(train))
     val_rows = sft_records(load_jsonl(val)) if val else None
-    args = training_args(cfg.training, out_dir, seed, eval_strategy="epoch" if val_rows else "no")
+    # Evaluate once, after training: on CPU, bitsandbytes repacks 4-bit weights for inference the first time
+    # the model runs in eval mode, and training steps after that would bypass autograd.
+    args = training_args(cfg.training, out_dir, seed, eval_strategy="no")
     trainer, history = train_sft(model, tokenizer, train_rows, val_rows, args, peft_config)
+    if val_rows:
+        history.append(trainer.evaluate() | {"step": trainer.state.global_step})
     trained = trainer.model
     trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trained.parameters())
