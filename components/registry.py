@@ -94,11 +94,13 @@ def load_chat_model(name: str, alias: str):
     if version is None:
         raise ValueError(f"no model version holds alias {alias!r} of {name!r}; register and promote one first")
     expected = _client().get_model_version(name, version).tags.get("sha256")
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    inner = pyfunc.unwrap_python_model()
-    actual = sha256_tree(Path(inner.onnx_dir))
+    # Verify the files before any of them is parsed: download (a no-op copy for a local store), hash, then load.
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
+    onnx_dirs = [p for p in (local / "artifacts").iterdir() if p.is_dir()]
+    actual = sha256_tree(onnx_dirs[0]) if len(onnx_dirs) == 1 else "missing"
     if expected and actual != expected:
         raise ValueError(
             f"{name} v{version}: artifact sha256 {actual[:12]} != registered {expected[:12]}; refusing to load"
         )
+    inner = mlflow.pyfunc.load_model(str(local)).unwrap_python_model()
     return inner.chat_model, version

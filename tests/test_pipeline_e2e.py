@@ -198,8 +198,8 @@ def test_a_tampered_artifact_is_refused_at_load(smoke_run):
     assert loaded == version
     import mlflow
 
-    model_id = registry._client().get_model_version(name, version).model_id
-    stored = Path(urlparse(mlflow.get_logged_model(model_id).artifact_location).path)
+    source = registry._client().get_model_version(name, version).source  # models:/m-<logged model id>
+    stored = Path(urlparse(mlflow.get_logged_model(source.removeprefix("models:/")).artifact_location).path)
     onnx = next(stored.rglob("model.onnx"))
     onnx.write_bytes(onnx.read_bytes() + b"\0")
     with pytest.raises(ValueError, match="refusing to load"):
