@@ -96,23 +96,20 @@ def test_synthesize_rejects_every_bad_answer_and_never_trains_on_it(tmp_path):
     paths = _inputs(tmp_path, n_pool=10)
     with FakeTeacher(_script) as fake:
         cfg = SynthesizeConfig(teacher=_cfg(fake.base_url), augment_per_category=1, max_reject_rate=1.0)
-        result = run(
-            cfg,
-            train=paths["train"],
-            pool=paths["pool"],
-            test=paths["test"],
-            out_dir=tmp_path / "out",
-            cache_path=tmp_path / "cache.sqlite",
-        )
+
+        def synthesize(out: str):
+            return run(
+                cfg,
+                train=paths["train"],
+                pool=paths["pool"],
+                test=paths["test"],
+                out_dir=tmp_path / out,
+                cache_path=tmp_path / "cache.sqlite",
+            )
+
+        result = synthesize("out")
         first_calls = len(fake.calls)
-        again = run(
-            cfg,
-            train=paths["train"],
-            pool=paths["pool"],
-            test=paths["test"],
-            out_dir=tmp_path / "out2",
-            cache_path=tmp_path / "cache.sqlite",
-        )
+        again = synthesize("out2")
         assert len(fake.calls) == first_calls, "a rerun must be answered from the cache"
     assert again.cache_hits >= 10 and again.teacher_calls == 0
 
