@@ -38,7 +38,8 @@ class TinyModelConfig(Strict):
 
     hidden_size: int = 128
     num_layers: int = 4
-    intermediate_size: int = 352
+    # Multiples of 64 (bitsandbytes' 4-bit block size): its CPU inference path repacks weights per block.
+    intermediate_size: int = 384
     num_heads: int = 4
     max_position_embeddings: int = 256
 

@@ -47,10 +47,16 @@ def build_demo(params: Params, layout: Layout, parent: str) -> None:
         parent_run_id=parent,
         fn=lambda: _Path(path=tokenizer.run(d.vocab_size, prepared=layout.prepared, out_dir=layout.tokenizer)),
     )
+    model_configs = {  # each model's cache key holds only what builds it
+        "student": d.model_dump(include={"student", "pretrain", "vocab_size"}),
+        "teacher": d.model_dump(
+            include={"teacher", "pretrain", "teacher_pretrain_epochs", "teacher_sft", "vocab_size"}
+        ),
+    }
     for which, out in (("student", layout.student_base), ("teacher", layout.teacher)):
         run_stage(
             f"demo-{which}",
-            config=d,
+            config=model_configs[which],
             inputs=[layout.tokenizer, layout.prepared],
             code=code_hash("demo/models.py", "finetune.py"),
             out_dir=out,

@@ -90,4 +90,6 @@ class OpenAITeacher:
     ) -> list[TeacherResponse]:
         with ThreadPoolExecutor(max_workers=self.cfg.max_concurrency) as pool:
             futures = [pool.submit(self.complete_one, messages, sampling, response_format) for messages in requests]
-            return [f.result() for f in tqdm(futures, desc="teacher", unit="req", leave=False)]
+            return [
+                f.result() for f in tqdm(futures, desc="teacher", unit="req", leave=False, disable=len(futures) < 2)
+            ]
