@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -92,9 +93,7 @@ def evaluate(
     from components.evaluate import evaluate_model
 
     rejects: list[dict] = []
-    rows = load_clean(
-        data, PrepareConfig(mask_pii=False, min_chars=1), True, rejects, __import__("collections").Counter()
-    )
+    rows = load_clean(data, PrepareConfig(mask_pii=False, min_chars=1), True, rejects, Counter())
     for r in rejects:
         typer.echo(f"skipped {r['file']}:{r['line']}: {r['reason']}", err=True)
     if not rows:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
+from pydantic import BaseModel
 
 from components.config import Layout, Params, load_gates, load_params, resolve_model_path
 from flows.runtime import flatten, tracking
@@ -286,11 +287,11 @@ def _comparison_table(metrics: dict[str, dict[str, float]]) -> dict[str, list]:
     return {"model": list(metrics), **{c: [metrics[m].get(c) for m in metrics] for c in columns}}
 
 
-class _Counts(__import__("pydantic").BaseModel):
+class _Counts(BaseModel):
     counts: dict[str, int]
 
 
-class _Path(__import__("pydantic").BaseModel):
+class _Path(BaseModel):
     path: Path
 
 
