@@ -95,14 +95,3 @@ def read_manifest(out_dir: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def verify_manifest(out_dir: Path) -> None:
-    """Raise if a file listed in the manifest is missing or its content changed."""
-    manifest = read_manifest(out_dir)
-    if manifest is None:
-        raise FileNotFoundError(f"{out_dir}: no {MANIFEST}; run the stage that writes it first")
-    for name, digest in manifest["files"].items():
-        file = out_dir / name
-        if not file.exists() or sha256_file(file) != digest:
-            raise ValueError(f"{file}: content does not match {out_dir / MANIFEST}; rerun the stage")

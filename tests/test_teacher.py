@@ -64,6 +64,17 @@ def _inputs(tmp: Path, n_pool: int) -> dict[str, Path]:
     return paths
 
 
+def _synthesize(cfg: SynthesizeConfig, paths: dict[str, Path], tmp_path: Path, out: str = "out"):
+    return run(
+        cfg,
+        train=paths["train"],
+        pool=paths["pool"],
+        test=paths["test"],
+        out_dir=tmp_path / out,
+        cache_path=tmp_path / "cache.sqlite",
+    )
+
+
 BAD_ANSWERS = {  # pool row index -> (content, finish_reason, expected reject reason)
     0: ("", "stop", "empty"),
     1: ("this is not json", "stop", "invalid_json"),
@@ -97,19 +108,9 @@ def test_synthesize_rejects_every_bad_answer_and_never_trains_on_it(tmp_path):
     with FakeTeacher(_script) as fake:
         cfg = SynthesizeConfig(teacher=_cfg(fake.base_url), augment_per_category=1, max_reject_rate=1.0)
 
-        def synthesize(out: str):
-            return run(
-                cfg,
-                train=paths["train"],
-                pool=paths["pool"],
-                test=paths["test"],
-                out_dir=tmp_path / out,
-                cache_path=tmp_path / "cache.sqlite",
-            )
-
-        result = synthesize("out")
+        result = _synthesize(cfg, paths, tmp_path)
         first_calls = len(fake.calls)
-        again = synthesize("out2")
+        again = _synthesize(cfg, paths, tmp_path, "out2")
         assert len(fake.calls) == first_calls, "a rerun must be answered from the cache"
     assert again.cache_hits >= 10 and again.teacher_calls == 0
 
@@ -134,14 +135,7 @@ def test_synthesize_fails_with_the_breakdown_when_too_many_answers_are_bad(tmp_p
     with FakeTeacher(_script) as fake:
         cfg = SynthesizeConfig(teacher=_cfg(fake.base_url), augment_per_category=0, max_reject_rate=0.2)
         with pytest.raises(RejectRateExceeded, match="invalid_json"):
-            run(
-                cfg,
-                train=paths["train"],
-                pool=paths["pool"],
-                test=paths["test"],
-                out_dir=tmp_path / "out",
-                cache_path=tmp_path / "cache.sqlite",
-            )
+            _synthesize(cfg, paths, tmp_path)
     assert not (tmp_path / "out" / "train.jsonl").exists()
 
 
@@ -160,13 +154,6 @@ def test_callable_backend_labels_and_counts_its_failures(tmp_path):
         augment_per_category=1,
         max_reject_rate=1.0,
     )
-    result = run(
-        cfg,
-        train=paths["train"],
-        pool=paths["pool"],
-        test=paths["test"],
-        out_dir=tmp_path / "out",
-        cache_path=tmp_path / "cache.sqlite",
-    )
+    result = _synthesize(cfg, paths, tmp_path)
     assert result.counts["teacher_label"] == 3
     assert result.rejected == {"teacher_error": 2}  # one self-instruct ask per category, both failed
