@@ -91,9 +91,13 @@ class OpenAITeacherConfig(Strict):
     base_url: str = "http://127.0.0.1:8765/v1"
     model: str = "teacher"
     api_key_env: str | None = "SLMOPS_TEACHER_API_KEY"  # the env var's name, never the key itself
-    timeout_s: float = 60.0
-    max_concurrency: int = 4
-    max_retries: int = 4
+    timeout_s: float = Field(60.0, gt=0)
+    max_concurrency: int = Field(4, ge=1)  # requests in flight at once
+    max_retries: int = Field(4, ge=0)  # per request, on 429 / 5xx / timeouts / connection errors
+    max_requests_per_minute: float | None = Field(None, gt=0)  # None: no client-side limit
+    max_tokens_per_minute: float | None = Field(None, gt=0)  # prompt estimate + max_tokens, per request
+    # Stop the stage when this many attempts in a row failed (endpoint down), instead of burning the queue.
+    circuit_breaker_failures: int = Field(20, ge=1)
     # Offline demo: start the project's own server on this ONNX model folder for the stage's duration.
     serve_local: str | None = None
 
@@ -111,11 +115,20 @@ class TransformersTeacherConfig(Strict):
 
     kind: Literal["transformers"] = "transformers"
     model: str
+    batch_size: int = Field(8, ge=1)  # prompts generated together (left-padded)
 
 
 TeacherConfig = Annotated[
     OpenAITeacherConfig | CallableTeacherConfig | TransformersTeacherConfig, Field(discriminator="kind")
 ]
+
+
+class CostConfig(Strict):
+    """Teacher price, for the estimated cost logged to MLflow (0 for a self-hosted teacher)."""
+
+    prompt_per_1k_tokens: float = Field(0.0, ge=0.0)
+    completion_per_1k_tokens: float = Field(0.0, ge=0.0)
+    currency: str = "USD"
 
 
 class SynthesizeConfig(Strict):
@@ -125,6 +138,14 @@ class SynthesizeConfig(Strict):
     max_unlabelled: int | None = None  # label at most this many pool prompts (None: all)
     augment_per_category: int = 10  # self-instruct: new inputs the teacher writes per category
     max_reject_rate: float = Field(0.3, ge=0.0, le=1.0)
+    # MinHash-estimated Jaccard of character 3-grams at or above which two inputs are near-duplicates:
+    # used to drop duplicate synthetic inputs and to decontaminate every training row against the test set.
+    near_dup_threshold: float = Field(0.8, gt=0.0, le=1.0)
+    # No category may exceed this share of the training file: over-represented teacher rows are dropped
+    # (gold rows never are). A category under ``min_class_share`` is reported as a warning.
+    max_class_share: float = Field(0.4, gt=0.0, le=1.0)
+    min_class_share: float = Field(0.02, ge=0.0, lt=1.0)
+    cost: CostConfig = CostConfig()
 
 
 class LoraParams(Strict):

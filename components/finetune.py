@@ -60,6 +60,9 @@ def training_args(cfg: TrainingConfig, out_dir: Path, seed: int, **extra: Any):
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate,
+        # beta2 0.95 (as in LLaMA/GPT-3 training), not the 0.999 default: on the demo's tiny models the
+        # category of an inquiry was learned at 99.5% vs 72.5% on validation after the same 450 steps.
+        adam_beta2=0.95,
         warmup_ratio=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
         lr_scheduler_type="cosine",

@@ -67,32 +67,54 @@ class ChatModel:
         top_p: float = 1.0,
         seed: int | None = None,
     ) -> Completion:
+        return self.chat_batch([messages], max_tokens, temperature, top_p, seed)[0]
+
+    def chat_batch(
+        self,
+        conversations: list[list[dict[str, str]]],
+        max_tokens: int = 96,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> list[Completion]:
+        """Generate for several conversations at once (left-padded to one width); one Completion each."""
         import torch
 
-        ids = self.encode(messages)
-        if len(ids) + max_tokens > self.context_window:
-            raise ContextWindowExceeded(
-                f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceeds the context window "
-                f"({self.context_window} tokens)"
-            )
+        encoded = [self.encode(messages) for messages in conversations]
+        for ids in encoded:
+            if len(ids) + max_tokens > self.context_window:
+                raise ContextWindowExceeded(
+                    f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceeds the context window "
+                    f"({self.context_window} tokens)"
+                )
         sampling = (
             {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
         )
-        input_ids = torch.tensor([ids])
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        width = max(map(len, encoded))
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])
+        attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
         with self._lock, torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)
             out = self.model.generate(
                 input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
+                attention_mask=attention_mask,
                 max_new_tokens=max_tokens,
-                eos_token_id=self.tokenizer.eos_token_id,
-                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=eos,
+                pad_token_id=pad,
                 **sampling,
             )
-        new = out[0, len(ids) :].tolist()
-        stopped = bool(new) and new[-1] == self.tokenizer.eos_token_id
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        return Completion(
-            text=text, prompt_tokens=len(ids), completion_tokens=len(new), finish_reason="stop" if stopped else "length"
-        )
+        completions = []
+        for ids, row in zip(encoded, out[:, width:].tolist(), strict=True):
+            stopped = eos in row
+            new = row[: row.index(eos) + 1] if stopped else row
+            completions.append(
+                Completion(
+                    text=self.tokenizer.decode(new, skip_special_tokens=True),
+                    prompt_tokens=len(ids),
+                    completion_tokens=len(new),
+                    finish_reason="stop" if stopped else "length",
+                )
+            )
+        return completions

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,13 +60,22 @@ def run_stage(
         result = manifest["result"]
     else:
         log.warning("stage %s: running", name)
+        started = time.perf_counter()
         result = fn().model_dump(mode="json")
+        seconds = round(time.perf_counter() - started, 1)
+        log.warning("stage %s: done in %.1f s", name, seconds)
         manifest = read_manifest(out_dir) or {}
-        manifest |= {"cache_key": key, "result": {k: v for k, v in result.items() if k != "log_history"}}
+        manifest |= {
+            "cache_key": key,
+            "seconds": seconds,
+            "result": {k: v for k, v in result.items() if k != "log_history"},
+        }
         atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2, default=str))
 
     with mlflow.start_run(run_name=name, nested=parent_run_id is not None, parent_run_id=parent_run_id):
         mlflow.set_tag("cached", str(cached).lower())
+        if "seconds" in manifest:  # time of the run that computed it, also when this one was cached
+            mlflow.log_metric("stage_seconds", manifest["seconds"])
         if isinstance(config, BaseModel):
             mlflow.log_params({k: str(v)[:500] for k, v in flatten(config.model_dump(mode="json")).items()})
         mlflow.log_metrics(_numbers({k: v for k, v in result.items() if k != "log_history"}))

@@ -1,7 +1,12 @@
-"""A scripted OpenAI-compatible endpoint on loopback, for testing teacher clients over real HTTP."""
+"""A scripted OpenAI-compatible endpoint on loopback, for testing teacher clients over real HTTP.
+
+Also used by ``benchmarks/teacher.py``: ``delay_s`` makes every answer take that long and ``capacity``
+bounds how many requests the server works on at once (the rest queue), like a real inference server.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Callable
@@ -26,13 +31,16 @@ def completion(content: str, finish_reason: str = "stop") -> dict:
 
 
 class FakeTeacher:
-    def __init__(self, script: Script):
+    def __init__(self, script: Script, delay_s: float = 0.0, capacity: int | None = None):
         self.script = script
         self.calls: list[str] = []  # the user message of every request that reached the server
         self.auth: list[str | None] = []  # the Authorization header of every request
+        self.in_flight = 0
+        self.max_in_flight = 0  # most requests the server saw at once
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
         app = FastAPI()
+        slots = asyncio.Semaphore(capacity) if capacity else None  # created here, used on the server's loop
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request):
@@ -43,6 +51,17 @@ class FakeTeacher:
                 self.auth.append(request.headers.get("authorization"))
                 attempt = self._attempts.get(user, 0)
                 self._attempts[user] = attempt + 1
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                if slots is not None:
+                    async with slots:
+                        await asyncio.sleep(delay_s)
+                elif delay_s:
+                    await asyncio.sleep(delay_s)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
             status, content, finish, headers = self.script(body["messages"], attempt)
             if status != 200:
                 return JSONResponse({"error": {"message": "scripted"}}, status_code=status, headers=headers)

@@ -1,22 +1,32 @@
-"""Teacher backends and the synthesize stage: retries, caching, every reject reason, provenance."""
+"""Teacher backends: retries, circuit breaker, concurrency and rate limits, the cache, each backend kind."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from components.config import CallableTeacherConfig, OpenAITeacherConfig, SamplingConfig, SynthesizeConfig
-from components.io import load_jsonl, write_jsonl
-from components.synthesize import RejectRateExceeded, run
+from components.config import CallableTeacherConfig, OpenAITeacherConfig, SamplingConfig, TransformersTeacherConfig
 from components.tasks import ticket_triage as task
 from components.teacher import open_teacher
+from components.teacher.base import TeacherUnavailable
+from components.teacher.cache import ResponseCache, complete_cached
+from components.teacher.openai import TokenBucket
+from tests.conftest import REPO
 from tests.fake_teacher import FakeTeacher, label_json
 
 
 def _cfg(url: str, **kw) -> OpenAITeacherConfig:
-    return OpenAITeacherConfig(base_url=url, model="fake", max_concurrency=4, max_retries=3, timeout_s=5, **kw)
+    return OpenAITeacherConfig(
+        **{"base_url": url, "model": "fake", "max_concurrency": 4, "max_retries": 3, "timeout_s": 5, **kw}
+    )
 
 
 def test_openai_backend_retries_429_and_500_honouring_retry_after():
@@ -47,96 +57,107 @@ def test_openai_backend_sends_the_key_from_the_named_env_var(monkeypatch):
     assert fake.auth == ["Bearer sk-test-123"]
 
 
-def _inputs(tmp: Path, n_pool: int) -> dict[str, Path]:
-    gold = [
-        {
-            "id": f"g{i}",
-            "input": f"請求について質問{i}です。",
-            "expected": {"category": c, "priority": "low", "reply": "確認します。"},
-        }
-        for i, c in enumerate(["billing", "shipping"] * 2)
-    ]
-    pool = [{"id": f"p{i}", "input": f"問い合わせ番号{i}について教えてください。"} for i in range(n_pool)]
-    test = [{"id": "t0", "input": "テスト用の問い合わせです。", "expected": {"category": "other", "priority": "low"}}]
-    paths = {"train": tmp / "train.jsonl", "pool": tmp / "pool.jsonl", "test": tmp / "test.jsonl"}
-    for name, rows in (("train", gold), ("pool", pool), ("test", test)):
-        write_jsonl(paths[name], rows)
-    return paths
+def test_openai_backend_trips_the_circuit_breaker_when_the_endpoint_is_down():
+    cfg = _cfg("http://127.0.0.1:9/v1", max_concurrency=4, circuit_breaker_failures=6)  # nothing listens on 9
+    with open_teacher(cfg) as teacher, pytest.raises(TeacherUnavailable, match=r"failed \d+ attempts in a row"):
+        teacher.complete([[{"role": "user", "content": f"q{i}"}] for i in range(200)], SamplingConfig())
 
 
-def _synthesize(cfg: SynthesizeConfig, paths: dict[str, Path], tmp_path: Path, out: str = "out"):
-    return run(
-        cfg,
-        train=paths["train"],
-        pool=paths["pool"],
-        test=paths["test"],
-        out_dir=tmp_path / out,
-        cache_path=tmp_path / "cache.sqlite",
-    )
+def test_openai_backend_breaker_stops_early_and_keeps_the_answers_that_landed():
+    def script(messages, attempt):
+        number = int(messages[-1]["content"][1:])
+        return (200, label_json(), "stop", {}) if number < 5 else (503, None, "stop", {"Retry-After": "0"})
+
+    landed = {}
+    cfg = _cfg("", max_concurrency=1, circuit_breaker_failures=8)
+    with FakeTeacher(script) as fake, open_teacher(cfg.model_copy(update={"base_url": fake.base_url})) as teacher:
+        with pytest.raises(TeacherUnavailable):
+            teacher.complete(
+                [[{"role": "user", "content": f"q{i}"}] for i in range(100)],
+                SamplingConfig(),
+                on_response=lambda i, r: landed.setdefault(i, r),
+            )
+    answered = sorted(i for i, r in landed.items() if r.error is None)
+    assert answered == [0, 1, 2, 3, 4]  # answered before the endpoint went down: handed over for the cache
+    assert len(fake.calls) <= 5 + 8 + 1  # not 100 x 4 attempts
 
 
-BAD_ANSWERS = {  # pool row index -> (content, finish_reason, expected reject reason)
-    0: ("", "stop", "empty"),
-    1: ("this is not json", "stop", "invalid_json"),
-    2: ('{"category": "spam", "priority": "high", "reply": "x"}', "stop", "schema_violation"),
-    3: (label_json(), "length", "truncated"),
-    4: ("I'm sorry, I cannot help with that.", "stop", "refusal"),
-    5: (task.SYSTEM_PROMPT + " はい。", "stop", "echoes_system_prompt"),
-}
+def test_openai_backend_keeps_max_concurrency_requests_in_flight():
+    with FakeTeacher(lambda m, a: (200, label_json(), "stop", {}), delay_s=0.05) as fake:
+        with open_teacher(_cfg(fake.base_url, max_concurrency=6)) as teacher:
+            responses = teacher.complete([[{"role": "user", "content": f"q{i}"}] for i in range(60)], SamplingConfig())
+    assert all(r.error is None for r in responses)
+    assert fake.max_in_flight == 6
 
 
-def _script(messages, attempt):
-    text = messages[-1]["content"]
-    if text.startswith("Write one new"):  # self-instruct: echo a test input once (contamination), else new text
-        return (
-            200,
-            ("テスト用の問い合わせです。" if "billing" in text else "配送が遅れている件で連絡しました。"),
-            "stop",
-            {},
+def test_token_bucket_spreads_work_over_the_configured_rate():
+    async def spend() -> float:
+        bucket = TokenBucket(per_minute=60_000)  # 1,000 a second, bursts of 10,000
+        await bucket.take(10_000)  # the burst goes at once
+        start = time.monotonic()
+        for _ in range(10):
+            await bucket.take(50)  # 500 more: about half a second
+        return time.monotonic() - start
+
+    assert 0.4 < asyncio.run(spend()) < 2.0
+
+
+def test_requests_per_minute_limit_slows_the_client_down():
+    with FakeTeacher(lambda m, a: (200, label_json(), "stop", {})) as fake:
+        cfg = _cfg(fake.base_url, max_concurrency=8, max_requests_per_minute=600)  # 10/s, bursts of 100
+        with open_teacher(cfg) as teacher:
+            start = time.monotonic()
+            teacher.complete([[{"role": "user", "content": f"q{i}"}] for i in range(110)], SamplingConfig())
+            elapsed = time.monotonic() - start
+    assert elapsed > 0.8  # the 10 requests over the burst wait about 1 s
+
+
+def test_cache_stores_each_answer_as_it_lands_so_a_killed_run_loses_nothing(tmp_path):
+    """Kill a process mid-run (SIGKILL), rerun: no prompt answered before the kill is asked again."""
+    requests = [[{"role": "user", "content": f"q{i:03d}"}] for i in range(200)]
+    with FakeTeacher(lambda m, a: (200, label_json(), "stop", {}), delay_s=0.02) as fake:
+        cfg = _cfg(fake.base_url, max_concurrency=2)
+        script = (
+            "import sys, json; from pathlib import Path\n"
+            "from components.config import OpenAITeacherConfig, SamplingConfig\n"
+            "from components.teacher import open_teacher\n"
+            "from components.teacher.cache import ResponseCache, complete_cached\n"
+            "cfg = OpenAITeacherConfig.model_validate_json(sys.argv[1])\n"
+            "requests = json.loads(sys.argv[2])\n"
+            "with open_teacher(cfg) as t:\n"
+            "    complete_cached(t, ResponseCache(Path(sys.argv[3])), 'h', requests, SamplingConfig())\n"
         )
-    if text.startswith("問い合わせ番号"):
-        index = int(text.removeprefix("問い合わせ番号").split("に")[0])
-        if index in BAD_ANSWERS:
-            content, finish, _ = BAD_ANSWERS[index]
-            return 200, content, finish, {}
-    category = "shipping" if "配送" in text else "billing"
-    return 200, label_json(category), "stop", {}
+        cache_path = tmp_path / "cache.sqlite"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script, cfg.model_dump_json(), json.dumps(requests), str(cache_path)], cwd=REPO
+        )
+        deadline = time.monotonic() + 60
+        while _cached_rows(cache_path) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        before_kill = set(fake.calls)
+        saved = _cached_rows(cache_path)
+        assert 20 <= saved < 200, saved
+        fake.calls.clear()
+        cache = ResponseCache(cache_path)
+        with open_teacher(cfg) as teacher:
+            responses, hits = complete_cached(teacher, cache, "h", requests, SamplingConfig())
+        cache.close()
+    assert hits == saved and len(responses) == 200
+    assert len(fake.calls) == 200 - saved
+    answered_before = {r[0]["content"] for r, resp in zip(requests, responses, strict=True) if resp.cached}
+    assert answered_before <= before_kill and not answered_before & set(fake.calls)
 
 
-def test_synthesize_rejects_every_bad_answer_and_never_trains_on_it(tmp_path):
-    paths = _inputs(tmp_path, n_pool=10)
-    with FakeTeacher(_script) as fake:
-        cfg = SynthesizeConfig(teacher=_cfg(fake.base_url), augment_per_category=1, max_reject_rate=1.0)
-
-        result = _synthesize(cfg, paths, tmp_path)
-        first_calls = len(fake.calls)
-        again = _synthesize(cfg, paths, tmp_path, "out2")
-        assert len(fake.calls) == first_calls, "a rerun must be answered from the cache"
-    assert again.cache_hits >= 10 and again.teacher_calls == 0
-
-    for _, _, reason in BAD_ANSWERS.values():
-        assert result.rejected.get(reason) == 1, (reason, result.rejected)
-    assert result.rejected.get("duplicate_or_test_contamination") == 1
-    train = load_jsonl(tmp_path / "out" / "train.jsonl")
-    inputs = {r["input"] for r in train}
-    for index in BAD_ANSWERS:
-        assert f"問い合わせ番号{index}について教えてください。" not in inputs
-    assert "テスト用の問い合わせです。" not in inputs  # decontaminated
-    for row in train:
-        if row["source"] != "gold":
-            assert {"teacher_id", "model_version", "template_hash", "sampling", "created_at"} <= set(row["provenance"])
-    assert {r["source"] for r in train} == {"gold", "teacher_label", "teacher_augment"}
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["rejected"] == result.rejected and "train.jsonl" in manifest["files"]
-
-
-def test_synthesize_fails_with_the_breakdown_when_too_many_answers_are_bad(tmp_path):
-    paths = _inputs(tmp_path, n_pool=10)
-    with FakeTeacher(_script) as fake:
-        cfg = SynthesizeConfig(teacher=_cfg(fake.base_url), augment_per_category=0, max_reject_rate=0.2)
-        with pytest.raises(RejectRateExceeded, match="invalid_json"):
-            _synthesize(cfg, paths, tmp_path)
-    assert not (tmp_path / "out" / "train.jsonl").exists()
+def _cached_rows(path: Path) -> int:
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(path, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    except sqlite3.OperationalError:  # table not created yet
+        return 0
 
 
 def rules_teacher(messages):
@@ -147,13 +168,27 @@ def rules_teacher(messages):
     return label_json("shipping" if "配送" in text else "billing")
 
 
-def test_callable_backend_labels_and_counts_its_failures(tmp_path):
-    paths = _inputs(tmp_path, n_pool=3)
-    cfg = SynthesizeConfig(
-        teacher=CallableTeacherConfig(target="tests.test_teacher:rules_teacher"),
-        augment_per_category=1,
-        max_reject_rate=1.0,
-    )
-    result = _synthesize(cfg, paths, tmp_path)
-    assert result.counts["teacher_label"] == 3
-    assert result.rejected == {"teacher_error": 2}  # one self-instruct ask per category, both failed
+def test_callable_backend_answers_and_counts_its_failures():
+    cfg = CallableTeacherConfig(target="tests.test_teacher:rules_teacher")
+    with open_teacher(cfg) as teacher:
+        ok, failed = teacher.complete(
+            [task.build_teacher_messages("配送が遅いです"), task.build_augment_messages("billing", "x")],
+            SamplingConfig(),
+        )
+    assert json.loads(ok.text)["category"] == "shipping"
+    assert failed.error == "callable_error: RuntimeError" and failed.text is None
+
+
+def test_transformers_backend_batches_like_it_generates_one_by_one(tiny_models):
+    """Left-padded batches must give the same greedy answers as single prompts (a padding bug would not)."""
+    prompts = [task.build_teacher_messages(t) for t in ["配送が遅い", "請求が二重です。至急確認してください", "a"]]
+    sampling = SamplingConfig(max_tokens=12)
+    cfg = TransformersTeacherConfig(model=str(tiny_models["model"]), batch_size=3)
+    landed = []
+    with open_teacher(cfg) as teacher:
+        batched = teacher.complete(prompts, sampling, on_response=lambda i, r: landed.append(i))
+        single = [teacher.complete([p], sampling)[0] for p in prompts]
+    assert landed == [0, 1, 2]
+    assert [r.text for r in batched] == [r.text for r in single]
+    assert all(r.completion_tokens > 0 and r.prompt_tokens > 0 for r in batched)
+    assert teacher.teacher_id == f"transformers:{tiny_models['model']}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from pydantic import BaseModel
@@ -18,12 +19,25 @@ class TeacherResponse(BaseModel):
     cached: bool = False
 
 
+class TeacherUnavailable(RuntimeError):
+    """The endpoint keeps failing (circuit breaker open): the stage stops; cached answers survive."""
+
+
+# Called with (index into the request list, response) as each answer lands, before the whole list is done:
+# the response cache stores it there, so a crash or a kill loses no answered (paid) request.
+OnResponse = Callable[[int, TeacherResponse], None]
+
+
 class Teacher(Protocol):
     teacher_id: str  # backend + model; part of provenance and of the cache key
     model_version: str
 
     def complete(
-        self, requests: list[list[dict[str, str]]], sampling: SamplingConfig, response_format: dict | None = None
+        self,
+        requests: list[list[dict[str, str]]],
+        sampling: SamplingConfig,
+        response_format: dict | None = None,
+        on_response: OnResponse | None = None,
     ) -> list[TeacherResponse]:
         """One response per request, in order; ``response_format`` is passed to backends that support it."""
         ...

@@ -14,13 +14,26 @@ from pathlib import Path
 
 from components.config import SamplingConfig
 from components.io import sha256_text
-from components.teacher.base import Teacher, TeacherResponse
+from components.teacher.base import OnResponse, Teacher, TeacherResponse
 
 
-def cache_key(teacher: Teacher, template_hash: str, messages: list[dict[str, str]], sampling: SamplingConfig) -> str:
+def cache_key(
+    teacher: Teacher,
+    template_hash: str,
+    messages: list[dict[str, str]],
+    sampling: SamplingConfig,
+    response_format: dict | None = None,
+) -> str:
     return sha256_text(
         json.dumps(
-            [teacher.teacher_id, teacher.model_version, template_hash, messages, sampling.model_dump()],
+            [
+                teacher.teacher_id,
+                teacher.model_version,
+                template_hash,
+                messages,
+                sampling.model_dump(),
+                response_format,
+            ],
             ensure_ascii=False,
             sort_keys=True,
         )
@@ -31,6 +44,7 @@ class ResponseCache:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")  # a commit per answer stays cheap
         self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL)")
         self._lock = threading.Lock()
 
@@ -54,20 +68,30 @@ def complete_cached(
     template_hash: str,
     requests: list[list[dict[str, str]]],
     sampling: SamplingConfig,
-    chunk: int = 64,
     response_format: dict | None = None,
+    on_answer: OnResponse | None = None,
 ) -> tuple[list[TeacherResponse], int]:
-    """Answer from the cache where possible; ask the teacher for the rest in chunks, caching as they land."""
-    keys = [cache_key(teacher, template_hash, m, sampling) for m in requests]
+    """Answer from the cache where possible, ask the teacher for the rest and store each answer as it lands.
+
+    ``on_answer(index, response)`` is called once per request (cache hits first), e.g. to drive a progress bar.
+    Returns the responses in request order and the number of cache hits.
+    """
+    keys = [cache_key(teacher, template_hash, m, sampling, response_format) for m in requests]
     answers: list[TeacherResponse | None] = [cache.get(k) for k in keys]
-    hits = sum(a is not None for a in answers)
     missing = [i for i, a in enumerate(answers) if a is None]
-    for start in range(0, len(missing), chunk):
-        batch = missing[start : start + chunk]
-        for i, response in zip(
-            batch, teacher.complete([requests[i] for i in batch], sampling, response_format), strict=True
-        ):
+    if on_answer is not None:
+        for i, answer in enumerate(answers):
+            if answer is not None:
+                on_answer(i, answer)
+
+    def landed(j: int, response: TeacherResponse) -> None:
+        if response.error is None:
+            cache.put(keys[missing[j]], response)
+        if on_answer is not None:
+            on_answer(missing[j], response)
+
+    if missing:
+        fresh = teacher.complete([requests[i] for i in missing], sampling, response_format, on_response=landed)
+        for i, response in zip(missing, fresh, strict=True):
             answers[i] = response
-            if response.error is None:
-                cache.put(keys[i], response)
-    return [a for a in answers if a is not None], hits
+    return [a for a in answers if a is not None], len(requests) - len(missing)

@@ -1,11 +1,14 @@
-"""A teacher that is a Python function ``module:function(messages: list[dict]) -> str``."""
+"""A teacher that is a Python function ``module:function(messages: list[dict]) -> str``.
+
+Usage (params): ``synthesize.teacher: {kind: callable, target: "my_rules.engine:label"}``
+"""
 
 from __future__ import annotations
 
 import importlib
 
 from components.config import CallableTeacherConfig, SamplingConfig
-from components.teacher.base import TeacherResponse
+from components.teacher.base import OnResponse, TeacherResponse
 
 
 class CallableTeacher:
@@ -18,12 +21,19 @@ class CallableTeacher:
         self.model_version = cfg.model
 
     def complete(
-        self, requests: list[list[dict[str, str]]], sampling: SamplingConfig, response_format: dict | None = None
+        self,
+        requests: list[list[dict[str, str]]],
+        sampling: SamplingConfig,
+        response_format: dict | None = None,
+        on_response: OnResponse | None = None,
     ) -> list[TeacherResponse]:
         out = []
-        for messages in requests:
+        for index, messages in enumerate(requests):
             try:
-                out.append(TeacherResponse(text=str(self.fn(messages)), finish_reason="stop"))
+                response = TeacherResponse(text=str(self.fn(messages)), finish_reason="stop")
             except Exception as err:  # an existing system may fail in any way; count it, never crash the stage
-                out.append(TeacherResponse(error=f"callable_error: {type(err).__name__}"))
+                response = TeacherResponse(error=f"callable_error: {type(err).__name__}")
+            if on_response is not None:
+                on_response(index, response)
+            out.append(response)
         return out
