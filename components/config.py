@@ -62,9 +62,9 @@ class DemoConfig(Strict):
     n_test: int = 300
     vocab_size: int = 2048
     student: TinyModelConfig = TinyModelConfig()
-    teacher: TinyModelConfig = TinyModelConfig(hidden_size=256, num_layers=6, intermediate_size=704)
-    pretrain: TrainingConfig = TrainingConfig(epochs=2, learning_rate=3e-3, max_length=128)
-    teacher_pretrain_epochs: float = 1
+    teacher: TinyModelConfig = TinyModelConfig(hidden_size=256, num_layers=5, intermediate_size=768)
+    pretrain: TrainingConfig = TrainingConfig(epochs=6, batch_size=16, learning_rate=3e-3, max_length=128)
+    teacher_pretrain_epochs: float = Field(0, ge=0)  # 0: the teacher learns from its SFT data alone
     teacher_sft: TrainingConfig = TrainingConfig(epochs=8, learning_rate=1e-3)
 
 

@@ -7,9 +7,10 @@ Usage:
         --prepared data/prepared --out-dir models/teacher
 
 student: a Llama-style decoder (~1M params) pretrained on unlabelled domain text; stands in for a hub SLM.
-teacher: the same architecture at >= 4x the parameters, pretrained on the same text and then fine-tuned
-on the gold seed set, both to label inquiries and to write new ones (self-instruct); it is exported to
-ONNX and served over HTTP so the pipeline talks to it exactly as it would to a real LLM endpoint.
+teacher: the same architecture, wider, at >= 4x the parameters, fine-tuned on the gold seed set (optionally
+after pretraining, ``teacher_pretrain_epochs``) both to label inquiries and to write new ones (self-instruct);
+it is exported to ONNX and served over HTTP so the pipeline talks to it exactly as it would to a real LLM
+endpoint.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def build(
         if which == "student"
         else demo.pretrain.model_copy(update={"epochs": demo.teacher_pretrain_epochs})
     )
-    _, history = pretrain(model, tokenizer, texts, cfg, out_dir, seed)
+    history = pretrain(model, tokenizer, texts, cfg, out_dir, seed)[1] if cfg.epochs > 0 else []
     if which == "teacher":
         gold = load_jsonl(prepared / "train.jsonl")
         train = sft_records(gold, task.build_teacher_messages) + augment_pairs(gold, len(gold) // 8, seed)
