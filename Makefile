@@ -31,7 +31,7 @@ format: install
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
 repro: install  ## the same pipeline through DVC (stages run the same component functions)
-	DVC_NO_ANALYTICS=1 DVC_SITE_CACHE_DIR=$(CURDIR)/.dvc-site-cache $(VENV)/bin/dvc repro
+	PATH=$(abspath $(VENV))/bin:$$PATH DVC_NO_ANALYTICS=1 DVC_SITE_CACHE_DIR=$(CURDIR)/.dvc-site-cache $(VENV)/bin/dvc repro
 
 mlflow-ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --port 5000
