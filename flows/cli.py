@@ -245,9 +245,10 @@ def _table(metrics: dict[str, dict[str, float]]) -> str:
         "latency_p95_ms",
         "size_mb",
     ]
-    lines = ["model          " + "".join(f"{c[:16]:>18}" for c in cols)]
+    width = max(map(len, cols)) + 2
+    lines = ["model          " + "".join(f"{c:>{width}}" for c in cols)]
     for name, m in metrics.items():
-        lines.append(f"{name:<15}" + "".join(f"{m[c]:>18.3f}" if c in m else f"{'-':>18}" for c in cols))
+        lines.append(f"{name:<15}" + "".join(f"{m[c]:>{width}.3f}" if c in m else f"{'-':>{width}}" for c in cols))
     return "\n".join(lines)
 
 
