@@ -179,7 +179,11 @@ class EvaluateConfig(Strict):
 class ServeConfig(Strict):
     host: str = "127.0.0.1"
     port: int = 8000
-    max_tokens_cap: int = 256
+    max_tokens_cap: int = Field(256, ge=1)  # requests asking for more get 400, not a silent cut
+    max_body_bytes: int = Field(65_536, ge=1024)  # larger request bodies get 413
+    # Requests queued or generating at once; one more gets 429 with Retry-After instead of waiting forever.
+    max_in_flight: int = Field(8, ge=1)
+    generation_timeout_s: float = Field(30.0, gt=0)  # a slower generation is stopped and answered 504
 
 
 class MonitorConfig(Strict):

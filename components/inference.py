@@ -11,6 +11,8 @@ same way (chat template, greedy unless a temperature is given, stop at the token
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -20,7 +22,7 @@ class Completion(BaseModel):
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop" or "length"
+    finish_reason: str  # "stop", "length", or "time" (stopped by max_time)
 
 
 class ContextWindowExceeded(ValueError):
@@ -66,8 +68,9 @@ class ChatModel:
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
+        max_time: float | None = None,
     ) -> Completion:
-        return self.chat_batch([messages], max_tokens, temperature, top_p, seed)[0]
+        return self.chat_batch([messages], max_tokens, temperature, top_p, seed, max_time)[0]
 
     def chat_batch(
         self,
@@ -76,24 +79,21 @@ class ChatModel:
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
+        max_time: float | None = None,
     ) -> list[Completion]:
-        """Generate for several conversations at once (left-padded to one width); one Completion each."""
+        """Generate for several conversations at once (left-padded to one width); one Completion each.
+
+        ``max_time`` (seconds) stops generation early; the answer then ends with finish_reason "time".
+        """
         import torch
 
-        encoded = [self.encode(messages) for messages in conversations]
-        for ids in encoded:
-            if len(ids) + max_tokens > self.context_window:
-                raise ContextWindowExceeded(
-                    f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceeds the context window "
-                    f"({self.context_window} tokens)"
-                )
-        sampling = (
-            {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
-        )
+        encoded = [self._checked(messages, max_tokens) for messages in conversations]
+        sampling = self._sampling(temperature, top_p, max_time)
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         width = max(map(len, encoded))
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])
         attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
+        started = time.perf_counter()
         with self._lock, torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)
@@ -105,16 +105,82 @@ class ChatModel:
                 pad_token_id=pad,
                 **sampling,
             )
-        completions = []
-        for ids, row in zip(encoded, out[:, width:].tolist(), strict=True):
-            stopped = eos in row
-            new = row[: row.index(eos) + 1] if stopped else row
-            completions.append(
-                Completion(
-                    text=self.tokenizer.decode(new, skip_special_tokens=True),
-                    prompt_tokens=len(ids),
-                    completion_tokens=len(new),
-                    finish_reason="stop" if stopped else "length",
-                )
+        timed_out = max_time is not None and time.perf_counter() - started >= max_time
+        return [
+            self._completion(ids, row, timed_out) for ids, row in zip(encoded, out[:, width:].tolist(), strict=True)
+        ]
+
+    def chat_stream(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int = 96,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        max_time: float | None = None,
+    ) -> Iterator[str | Completion]:
+        """Yield the answer's text piece by piece as it is generated, then its ``Completion``.
+
+        Raises ``ContextWindowExceeded`` before generating (at the first ``next``), like ``chat``.
+        """
+        import torch
+        from transformers import TextIteratorStreamer
+
+        ids = self._checked(messages, max_tokens)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        result: dict[str, object] = {}
+
+        def generate() -> None:
+            started = time.perf_counter()
+            try:
+                with self._lock, torch.inference_mode():
+                    input_ids = torch.tensor([ids])
+                    result["out"] = self.model.generate(
+                        input_ids=input_ids,
+                        attention_mask=torch.ones_like(input_ids),
+                        max_new_tokens=max_tokens,
+                        eos_token_id=self.tokenizer.eos_token_id,
+                        pad_token_id=self.tokenizer.pad_token_id,
+                        streamer=streamer,
+                        **self._sampling(temperature, top_p, max_time),
+                    )
+                result["timed_out"] = max_time is not None and time.perf_counter() - started >= max_time
+            except Exception as err:  # surfaced to the consumer below; the streamer must still end
+                result["error"] = err
+                streamer.end()
+
+        worker = threading.Thread(target=generate, name="generate", daemon=True)
+        worker.start()
+        for piece in streamer:
+            if piece:
+                yield piece
+        worker.join()
+        if "error" in result:
+            raise result["error"]  # type: ignore[misc]
+        yield self._completion(ids, result["out"][0, len(ids) :].tolist(), bool(result["timed_out"]))  # type: ignore[index]
+
+    def _checked(self, messages: list[dict[str, str]], max_tokens: int) -> list[int]:
+        ids = self.encode(messages)
+        if len(ids) + max_tokens > self.context_window:
+            raise ContextWindowExceeded(
+                f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceeds the context window "
+                f"({self.context_window} tokens)"
             )
-        return completions
+        return ids
+
+    @staticmethod
+    def _sampling(temperature: float, top_p: float, max_time: float | None) -> dict:
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+        )
+        return sampling | ({"max_time": max_time} if max_time is not None else {})
+
+    def _completion(self, prompt_ids: list[int], row: list[int], timed_out: bool) -> Completion:
+        eos = self.tokenizer.eos_token_id
+        stopped = eos in row
+        new = row[: row.index(eos) + 1] if stopped else row
+        return Completion(
+            text=self.tokenizer.decode(new, skip_special_tokens=True),
+            prompt_tokens=len(prompt_ids),
+            completion_tokens=len(new),
+            finish_reason="stop" if stopped else ("time" if timed_out else "length"),
+        )

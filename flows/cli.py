@@ -159,7 +159,10 @@ def serve(
     profile: Profile = "demo",
     work_dir: WorkDir = Path("."),
 ) -> None:
-    """Start the OpenAI-compatible server (/v1/chat/completions, /v1/models, /health)."""
+    """Start the OpenAI-compatible server (/v1/chat/completions, /v1/models, /health, /metrics).
+
+    Limits (body size, max_tokens cap, requests in flight, generation timeout) come from params `serve`.
+    """
     params = _setup(work_dir, profile)
     import uvicorn
 
@@ -179,7 +182,7 @@ def serve(
         name = params.project.registered_model
     log_path = Layout(root=work_dir.resolve()).inference_log
     typer.echo(f"serving {name} (version {version}) on http://{host}:{port}/v1 ; inference log: {log_path}")
-    uvicorn.run(create_app(chat_model, name, log_path, params.serve.max_tokens_cap, version), host=host, port=port)
+    uvicorn.run(create_app(chat_model, name, log_path, params.serve, version), host=host, port=port)
 
 
 @app.command()

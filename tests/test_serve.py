@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from components.config import ServeConfig
 from components.inference import ChatModel
 from components.io import load_jsonl
 from components.serve.app import BackgroundServer, create_app
@@ -16,7 +17,8 @@ from components.serve.app import BackgroundServer, create_app
 @pytest.fixture(scope="module")
 def server(tiny_models, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "inference.jsonl"
-    app = create_app(ChatModel.load(tiny_models["int8"]), "tiny", log, max_tokens_cap=32)
+    cfg = ServeConfig(max_tokens_cap=32, max_body_bytes=16_384, max_in_flight=64)
+    app = create_app(ChatModel.load(tiny_models["int8"]), "tiny", log, cfg)
     with BackgroundServer(app) as srv:
         yield {"url": f"http://127.0.0.1:{srv.port}", "log": log}
 
@@ -54,6 +56,8 @@ def test_chat_completion_answers_and_is_logged_with_pii_masked(server):
         (json.dumps(_chat(n=3)).encode(), 400),
         (json.dumps(_chat(content="長い" * 600)).encode(), 400),  # prompt + max_tokens over the context window
         (json.dumps({**_chat(), "model": "gpt-5"}).encode(), 404),
+        (json.dumps(_chat(content="あ" * 5000)).encode(), 413),  # over max_body_bytes
+        (json.dumps(_chat(content="長い" * 600, stream=True)).encode(), 400),  # streaming checks the window too
     ],
 )
 def test_bad_requests_get_4xx_with_an_error_body(server, payload, status):
@@ -94,3 +98,66 @@ def test_api_keys_are_enforced_when_configured(tiny_models, tmp_path, monkeypatc
         assert httpx.get(url + "/v1/models").status_code == 401
         assert httpx.get(url + "/v1/models", headers={"Authorization": "Bearer nope"}).status_code == 401
         assert httpx.get(url + "/v1/models", headers={"Authorization": "Bearer k2"}).status_code == 200
+
+
+def test_chunked_body_over_the_limit_gets_413(server):
+    def chunks():
+        for _ in range(10):
+            yield b"x" * 2000  # no Content-Length: the server must count
+
+    r = httpx.post(server["url"] + "/v1/chat/completions", content=chunks(), timeout=30)
+    assert r.status_code == 413 and r.json()["error"]["type"] == "request_too_large"
+
+
+def test_streaming_sends_chunks_that_add_up_to_the_answer_and_is_logged(server):
+    plain = httpx.post(server["url"] + "/v1/chat/completions", json=_chat("配送の件"), timeout=30).json()
+    before = len(load_jsonl(server["log"]))
+    with httpx.stream(
+        "POST", server["url"] + "/v1/chat/completions", json=_chat("配送の件", stream=True), timeout=30
+    ) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [line.removeprefix("data: ") for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks)
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == plain["choices"][0]["message"]["content"]  # greedy: the same answer, streamed
+    assert chunks[-1]["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"]
+    rows = load_jsonl(server["log"])
+    assert len(rows) == before + 1 and rows[-1]["id"] == chunks[0]["id"]
+
+
+def test_metrics_count_requests_tokens_and_errors(server):
+    httpx.post(server["url"] + "/v1/chat/completions", json=_chat(), timeout=30)
+    httpx.post(server["url"] + "/v1/chat/completions", json={**_chat(), "model": "nope"}, timeout=30)
+    text = httpx.get(server["url"] + "/metrics").text
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line[:1] != "#"}
+    answered = sum(v for k, v in samples.items() if k.startswith("slmops_requests_total"))
+    assert answered >= 1 and samples["slmops_request_latency_seconds_count"] == answered
+    assert samples['slmops_tokens_total{kind="completion"}'] >= 1
+    assert samples['slmops_errors_total{kind="unknown_model"}'] >= 1
+    assert samples["slmops_fallbacks_total"] == 0
+
+
+def test_overload_gets_429_with_retry_after_and_every_answer_is_logged(tiny_models, tmp_path):
+    log = tmp_path / "log.jsonl"
+    app = create_app(ChatModel.load(tiny_models["model"]), "tiny", log, ServeConfig(max_in_flight=2))
+    with BackgroundServer(app) as srv, ThreadPoolExecutor(12) as pool:
+        url = f"http://127.0.0.1:{srv.port}/v1/chat/completions"
+        responses = list(
+            pool.map(lambda i: httpx.post(url, json=_chat(f"問い合わせ{i}", max_tokens=24), timeout=60), range(12))
+        )
+    codes = [r.status_code for r in responses]
+    assert set(codes) == {200, 429}, codes
+    assert all(r.headers["retry-after"] == "1" for r in responses if r.status_code == 429)
+    assert len(load_jsonl(log)) == codes.count(200)
+
+
+def test_slow_generation_times_out_with_504(tiny_models, tmp_path):
+    cfg = ServeConfig(generation_timeout_s=0.001, max_tokens_cap=64)
+    app = create_app(ChatModel.load(tiny_models["model"]), "tiny", tmp_path / "log.jsonl", cfg)
+    with BackgroundServer(app) as srv:
+        url = f"http://127.0.0.1:{srv.port}"
+        r = httpx.post(url + "/v1/chat/completions", json=_chat(max_tokens=64), timeout=60)
+        assert r.status_code == 504 and "longer than" in r.json()["error"]["message"]
+        assert httpx.get(url + "/health").status_code == 200

@@ -1,12 +1,16 @@
-"""OpenAI-compatible server: ``/v1/chat/completions``, ``/v1/models``, ``/health``.
+"""OpenAI-compatible server: ``/v1/chat/completions`` (also ``stream: true``), ``/v1/models``, ``/health``,
+``/metrics`` (Prometheus).
 
 Usage:
     slmops serve --alias prod --port 8000          # loads models:/<registered_model>@prod
     slmops serve --model-path models/student_onnx/int8
 
-Every request and response is appended to the inference log (JSONL, PII masked) that ``slmops monitor``
-reads. Bad requests get a 4xx with an OpenAI-style error body, never a 500. If ``SLMOPS_API_KEYS`` is set
-(comma-separated), every route but ``/health`` needs ``Authorization: Bearer <key>``.
+Every answered request is appended to the inference log (JSONL, PII masked) that ``slmops monitor`` reads.
+Bad requests get a 4xx with an OpenAI-style error body, never a 500: malformed JSON, wrong types, missing
+fields (400), unknown model (404), ``max_tokens`` over the cap or prompt + ``max_tokens`` over the context
+window (400), bodies over ``serve.max_body_bytes`` (413). More than ``serve.max_in_flight`` requests at once
+get 429 with ``Retry-After``; a generation slower than ``serve.generation_timeout_s`` gets 504. If
+``SLMOPS_API_KEYS`` is set (comma-separated), every route but ``/health`` needs ``Authorization: Bearer <key>``.
 """
 
 from __future__ import annotations
@@ -16,17 +20,20 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from components import pii
-from components.inference import ChatModel, ContextWindowExceeded
+from components.config import ServeConfig
+from components.inference import ChatModel, Completion, ContextWindowExceeded
+from components.serve.metrics import ServerMetrics
 
 
 class Message(BaseModel):
@@ -41,12 +48,12 @@ class ChatRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    n: int = Field(1, ge=1, le=1)
+    n: int = Field(1, ge=1, le=1)  # one choice per request: ask again for more
     stream: bool = False
 
 
-def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind}})
+def _error(status: int, message: str, kind: str = "invalid_request_error", headers: dict | None = None):
+    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind}}, headers=headers)
 
 
 class InferenceLog:
@@ -64,15 +71,53 @@ class InferenceLog:
             fh.flush()
 
 
+class BodySizeLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets 413 before any of it is parsed."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        too_big = _error(413, f"request body over {self.limit} bytes", "request_too_large")
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await too_big(scope, receive, send)
+        body, more = b"", True
+        while more:  # chunked uploads carry no length: read up to the limit, then replay to the app
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await too_big(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()  # e.g. a streaming response waiting for the client to disconnect
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+
 def create_app(
     model: ChatModel,
     model_name: str,
     inference_log: Path | None,
-    max_tokens_cap: int = 256,
+    cfg: ServeConfig | None = None,
     model_version: str | None = None,
 ) -> FastAPI:
+    cfg = cfg or ServeConfig()
     app = FastAPI(title="slmops", description="OpenAI-compatible server for a distilled SLM")
+    app.add_middleware(BodySizeLimit, limit=cfg.max_body_bytes)
     log = InferenceLog(inference_log) if inference_log else None
+    metrics = ServerMetrics()
+    slots = threading.BoundedSemaphore(cfg.max_in_flight)
     api_keys = {k.strip() for k in os.environ.get("SLMOPS_API_KEYS", "").split(",") if k.strip()}
 
     @app.middleware("http")
@@ -80,6 +125,7 @@ def create_app(
         if api_keys and request.url.path != "/health":
             header = request.headers.get("authorization", "")
             if header.removeprefix("Bearer ").strip() not in api_keys:
+                metrics.error("unauthorized")
                 return _error(401, "missing or invalid API key", "authentication_error")
         return await call_next(request)
 
@@ -87,49 +133,85 @@ def create_app(
     async def bad_request(_request: Request, err: RequestValidationError) -> JSONResponse:
         first = err.errors()[0] if err.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"] if p != "body")
+        metrics.error("invalid_request")
         return _error(400, f"{where}: {first['msg']}" if where else first["msg"])
 
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok", "model": model_name, "version": model_version, "backend": model.backend}
 
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
     @app.get("/v1/models")
     def models() -> dict:
         return {"object": "list", "data": [{"id": model_name, "object": "model", "owned_by": "slmops"}]}
 
+    def record(request_id: str, messages: list[dict], completion: Completion, latency_s: float) -> None:
+        metrics.answered(completion, latency_s)
+        if log is None:
+            return
+        user_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        log.append(
+            {
+                "id": request_id,
+                "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "model": model_name,
+                "model_version": model_version,
+                "input": pii.mask(user_text),
+                "output": pii.mask(completion.text),
+                "latency_ms": round(latency_s * 1000, 2),
+                "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens,
+                "finish_reason": completion.finish_reason,
+            }
+        )
+
+    def timeout_error() -> JSONResponse:
+        metrics.error("timeout")
+        return _error(504, f"generation took longer than {cfg.generation_timeout_s} s", "timeout_error")
+
     @app.post("/v1/chat/completions", response_model=None)
-    def chat_completions(req: ChatRequest) -> dict | JSONResponse:
+    def chat_completions(req: ChatRequest) -> dict | JSONResponse | StreamingResponse:
         if req.model != model_name:
+            metrics.error("unknown_model")
             return _error(404, f"model {req.model!r} not found; this server serves {model_name!r}", "not_found_error")
-        if req.stream:
-            return _error(400, "stream=true is not supported yet")
-        max_tokens = req.max_tokens or max_tokens_cap
-        if max_tokens > max_tokens_cap:
-            return _error(400, f"max_tokens {max_tokens} exceeds this server's cap of {max_tokens_cap}")
+        max_tokens = req.max_tokens or cfg.max_tokens_cap
+        if max_tokens > cfg.max_tokens_cap:
+            metrics.error("invalid_request")
+            return _error(400, f"max_tokens {max_tokens} exceeds this server's cap of {cfg.max_tokens_cap}")
+        if not slots.acquire(blocking=False):
+            metrics.error("overloaded")
+            return _error(
+                429, f"more than {cfg.max_in_flight} requests in flight", "rate_limit_error", {"Retry-After": "1"}
+            )
         messages = [m.model_dump() for m in req.messages]
+        request_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        args = (messages, max_tokens, req.temperature, req.top_p)
+        if req.stream:
+            try:
+                pieces = model.chat_stream(*args, max_time=cfg.generation_timeout_s)
+                first = next(pieces)  # raises ContextWindowExceeded before any byte is sent
+            except ContextWindowExceeded as err:
+                slots.release()
+                metrics.error("context_window")
+                return _error(400, str(err))
+            return StreamingResponse(
+                _sse(request_id, model_name, first, pieces, slots, lambda c, s: record(request_id, messages, c, s)),
+                media_type="text/event-stream",
+            )
         started = time.perf_counter()
         try:
-            completion = model.chat(messages, max_tokens, req.temperature, req.top_p)
+            completion = model.chat(*args, max_time=cfg.generation_timeout_s)
         except ContextWindowExceeded as err:
+            metrics.error("context_window")
             return _error(400, str(err))
-        latency_ms = (time.perf_counter() - started) * 1000
-        request_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        if log is not None:
-            user_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-            log.append(
-                {
-                    "id": request_id,
-                    "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    "model": model_name,
-                    "model_version": model_version,
-                    "input": pii.mask(user_text),
-                    "output": pii.mask(completion.text),
-                    "latency_ms": round(latency_ms, 2),
-                    "prompt_tokens": completion.prompt_tokens,
-                    "completion_tokens": completion.completion_tokens,
-                    "finish_reason": completion.finish_reason,
-                }
-            )
+        finally:
+            slots.release()
+        if completion.finish_reason == "time":
+            return timeout_error()
+        record(request_id, messages, completion, time.perf_counter() - started)
         return {
             "id": request_id,
             "object": "chat.completion",
@@ -150,6 +232,38 @@ def create_app(
         }
 
     return app
+
+
+def _sse(request_id, model_name, first, pieces, slots, on_done) -> Iterator[str]:
+    """Server-sent events in OpenAI's ``chat.completion.chunk`` format, ending with ``data: [DONE]``."""
+    started = time.perf_counter()
+
+    def chunk(delta: dict, finish_reason: str | None = None) -> str:
+        body = {
+            "id": request_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model_name,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        for piece in _chain(first, pieces):
+            if isinstance(piece, Completion):
+                on_done(piece, time.perf_counter() - started)
+                yield chunk({}, piece.finish_reason)
+            else:
+                yield chunk({"content": piece})
+        yield "data: [DONE]\n\n"
+    finally:
+        slots.release()
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
 
 
 class BackgroundServer:

@@ -59,7 +59,7 @@ def check_label(response: TeacherResponse, prompt_text: str) -> tuple[task.Label
     if response.error:
         return None, f"teacher_error:{response.error}"
     text = response.text or ""
-    if response.finish_reason == "length":
+    if response.finish_reason in ("length", "time"):
         return None, "truncated"
     if not text.strip():
         return None, "empty"
@@ -82,7 +82,7 @@ def check_new_input(
     """Validate one self-instruct answer (a new inquiry written from ``example``)."""
     if response.error:
         return None, f"teacher_error:{response.error}"
-    if response.finish_reason == "length":
+    if response.finish_reason in ("length", "time"):
         return None, "truncated"
     text = pii.mask((response.text or "").strip())
     if len(text) < 5:
