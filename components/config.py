@@ -82,6 +82,8 @@ class SamplingConfig(Strict):
     temperature: float = 0.0
     top_p: float = 1.0
     max_tokens: int = 96
+    # Sent as OpenAI's per-request ``seed`` (vLLM and our server honour it): sampled answers reproduce.
+    seed: int | None = None
 
 
 class OpenAITeacherConfig(Strict):

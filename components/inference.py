@@ -117,6 +117,7 @@ class ChatModel:
         temperature: float = 0.0,
         top_p: float = 1.0,
         max_time: float | None = None,
+        seed: int | None = None,
     ) -> Iterator[str | Completion]:
         """Yield the answer's text piece by piece as it is generated, then its ``Completion``.
 
@@ -133,6 +134,8 @@ class ChatModel:
             started = time.perf_counter()
             try:
                 with self._lock, torch.inference_mode():
+                    if seed is not None:
+                        torch.manual_seed(seed)
                     input_ids = torch.tensor([ids])
                     result["out"] = self.model.generate(
                         input_ids=input_ids,

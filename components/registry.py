@@ -87,20 +87,26 @@ def rollback(name: str, alias: str) -> str:
 
 
 def load_chat_model(name: str, alias: str):
-    """Load ``models:/<name>@<alias>``, verify its sha256, and return ``(ChatModel, version)``."""
+    """Load ``models:/<name>@<alias>``, verify its sha256, and return ``(ChatModel, version)``.
+
+    The files are copied to a temporary folder, hashed, and loaded before the folder is removed, so no copy
+    is left behind per load and no file is parsed before its hash matched the one recorded at registration.
+    """
+    import tempfile
+
     import mlflow
 
     version = alias_version(name, alias)
     if version is None:
         raise ValueError(f"no model version holds alias {alias!r} of {name!r}; register and promote one first")
     expected = _client().get_model_version(name, version).tags.get("sha256")
-    # Verify the files before any of them is parsed: download (a no-op copy for a local store), hash, then load.
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
-    onnx_dirs = [p for p in (local / "artifacts").iterdir() if p.is_dir()]
-    actual = sha256_tree(onnx_dirs[0]) if len(onnx_dirs) == 1 else "missing"
-    if expected and actual != expected:
-        raise ValueError(
-            f"{name} v{version}: artifact sha256 {actual[:12]} != registered {expected[:12]}; refusing to load"
-        )
-    inner = mlflow.pyfunc.load_model(str(local)).unwrap_python_model()
-    return inner.chat_model, version
+    with tempfile.TemporaryDirectory(prefix="slmops-model-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp))
+        onnx_dirs = [p for p in (local / "artifacts").iterdir() if p.is_dir()]
+        actual = sha256_tree(onnx_dirs[0]) if len(onnx_dirs) == 1 else "missing"
+        if expected is None or actual != expected:
+            raise ValueError(
+                f"{name} v{version}: artifact sha256 {actual[:12]} != registered {str(expected)[:12]}; refusing to load"
+            )
+        inner = mlflow.pyfunc.load_model(str(local)).unwrap_python_model()
+        return inner.chat_model, version

@@ -156,7 +156,15 @@ def run(
     by_cat: dict[str, list[str]] = {}
     for r in gold:
         by_cat.setdefault(r["expected"]["category"], []).append(r["input"])
-    asks = [(c, rng.choice(by_cat[c]), i) for c in sorted(by_cat) for i in range(cfg.augment_per_category)]
+    asks = [  # distinct examples where there are enough, so no two asks are the same (cached) prompt
+        (c, example, i)
+        for c in sorted(by_cat)
+        for i, example in enumerate(
+            rng.sample(by_cat[c], cfg.augment_per_category)
+            if cfg.augment_per_category <= len(by_cat[c])
+            else rng.choices(by_cat[c], k=cfg.augment_per_category)
+        )
+    ]
     progress = StageProgress(len(unlabelled) + len(asks))
     cache = ResponseCache(cache_path)
 

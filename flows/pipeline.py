@@ -119,7 +119,7 @@ def synthesize(params: Params, layout: Layout, parent: str) -> dict[str, Any]:
         "synthesize",
         config=cfg,
         inputs=inputs,
-        code=code_hash("synthesize.py", "teacher", "tasks", "dedup.py", "pii.py"),
+        code=code_hash("synthesize.py", "teacher", "tasks", "dedup.py", "pii.py", "inference.py", "serve"),
         out_dir=layout.synthetic,
         parent_run_id=parent,
         artifacts=("rejects.jsonl",),

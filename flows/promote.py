@@ -2,38 +2,83 @@
 
 Usage:
     slmops promote --to pilot
+
+The decision (passed or not, every reason, both models' metrics) is recorded on the candidate version as
+tags ``gate.<stage>`` / ``gate.<stage>.reasons`` and as a JSON artifact ``promotion/<stage>-<time>.json`` in
+the run that produced it, then returned for printing. A failed promotion moves no alias. Promotions hold a
+file lock in the work dir, and the alias is re-read just before it moves: if another promotion moved it in
+the meantime, this one fails instead of overwriting a decision it did not see.
 """
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from components import registry
-from components.config import Params, load_gates
+from components.config import Layout, Params, load_gates
 from components.gates import decide
 from flows.runtime import tracking
 
 SOURCE = {"pilot": "poc", "prod": "pilot"}
 
 
-def promote(params: Params, work_dir: Path, to: str) -> dict[str, Any]:
+@contextmanager
+def promotion_lock(path: Path) -> Iterator[None]:
+    """One promotion at a time on this machine (an exclusive ``flock`` on ``path``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def promote(params: Params, work_dir: Path, to: str, gates_file: Path | None = None) -> dict[str, Any]:
     if to not in SOURCE:
         raise ValueError(f"--to must be one of {sorted(SOURCE)}, got {to!r}")
     tracking(work_dir, params.project.experiment)
-    name, source = params.project.registered_model, SOURCE[to]
+    with promotion_lock(Layout(root=work_dir.resolve()).state / "promotion.lock"):
+        return _promote(params.project.registered_model, to, gates_file)
+
+
+def _promote(name: str, to: str, gates_file: Path | None) -> dict[str, Any]:
+    source = SOURCE[to]
     candidate = registry.alias_version(name, source)
     if candidate is None:
         return {"stage": to, "passed": False, "reasons": [f"no version holds {source!r}: promote to it first"]}
     champion = registry.alias_version(name, to)
+    candidate_metrics = registry.version_metrics(name, candidate)
     champion_metrics = registry.version_metrics(name, champion) if champion and champion != candidate else None
-    decision = decide(registry.version_metrics(name, candidate), champion_metrics, getattr(load_gates(), to), stage=to)
-    result = decision.model_dump() | {"candidate": candidate, "champion": champion}
+    decision = decide(candidate_metrics, champion_metrics, getattr(load_gates(gates_file), to), stage=to)
+    result = decision.model_dump() | {
+        "candidate": candidate,
+        "champion": champion,
+        "candidate_metrics": candidate_metrics,
+        "champion_metrics": champion_metrics,
+        "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if decision.passed and registry.alias_version(name, to) != champion:
+        result["passed"] = False
+        result["reasons"] = [f"{to!r} moved while this promotion was deciding; nothing changed, rerun it"]
+    _record(name, candidate, to, result)
+    if result["passed"]:
+        registry.set_alias(name, to, candidate)
+    return result
+
+
+def _record(name: str, version: str, stage: str, result: dict[str, Any]) -> None:
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    client.set_model_version_tag(name, candidate, f"gate.{to}", "passed" if decision.passed else "failed")
-    client.set_model_version_tag(name, candidate, f"gate.{to}.reasons", "; ".join(decision.reasons)[:4000] or "-")
-    if decision.passed:
-        registry.set_alias(name, to, candidate)
-    return result
+    client.set_model_version_tag(name, version, f"gate.{stage}", "passed" if result["passed"] else "failed")
+    client.set_model_version_tag(name, version, f"gate.{stage}.reasons", "; ".join(result["reasons"])[:4000] or "-")
+    run_id = client.get_model_version(name, version).run_id
+    if run_id:
+        stamp = result["decided_at"].replace(":", "").replace("-", "")
+        client.log_dict(run_id, result, f"promotion/{stage}-{stamp}.json")

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -171,8 +172,13 @@ def test_promotion_is_gated_and_rollback_restores_the_previous_holder(smoke_run)
 
     # The smoke model is far too weak for the pilot gates: the promotion fails and changes nothing.
     pilot = slmops("promote", "--to", "pilot", "--profile", "smoke", "--work-dir", str(work), env=env, check=False)
-    assert pilot.returncode == 1 and json.loads(pilot.stdout)["reasons"]
+    decision = json.loads(pilot.stdout)
+    assert pilot.returncode == 1 and decision["reasons"] and decision["candidate_metrics"]
     assert registry.alias_version(name, "pilot") is None
+    version = registry._client().get_model_version(name, decision["candidate"])
+    assert version.tags["gate.pilot"] == "failed" and version.tags["gate.pilot.reasons"]
+    [record] = registry._client().list_artifacts(version.run_id, "promotion")
+    assert record.path.startswith("promotion/pilot-")
 
     first = registry.alias_version(name, "poc")
     second = _register_copy(smoke_run)
@@ -212,3 +218,49 @@ def test_monitor_flow_reports_and_does_not_retrain_without_drift(smoke_run):
     )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["drift_detected"] is False and "retrain" not in result
+
+
+def _loose_gates(tmp_path) -> Path:
+    import yaml
+
+    from components.config import load_gates
+
+    loose = {"min_category_accuracy": 0.0, "min_priority_accuracy": 0.0, "min_json_valid_rate": 0.0}
+    gates = load_gates().model_dump()
+    gates = {stage: {**rules, **loose} for stage, rules in gates.items()}
+    path = tmp_path / "gates.yaml"
+    path.write_text(yaml.safe_dump(gates))
+    return path
+
+
+def test_a_passing_promotion_moves_the_alias_and_records_both_models(smoke_run, tmp_path, monkeypatch):
+    from components import registry
+    from components.config import load_params
+    from flows.promote import promote
+
+    params, work = load_params("smoke"), smoke_run["work"]
+    name = params.project.registered_model
+    candidate = registry.alias_version(name, "poc")
+    result = promote(params, work, "pilot", gates_file=_loose_gates(tmp_path))
+    assert result["passed"] and registry.alias_version(name, "pilot") == candidate
+    assert registry._client().get_model_version(name, candidate).tags["gate.pilot"] == "passed"
+
+    # Another promotion moves the alias while this one decides: it must fail and leave the alias alone.
+    newer = _register_copy(smoke_run, registry.version_metrics(name, candidate))  # would pass on its own
+    registry.set_alias(name, "poc", newer)
+    real = registry.alias_version
+    reads = {"pilot": 0}
+
+    def racing(model: str, alias: str):
+        if alias == "pilot":
+            reads["pilot"] += 1
+            if reads["pilot"] == 2:  # the re-read just before the move sees someone else's version
+                registry.set_alias(name, "pilot", candidate, note="concurrent promotion")
+                return "someone-else"
+        return real(model, alias)
+
+    monkeypatch.setattr(registry, "alias_version", racing)
+    raced = promote(params, work, "pilot", gates_file=_loose_gates(tmp_path))
+    monkeypatch.undo()
+    assert not raced["passed"] and "moved while" in raced["reasons"][0]
+    assert registry.alias_version(name, "pilot") == candidate  # not the newer, undecided version

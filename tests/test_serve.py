@@ -161,3 +161,13 @@ def test_slow_generation_times_out_with_504(tiny_models, tmp_path):
         r = httpx.post(url + "/v1/chat/completions", json=_chat(max_tokens=64), timeout=60)
         assert r.status_code == 504 and "longer than" in r.json()["error"]["message"]
         assert httpx.get(url + "/health").status_code == 200
+
+
+def test_a_seed_makes_sampled_answers_reproducible(server):
+    def ask(seed):
+        body = _chat("配送の件", temperature=1.0, max_tokens=16, seed=seed)
+        return httpx.post(server["url"] + "/v1/chat/completions", json=body, timeout=30).json()
+
+    first, again, other = ask(7), ask(7), ask(8)
+    assert first["choices"][0]["message"]["content"] == again["choices"][0]["message"]["content"]
+    assert first["choices"][0]["message"]["content"] != other["choices"][0]["message"]["content"]

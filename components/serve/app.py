@@ -50,6 +50,7 @@ class ChatRequest(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     n: int = Field(1, ge=1, le=1)  # one choice per request: ask again for more
     stream: bool = False
+    seed: int | None = None  # with temperature > 0: the same seed gives the same answer
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error", headers: dict | None = None):
@@ -191,7 +192,7 @@ def create_app(
         args = (messages, max_tokens, req.temperature, req.top_p)
         if req.stream:
             try:
-                pieces = model.chat_stream(*args, max_time=cfg.generation_timeout_s)
+                pieces = model.chat_stream(*args, max_time=cfg.generation_timeout_s, seed=req.seed)
                 first = next(pieces)  # raises ContextWindowExceeded before any byte is sent
             except ContextWindowExceeded as err:
                 slots.release()
@@ -203,7 +204,7 @@ def create_app(
             )
         started = time.perf_counter()
         try:
-            completion = model.chat(*args, max_time=cfg.generation_timeout_s)
+            completion = model.chat(*args, seed=req.seed, max_time=cfg.generation_timeout_s)
         except ContextWindowExceeded as err:
             metrics.error("context_window")
             return _error(400, str(err))

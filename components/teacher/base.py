@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Callable
 from typing import Protocol
 
@@ -17,6 +19,14 @@ class TeacherResponse(BaseModel):
     completion_tokens: int = 0
     error: str | None = None  # transport failure after retries (timeout, 5xx, 4xx): never trained on
     cached: bool = False
+
+
+def request_seed(seed: int | None, messages: list[dict[str, str]]) -> int | None:
+    """The sampling seed for one prompt: the configured seed mixed with the prompt, so reruns reproduce every
+    answer while different prompts still sample differently."""
+    if seed is None:
+        return None
+    return (seed + zlib.crc32(json.dumps(messages, ensure_ascii=False, sort_keys=True).encode())) % 2**31
 
 
 class TeacherUnavailable(RuntimeError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from components.config import SamplingConfig, TransformersTeacherConfig
 from components.inference import ChatModel, Completion, ContextWindowExceeded
-from components.teacher.base import OnResponse, TeacherResponse
+from components.teacher.base import OnResponse, TeacherResponse, request_seed
 
 
 class TransformersTeacher:
@@ -28,7 +28,13 @@ class TransformersTeacher:
         for start in range(0, len(requests), self.cfg.batch_size):
             batch = requests[start : start + self.cfg.batch_size]
             try:
-                completions = self.model.chat_batch(batch, sampling.max_tokens, sampling.temperature, sampling.top_p)
+                completions = self.model.chat_batch(
+                    batch,
+                    sampling.max_tokens,
+                    sampling.temperature,
+                    sampling.top_p,
+                    request_seed(sampling.seed, batch[0]),
+                )
                 responses = [_response(c) for c in completions]
             except ContextWindowExceeded:  # one prompt too long: answer the batch one by one, reject that one
                 responses = [self._one(messages, sampling) for messages in batch]
@@ -40,7 +46,8 @@ class TransformersTeacher:
 
     def _one(self, messages: list[dict[str, str]], sampling: SamplingConfig) -> TeacherResponse:
         try:
-            c = self.model.chat(messages, sampling.max_tokens, sampling.temperature, sampling.top_p)
+            seed = request_seed(sampling.seed, messages)
+            c = self.model.chat(messages, sampling.max_tokens, sampling.temperature, sampling.top_p, seed)
         except ContextWindowExceeded:
             return TeacherResponse(error="context_window_exceeded")
         return _response(c)

@@ -28,7 +28,7 @@ from typing import TypeVar
 import httpx
 
 from components.config import OpenAITeacherConfig, SamplingConfig
-from components.teacher.base import OnResponse, TeacherResponse, TeacherUnavailable
+from components.teacher.base import OnResponse, TeacherResponse, TeacherUnavailable, request_seed
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 T = TypeVar("T")
@@ -172,6 +172,8 @@ class OpenAITeacher:
                     "top_p": sampling.top_p,
                     "max_tokens": sampling.max_tokens,
                 }
+                if sampling.seed is not None:
+                    body["seed"] = request_seed(sampling.seed, messages)
                 if response_format is not None:
                     body["response_format"] = response_format
                 # Upper bound: ~1 token per character (Japanese) plus the whole completion budget.
