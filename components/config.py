@@ -178,6 +178,18 @@ class EvaluateConfig(Strict):
     evaluate_teacher: bool = True
 
 
+class FallbackConfig(Strict):
+    """SLM first, teacher as backstop: the student answers; an answer that fails the task schema (or whose
+    confidence is under ``min_confidence``) is replaced by the teacher's. Off while ``teacher`` is unset."""
+
+    teacher: TeacherConfig | None = None
+    on_invalid_output: bool = True  # the student's answer does not parse as the task's JSON schema
+    # The student's least certain token (``min_token``) or the geometric mean over its tokens (``mean_token``)
+    # under this probability sends the request to the teacher. None: confidence is not checked.
+    min_confidence: float | None = Field(None, gt=0.0, le=1.0)
+    confidence: Literal["min_token", "mean_token"] = "min_token"
+
+
 class ServeConfig(Strict):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -186,6 +198,12 @@ class ServeConfig(Strict):
     # Requests queued or generating at once; one more gets 429 with Retry-After instead of waiting forever.
     max_in_flight: int = Field(8, ge=1)
     generation_timeout_s: float = Field(30.0, gt=0)  # a slower generation is stopped and answered 504
+    # Each inference-log row is fsync'ed before the answer is sent: a crash loses no answered request.
+    log_fsync: bool = True
+    # Serving a registry alias: check every this many seconds whether another version holds it now, and
+    # switch to it once fully loaded and verified (POST /admin/reload does the same at once). None: never poll.
+    reload_interval_s: float | None = Field(30.0, gt=0)
+    fallback: FallbackConfig = FallbackConfig()
 
 
 class MonitorConfig(Strict):

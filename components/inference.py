@@ -23,6 +23,10 @@ class Completion(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop", "length", or "time" (stopped by max_time)
+    # With ``scores=True``: the probability the model gave each token it emitted, summarised as the least
+    # certain token and the geometric mean (exp of the mean log-probability). ``None`` when not asked for.
+    min_token_prob: float | None = None
+    mean_token_prob: float | None = None
 
 
 class ContextWindowExceeded(ValueError):
@@ -69,8 +73,9 @@ class ChatModel:
         top_p: float = 1.0,
         seed: int | None = None,
         max_time: float | None = None,
+        scores: bool = False,
     ) -> Completion:
-        return self.chat_batch([messages], max_tokens, temperature, top_p, seed, max_time)[0]
+        return self.chat_batch([messages], max_tokens, temperature, top_p, seed, max_time, scores)[0]
 
     def chat_batch(
         self,
@@ -80,10 +85,13 @@ class ChatModel:
         top_p: float = 1.0,
         seed: int | None = None,
         max_time: float | None = None,
+        scores: bool = False,
     ) -> list[Completion]:
         """Generate for several conversations at once (left-padded to one width); one Completion each.
 
         ``max_time`` (seconds) stops generation early; the answer then ends with finish_reason "time".
+        ``scores`` fills each Completion's token probabilities (from the raw logits, before any sampling
+        warpers); it keeps one vocabulary-sized row per generated token until the batch ends.
         """
         import torch
 
@@ -103,12 +111,19 @@ class ChatModel:
                 max_new_tokens=max_tokens,
                 eos_token_id=eos,
                 pad_token_id=pad,
+                output_logits=scores,
+                return_dict_in_generate=True,
                 **sampling,
             )
         timed_out = max_time is not None and time.perf_counter() - started >= max_time
-        return [
-            self._completion(ids, row, timed_out) for ids, row in zip(encoded, out[:, width:].tolist(), strict=True)
+        completions = [
+            self._completion(ids, row, timed_out)
+            for ids, row in zip(encoded, out.sequences[:, width:].tolist(), strict=True)
         ]
+        if scores:
+            for i, completion in enumerate(completions):
+                _add_token_probs(completion, out.sequences[i, width:], out.logits, i)
+        return completions
 
     def chat_stream(
         self,
@@ -187,3 +202,17 @@ class ChatModel:
             completion_tokens=len(new),
             finish_reason="stop" if stopped else ("time" if timed_out else "length"),
         )
+
+
+def _add_token_probs(completion: Completion, row, logits, index: int) -> None:
+    """Fill ``completion``'s token probabilities from generate's per-step raw logits (batch row ``index``)."""
+    import torch
+
+    steps = completion.completion_tokens
+    if steps == 0:
+        return
+    chosen = row[:steps].unsqueeze(1)
+    step_logits = torch.stack([logits[t][index] for t in range(steps)]).float()
+    logprobs = torch.log_softmax(step_logits, dim=-1).gather(1, chosen).squeeze(1)
+    completion.min_token_prob = float(logprobs.min().exp())
+    completion.mean_token_prob = float(logprobs.mean().exp())

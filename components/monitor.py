@@ -65,7 +65,8 @@ def current_frame(log: Path, window: int):
     recent: deque[dict] = deque(maxlen=window)
     if log.exists():
         for _, row, error in read_jsonl(log):
-            if row is not None and error is None and "input" in row:
+            # answered requests only (a 504 row holds a cut-off answer); rows older than ``status`` count
+            if row is not None and error is None and "input" in row and row.get("status", 200) == 200:
                 recent.append(row)
     return pd.DataFrame([features(r["input"], r.get("output")) for r in recent])
 

@@ -124,12 +124,10 @@ def promote(
 def rollback(stage: Stage = "prod", profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
     """Point an alias back at the version that held it before."""
     params = _setup(work_dir, profile)
-    from components import registry
-    from flows.runtime import tracking
+    from flows.promote import rollback as do_rollback
 
-    tracking(work_dir, params.project.experiment)
     try:
-        version = registry.rollback(params.project.registered_model, stage)
+        version = do_rollback(params, work_dir, stage)
     except ValueError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(1) from None
@@ -154,35 +152,59 @@ def serve(
     model_path: Annotated[
         Path | None, typer.Option(help="Serve a local model folder instead of a registry alias.")
     ] = None,
-    host: Annotated[str, typer.Option(help="Bind address; keep 127.0.0.1 unless a proxy fronts it.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[str | None, typer.Option(help="Bind address (default: params serve.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default: params serve.port, 8000).")] = None,
     profile: Profile = "demo",
     work_dir: WorkDir = Path("."),
 ) -> None:
     """Start the OpenAI-compatible server (/v1/chat/completions, /v1/models, /health, /metrics).
 
-    Limits (body size, max_tokens cap, requests in flight, generation timeout) come from params `serve`.
+    Limits (body size, max_tokens cap, requests in flight, generation timeout), the teacher fallback and how
+    often to look for a new alias holder come from params `serve`. `POST /admin/reload` switches at once.
     """
     params = _setup(work_dir, profile)
+    from contextlib import ExitStack
+
     import uvicorn
 
     from components.config import Layout
     from components.serve.app import create_app
+    from components.serve.reload import ModelHolder, ServedModel
 
+    cfg = params.serve
+    name = params.project.registered_model
     if model_path is not None:
         from components.inference import ChatModel
 
-        chat_model, name, version = ChatModel.load(model_path), params.project.registered_model, None
+        holder = ModelHolder(ServedModel(ChatModel.load(model_path), None))
     else:
         from components import registry
         from flows.runtime import tracking
 
         tracking(work_dir, params.project.experiment)
-        chat_model, version = registry.load_chat_model(params.project.registered_model, alias)
-        name = params.project.registered_model
+        try:
+            holder = ModelHolder(
+                ServedModel(*registry.load_chat_model(name, alias)),
+                loader=lambda: registry.load_chat_model(name, alias),
+                probe=lambda: registry.alias_version(name, alias),
+            )
+        except ValueError as err:
+            typer.echo(str(err), err=True)
+            raise typer.Exit(2) from None
     log_path = Layout(root=work_dir.resolve()).inference_log
-    typer.echo(f"serving {name} (version {version}) on http://{host}:{port}/v1 ; inference log: {log_path}")
-    uvicorn.run(create_app(chat_model, name, log_path, params.serve, version), host=host, port=port)
+    host, port = host or cfg.host, port or cfg.port
+    with ExitStack() as stack:
+        fallback = None
+        if cfg.fallback.teacher is not None:
+            from components.serve.fallback import Fallback
+            from components.teacher import open_teacher
+
+            fallback = Fallback(stack.enter_context(open_teacher(cfg.fallback.teacher)), cfg.fallback)
+        typer.echo(
+            f"serving {name} (version {holder.current.version}) on http://{host}:{port}/v1 ; "
+            f"inference log: {log_path} ; teacher fallback: {'on' if fallback else 'off'}"
+        )
+        uvicorn.run(create_app(holder, name, log_path, cfg, fallback=fallback), host=host, port=port)
 
 
 @app.command()

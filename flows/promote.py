@@ -2,12 +2,14 @@
 
 Usage:
     slmops promote --to pilot
+    slmops rollback --stage prod
 
 The decision (passed or not, every reason, both models' metrics) is recorded on the candidate version as
 tags ``gate.<stage>`` / ``gate.<stage>.reasons`` and as a JSON artifact ``promotion/<stage>-<time>.json`` in
 the run that produced it, then returned for printing. A failed promotion moves no alias. Promotions hold a
 file lock in the work dir, and the alias is re-read just before it moves: if another promotion moved it in
-the meantime, this one fails instead of overwriting a decision it did not see.
+the meantime, this one fails instead of overwriting a decision it did not see. Rollbacks take the same
+lock, so a rollback and a promotion never interleave.
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ def promote(params: Params, work_dir: Path, to: str, gates_file: Path | None = N
     tracking(work_dir, params.project.experiment)
     with promotion_lock(Layout(root=work_dir.resolve()).state / "promotion.lock"):
         return _promote(params.project.registered_model, to, gates_file)
+
+
+def rollback(params: Params, work_dir: Path, stage: str) -> str:
+    """Point ``stage`` back at its previous holder, under the same lock as promotions; returns that version."""
+    tracking(work_dir, params.project.experiment)
+    with promotion_lock(Layout(root=work_dir.resolve()).state / "promotion.lock"):
+        return registry.rollback(params.project.registered_model, stage)
 
 
 def _promote(name: str, to: str, gates_file: Path | None) -> dict[str, Any]:

@@ -191,9 +191,6 @@ def test_promotion_is_gated_and_rollback_restores_the_previous_holder(smoke_run)
 
 
 def test_a_tampered_artifact_is_refused_at_load(smoke_run):
-    from pathlib import Path
-    from urllib.parse import urlparse
-
     from components import registry
     from components.config import load_params
 
@@ -202,14 +199,76 @@ def test_a_tampered_artifact_is_refused_at_load(smoke_run):
     registry.set_alias(name, "tampered", version)
     _, loaded = registry.load_chat_model(name, "tampered")  # intact: loads
     assert loaded == version
+    _tamper(name, version)
+    with pytest.raises(ValueError, match="refusing to load"):
+        registry.load_chat_model(name, "tampered")
+
+
+def _tamper(name: str, version: str) -> None:
+    """Change one byte of a registered version's stored ONNX file, behind the registry's back."""
+    from urllib.parse import urlparse
+
     import mlflow
+    from components import registry
 
     source = registry._client().get_model_version(name, version).source  # models:/m-<logged model id>
     stored = Path(urlparse(mlflow.get_logged_model(source.removeprefix("models:/")).artifact_location).path)
     onnx = next(stored.rglob("model.onnx"))
     onnx.write_bytes(onnx.read_bytes() + b"\0")
-    with pytest.raises(ValueError, match="refusing to load"):
-        registry.load_chat_model(name, "tampered")
+
+
+def test_the_server_follows_the_alias_and_refuses_a_tampered_holder(smoke_run):
+    from components import registry
+    from components.config import ServeConfig, load_params
+    from components.serve.app import BackgroundServer, create_app
+    from components.serve.reload import ModelHolder, ServedModel
+
+    name = load_params("smoke").project.registered_model
+    registry.set_alias(name, "live", _register_copy(smoke_run))
+    holder = ModelHolder(
+        ServedModel(*registry.load_chat_model(name, "live")),
+        loader=lambda: registry.load_chat_model(name, "live"),
+        probe=lambda: registry.alias_version(name, "live"),
+    )
+    body = {"model": name, "messages": [{"role": "user", "content": "請求の件"}], "max_tokens": 8}
+    with BackgroundServer(create_app(holder, name, None, ServeConfig(reload_interval_s=None))) as srv:
+        url = f"http://127.0.0.1:{srv.port}"
+        newer = _register_copy(smoke_run)
+        registry.set_alias(name, "live", newer)  # e.g. `slmops promote` moved it
+        assert httpx.post(url + "/admin/reload", timeout=120).json()["version"] == newer
+        assert (
+            httpx.post(url + "/v1/chat/completions", json=body, timeout=60).headers["x-slmops-model-version"] == newer
+        )
+
+        tampered = _register_copy(smoke_run)
+        _tamper(name, tampered)
+        registry.set_alias(name, "live", tampered)
+        refused = httpx.post(url + "/admin/reload", timeout=120)
+        assert refused.status_code == 409 and "refusing to load" in refused.json()["error"]["message"]
+        answer = httpx.post(url + "/v1/chat/completions", json=body, timeout=60)
+        assert answer.status_code == 200 and answer.headers["x-slmops-model-version"] == newer
+
+
+def test_rollback_waits_for_a_promotion_in_progress(smoke_run):
+    import threading
+
+    from components import registry
+    from components.config import Layout, load_params
+    from flows.promote import promotion_lock, rollback
+
+    params, work = load_params("smoke"), smoke_run["work"]
+    name = params.project.registered_model
+    first = _register_copy(smoke_run)
+    registry.set_alias(name, "canary", first)
+    registry.set_alias(name, "canary", _register_copy(smoke_run))
+    done: list[str] = []
+    with promotion_lock(Layout(root=work.resolve()).state / "promotion.lock"):  # a promotion is deciding
+        worker = threading.Thread(target=lambda: done.append(rollback(params, work, "canary")))
+        worker.start()
+        worker.join(timeout=2)
+        assert worker.is_alive() and not done  # blocked on the lock
+    worker.join(timeout=60)
+    assert done == [first] and registry.alias_version(name, "canary") == first
 
 
 def test_monitor_flow_reports_and_does_not_retrain_without_drift(smoke_run):

@@ -136,7 +136,7 @@ def test_metrics_count_requests_tokens_and_errors(server):
     assert answered >= 1 and samples["slmops_request_latency_seconds_count"] == answered
     assert samples['slmops_tokens_total{kind="completion"}'] >= 1
     assert samples['slmops_errors_total{kind="unknown_model"}'] >= 1
-    assert samples["slmops_fallbacks_total"] == 0
+    assert not any(k.startswith("slmops_fallbacks_total") for k in samples)  # the fallback is off here
 
 
 def test_overload_gets_429_with_retry_after_and_every_answer_is_logged(tiny_models, tmp_path):

@@ -1,16 +1,28 @@
 """OpenAI-compatible server: ``/v1/chat/completions`` (also ``stream: true``), ``/v1/models``, ``/health``,
-``/metrics`` (Prometheus).
+``/metrics`` (Prometheus), ``POST /admin/reload``.
 
 Usage:
     slmops serve --alias prod --port 8000          # loads models:/<registered_model>@prod
     slmops serve --model-path models/student_onnx/int8
 
-Every answered request is appended to the inference log (JSONL, PII masked) that ``slmops monitor`` reads.
 Bad requests get a 4xx with an OpenAI-style error body, never a 500: malformed JSON, wrong types, missing
 fields (400), unknown model (404), ``max_tokens`` over the cap or prompt + ``max_tokens`` over the context
 window (400), bodies over ``serve.max_body_bytes`` (413). More than ``serve.max_in_flight`` requests at once
 get 429 with ``Retry-After``; a generation slower than ``serve.generation_timeout_s`` gets 504. If
 ``SLMOPS_API_KEYS`` is set (comma-separated), every route but ``/health`` needs ``Authorization: Bearer <key>``.
+
+Hybrid fallback (``serve.fallback``): a student answer that fails the task schema, or whose confidence is
+under the threshold, is replaced by the teacher's (see ``fallback.py``); streamed answers are sent as they
+are generated and are never replaced. Serving an alias, the server switches to a new holder of that alias
+without a restart (``reload.py``): polled every ``serve.reload_interval_s`` or at once on ``/admin/reload``.
+
+Inference log (JSONL, one row per chat completion that was generated, appended and fsync'ed before the
+answer is sent; ``slmops monitor`` reads the rows with status 200):
+    id, ts (UTC ISO), model, model_version, status (200, or 504 for a timeout), stream (bool),
+    served_by ("student" | "teacher"), fallback (null | "invalid_output" | "low_confidence"),
+    input (the last user message, PII-masked), output (the answer sent, PII-masked), latency_ms,
+    prompt_tokens, completion_tokens, finish_reason ("stop" | "length" | "time")
+Requests refused before generating (4xx, 429) are counted in ``/metrics`` only.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -33,7 +46,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from components import pii
 from components.config import ServeConfig
 from components.inference import ChatModel, Completion, ContextWindowExceeded
+from components.serve.fallback import Fallback
 from components.serve.metrics import ServerMetrics
+from components.serve.reload import ModelHolder, ReloadError, ReloadWatcher, ServedModel
 
 
 class Message(BaseModel):
@@ -58,10 +73,12 @@ def _error(status: int, message: str, kind: str = "invalid_request_error", heade
 
 
 class InferenceLog:
-    """Append-only JSONL; one row per answered request, written under a lock so rows never interleave."""
+    """Append-only JSONL. Rows are written whole under a lock (never interleaved) and, with ``fsync``, are on
+    disk before ``append`` returns, so an answer the client received is never missing after a crash. The file
+    is opened per row, so it can be rotated (moved away) while the server runs."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, fsync: bool = True):
+        self.path, self.fsync = path, fsync
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
@@ -70,6 +87,8 @@ class InferenceLog:
         with self._lock, open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()
+            if self.fsync:
+                os.fsync(fh.fileno())
 
 
 class BodySizeLimit:
@@ -107,17 +126,37 @@ class BodySizeLimit:
 
 
 def create_app(
-    model: ChatModel,
+    model: ChatModel | ModelHolder,
     model_name: str,
     inference_log: Path | None,
     cfg: ServeConfig | None = None,
     model_version: str | None = None,
+    fallback: Fallback | None = None,
 ) -> FastAPI:
+    """An app serving ``model`` (a fixed model, or a ``ModelHolder`` that can switch to a new alias holder)."""
     cfg = cfg or ServeConfig()
-    app = FastAPI(title="slmops", description="OpenAI-compatible server for a distilled SLM")
+    holder = model if isinstance(model, ModelHolder) else ModelHolder(ServedModel(model, model_version))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        watcher = None
+        if holder.can_reload and cfg.reload_interval_s is not None:
+            watcher = ReloadWatcher(holder, cfg.reload_interval_s).start()
+        yield
+        if watcher is not None:
+            watcher.stop()
+
+    app = FastAPI(title="slmops", description="OpenAI-compatible server for a distilled SLM", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, limit=cfg.max_body_bytes)
-    log = InferenceLog(inference_log) if inference_log else None
+    log = InferenceLog(inference_log, fsync=cfg.log_fsync) if inference_log else None
     metrics = ServerMetrics()
+    metrics.serving(holder.current.version)
+
+    def reloaded(outcome: str, version: str | None) -> None:  # by /admin/reload or the poller
+        metrics.reloaded(outcome)
+        metrics.serving(version)
+
+    holder.on_reload = reloaded
     slots = threading.BoundedSemaphore(cfg.max_in_flight)
     api_keys = {k.strip() for k in os.environ.get("SLMOPS_API_KEYS", "").split(",") if k.strip()}
 
@@ -139,7 +178,16 @@ def create_app(
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "model": model_name, "version": model_version, "backend": model.backend}
+        served = holder.current
+        return {
+            "status": "ok",
+            "model": model_name,
+            "version": served.version,
+            "backend": served.model.backend,
+            "loaded_at": holder.loaded_at,
+            "reload_error": holder.last_error,
+            "fallback": fallback is not None,
+        }
 
     @app.get("/metrics")
     def prometheus() -> Response:
@@ -149,7 +197,15 @@ def create_app(
     def models() -> dict:
         return {"object": "list", "data": [{"id": model_name, "object": "model", "owned_by": "slmops"}]}
 
-    def record(request_id: str, messages: list[dict], completion: Completion, latency_s: float) -> None:
+    @app.post("/admin/reload", response_model=None)
+    def reload() -> dict | JSONResponse:
+        """Switch to the alias's current holder now (the poller would within ``reload_interval_s``)."""
+        try:
+            return holder.reload()
+        except ReloadError as err:
+            return _error(409, str(err), "reload_error")
+
+    def record(request_id: str, messages: list[dict], completion: Completion, latency_s: float, **fields) -> None:
         metrics.answered(completion, latency_s)
         if log is None:
             return
@@ -159,7 +215,11 @@ def create_app(
                 "id": request_id,
                 "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "model": model_name,
-                "model_version": model_version,
+                "status": 200,
+                "stream": False,
+                "served_by": "student",
+                "fallback": None,
+                **fields,
                 "input": pii.mask(user_text),
                 "output": pii.mask(completion.text),
                 "latency_ms": round(latency_s * 1000, 2),
@@ -168,10 +228,6 @@ def create_app(
                 "finish_reason": completion.finish_reason,
             }
         )
-
-    def timeout_error() -> JSONResponse:
-        metrics.error("timeout")
-        return _error(504, f"generation took longer than {cfg.generation_timeout_s} s", "timeout_error")
 
     @app.post("/v1/chat/completions", response_model=None)
     def chat_completions(req: ChatRequest) -> dict | JSONResponse | StreamingResponse:
@@ -187,33 +243,57 @@ def create_app(
             return _error(
                 429, f"more than {cfg.max_in_flight} requests in flight", "rate_limit_error", {"Retry-After": "1"}
             )
+        served = holder.current  # this request uses this model to the end, even if a reload swaps it meanwhile
         messages = [m.model_dump() for m in req.messages]
         request_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         args = (messages, max_tokens, req.temperature, req.top_p)
+        headers = {"x-slmops-model-version": str(served.version)}
         if req.stream:
             try:
-                pieces = model.chat_stream(*args, max_time=cfg.generation_timeout_s, seed=req.seed)
+                pieces = served.model.chat_stream(*args, max_time=cfg.generation_timeout_s, seed=req.seed)
                 first = next(pieces)  # raises ContextWindowExceeded before any byte is sent
             except ContextWindowExceeded as err:
                 slots.release()
                 metrics.error("context_window")
                 return _error(400, str(err))
+
+            def on_done(completion: Completion, latency_s: float) -> None:
+                status = 504 if completion.finish_reason == "time" else 200
+                record(request_id, messages, completion, latency_s, status=status, stream=True, **fields)
+
+            fields = {"model_version": served.version}
             return StreamingResponse(
-                _sse(request_id, model_name, first, pieces, slots, lambda c, s: record(request_id, messages, c, s)),
+                _sse(request_id, model_name, first, pieces, slots, on_done),
                 media_type="text/event-stream",
+                headers=headers,
             )
         started = time.perf_counter()
+        served_by, reason = "student", None
         try:
-            completion = model.chat(*args, seed=req.seed, max_time=cfg.generation_timeout_s)
+            scores = fallback is not None and fallback.needs_scores
+            completion = served.model.chat(*args, seed=req.seed, max_time=cfg.generation_timeout_s, scores=scores)
+            if completion.finish_reason != "time" and fallback is not None:
+                reason = fallback.reason(completion)
+                if reason is not None:
+                    metrics.fell_back(reason)
+                    answer = fallback.answer(messages, max_tokens)
+                    if answer is None:
+                        metrics.error("fallback_failed")  # the student's answer is sent after all
+                    else:
+                        completion, served_by = answer, "teacher"
         except ContextWindowExceeded as err:
             metrics.error("context_window")
             return _error(400, str(err))
         finally:
             slots.release()
+        fields = {"model_version": served.version, "served_by": served_by, "fallback": reason}
         if completion.finish_reason == "time":
-            return timeout_error()
-        record(request_id, messages, completion, time.perf_counter() - started)
-        return {
+            record(request_id, messages, completion, time.perf_counter() - started, status=504, **fields)
+            metrics.error("timeout")
+            return _error(504, f"generation took longer than {cfg.generation_timeout_s} s", "timeout_error")
+        record(request_id, messages, completion, time.perf_counter() - started, **fields)
+        headers["x-slmops-served-by"] = served_by
+        body = {
             "id": request_id,
             "object": "chat.completion",
             "created": int(time.time()),
@@ -231,6 +311,7 @@ def create_app(
                 "total_tokens": completion.prompt_tokens + completion.completion_tokens,
             },
         }
+        return JSONResponse(body, headers=headers)
 
     return app
 

@@ -8,7 +8,7 @@ Usage:
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest
 
 from components.inference import Completion
 
@@ -31,10 +31,16 @@ class ServerMetrics:
         )
         self.tokens = Counter("slmops_tokens", "Tokens processed", ["kind"], registry=self.registry)
         self.errors = Counter("slmops_errors", "Requests refused or failed, by kind", ["kind"], registry=self.registry)
-        # Answers the teacher gave because the student's did not pass (hybrid fallback; 0 until it is enabled).
+        # Student answers that did not pass and went to the teacher (hybrid fallback), by reason. The fallback
+        # rate is slmops_fallbacks_total / slmops_requests_total; errors{kind="fallback_failed"} counts the
+        # ones the teacher could not answer either (the student's answer was sent).
         self.fallbacks = Counter(
-            "slmops_fallbacks", "Requests answered by the teacher fallback", registry=self.registry
+            "slmops_fallbacks", "Requests sent to the teacher fallback, by reason", ["reason"], registry=self.registry
         )
+        self.reloads = Counter(
+            "slmops_reloads", "Switches to a new alias holder, by outcome", ["outcome"], registry=self.registry
+        )
+        self.model = Info("slmops_model", "The registry version being served", registry=self.registry)
 
     def answered(self, completion: Completion, latency_s: float) -> None:
         self.requests.labels(completion.finish_reason).inc()
@@ -44,6 +50,15 @@ class ServerMetrics:
 
     def error(self, kind: str) -> None:
         self.errors.labels(kind).inc()
+
+    def fell_back(self, reason: str) -> None:
+        self.fallbacks.labels(reason).inc()
+
+    def reloaded(self, outcome: str) -> None:
+        self.reloads.labels(outcome).inc()
+
+    def serving(self, version: str | None) -> None:
+        self.model.info({"version": str(version)})
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

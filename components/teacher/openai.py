@@ -107,6 +107,7 @@ class OpenAITeacher:
 
         self._loop: EventLoopThread | None = None
         self._client: httpx.AsyncClient | None = None
+        self._start_lock = threading.Lock()  # the server's fallback calls ``complete`` from many threads
 
     def __enter__(self) -> OpenAITeacher:
         return self
@@ -115,20 +116,22 @@ class OpenAITeacher:
         self.close()
 
     def _start(self) -> EventLoopThread:
-        if self._loop is None:
-            self._loop = EventLoopThread()
-            limits = httpx.Limits(max_connections=self.cfg.max_concurrency)
+        with self._start_lock:
+            if self._loop is None:
+                loop = EventLoopThread()
+                limits = httpx.Limits(max_connections=self.cfg.max_concurrency)
 
-            async def make_client() -> httpx.AsyncClient:
-                return httpx.AsyncClient(
-                    base_url=self.cfg.base_url.rstrip("/"),
-                    headers=self._headers,
-                    timeout=self.cfg.timeout_s,
-                    limits=limits,
-                )
+                async def make_client() -> httpx.AsyncClient:
+                    return httpx.AsyncClient(
+                        base_url=self.cfg.base_url.rstrip("/"),
+                        headers=self._headers,
+                        timeout=self.cfg.timeout_s,
+                        limits=limits,
+                    )
 
-            self._client = self._loop.run(make_client())
-        return self._loop
+                self._client = loop.run(make_client())
+                self._loop = loop
+            return self._loop
 
     def close(self) -> None:
         if self._loop is not None and self._client is not None:
