@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -12,6 +14,7 @@ from components.config import ServeConfig
 from components.inference import ChatModel
 from components.io import load_jsonl
 from components.serve.app import BackgroundServer, create_app
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +174,28 @@ def test_a_seed_makes_sampled_answers_reproducible(server):
     first, again, other = ask(7), ask(7), ask(8)
     assert first["choices"][0]["message"]["content"] == again["choices"][0]["message"]["content"]
     assert first["choices"][0]["message"]["content"] != other["choices"][0]["message"]["content"]
+
+
+def test_load_benchmark_loses_no_log_rows_through_the_real_cli_server(tiny_models):
+    """``benchmarks/serve_load.py`` end to end on the tiny models: every answered request has its log row."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.serve_load",
+            *("--int8", str(tiny_models["int8"]), "--transformers", str(tiny_models["model"])),
+            *("--data", str(tiny_models["prepared"] / "test.jsonl")),
+            *("--clients", "4", "--seconds", "2", "--warmup", "2", "--max-tokens", "8"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in ("int8_onnx", "transformers"):
+        result = figures[name]
+        assert result["errors"] == 0 and result["ok"] > 4
+        assert result["log_rows"] == result["ok"] == result["requests"]
+    assert figures["ratio_int8"]["rps"] > 0
