@@ -8,12 +8,13 @@ A mistyped or unknown key fails at load time with the key's dotted path and the 
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 PROFILES = ("demo", "smoke")
@@ -241,9 +242,25 @@ class GateThresholds(Strict):
 
 
 class Gates(Strict):
+    """Each stage at least as strict as the one before it: a model that passes prod passes pilot and poc."""
+
     poc: GateThresholds
     pilot: GateThresholds
     prod: GateThresholds
+
+    @model_validator(mode="after")
+    def _stricter_each_stage(self) -> Gates:
+        stages = [("poc", self.poc), ("pilot", self.pilot), ("prod", self.prod)]
+        for (before, looser), (stage, stricter) in itertools.pairwise(stages):
+            for field in GateThresholds.model_fields:
+                low, high = getattr(looser, field), getattr(stricter, field)
+                if field.startswith("min_") and high < low:
+                    raise ValueError(f"{stage}.{field} {high} is looser than {before}'s {low}")
+                if field == "max_regression_vs_champion":
+                    continue  # only compared when there is a champion; prod alone has one
+                if field.startswith("max_") and low is not None and (high is None or high > low):
+                    raise ValueError(f"{stage}.{field} {high} is looser than {before}'s {low}")
+        return self
 
 
 # ---------------------------------------------------------------- loading
@@ -287,7 +304,8 @@ def _explain(err: ValidationError, sources: list[tuple[Path, dict[str, Any]]]) -
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p in {"openai", "callable", "transformers"}))
         where = next((str(p) for p, d in reversed(sources) if _has_path(d, loc)), str(sources[-1][0]))
-        lines.append(f"{where}: {'.'.join(map(str, loc))}: {e['msg']}")
+        message = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {'.'.join(map(str, loc))}: {message}" if loc else f"{where}: {message}")
     return "invalid params:\n  " + "\n  ".join(lines)
 
 

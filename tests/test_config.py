@@ -43,3 +43,24 @@ def test_invalid_params_fail_with_file_and_key(fixture, expected):
 def test_unknown_profile_is_a_clear_error():
     with pytest.raises(ParamsError, match="unknown profile 'nope'"):
         load_params("nope")
+
+
+@pytest.mark.parametrize(
+    ("stage", "key", "value", "expected"),
+    [
+        ("pilot", "min_category_accuracy", 0.5, "pilot.min_category_accuracy 0.5 is looser than poc's 0.6"),
+        ("prod", "max_size_mb", 100, "prod.max_size_mb 100.0 is looser than pilot's 50.0"),
+        ("prod", "max_p95_latency_ms", None, "prod.max_p95_latency_ms None is looser than pilot's 1000.0"),
+    ],
+)
+def test_gates_must_get_stricter_at_each_stage(tmp_path, stage, key, value, expected):
+    import yaml
+
+    gates = load_gates().model_dump()
+    gates["poc"]["min_category_accuracy"] = 0.6
+    gates[stage][key] = value
+    path = tmp_path / "gates.yaml"
+    path.write_text(yaml.safe_dump(gates))
+    with pytest.raises(ParamsError) as err:
+        load_gates(path)
+    assert f"gates.yaml: {expected}" in str(err.value)
