@@ -189,6 +189,7 @@ class FallbackConfig(Strict):
     # under this probability sends the request to the teacher. None: confidence is not checked.
     min_confidence: float | None = Field(None, gt=0.0, le=1.0)
     confidence: Literal["min_token", "mean_token"] = "min_token"
+    max_tokens: int = Field(128, ge=1)  # the teacher's answer budget when the client set no max_tokens
 
 
 class ServeConfig(Strict):

@@ -176,6 +176,10 @@ class ChatModel:
             raise result["error"]  # type: ignore[misc]
         yield self._completion(ids, result["out"][0, len(ids) :].tolist(), bool(result["timed_out"]))  # type: ignore[index]
 
+    def room_for(self, messages: list[dict[str, str]]) -> int:
+        """How many tokens the context window leaves for an answer to ``messages``."""
+        return self.context_window - len(self.encode(messages))
+
     def _checked(self, messages: list[dict[str, str]], max_tokens: int) -> list[int]:
         ids = self.encode(messages)
         if len(ids) + max_tokens > self.context_window:

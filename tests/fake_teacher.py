@@ -34,6 +34,7 @@ class FakeTeacher:
     def __init__(self, script: Script, delay_s: float = 0.0, capacity: int | None = None):
         self.script = script
         self.calls: list[str] = []  # the user message of every request that reached the server
+        self.bodies: list[dict] = []  # and the whole request body
         self.auth: list[str | None] = []  # the Authorization header of every request
         self.in_flight = 0
         self.max_in_flight = 0  # most requests the server saw at once
@@ -48,6 +49,7 @@ class FakeTeacher:
             user = body["messages"][-1]["content"]
             with self._lock:
                 self.calls.append(user)
+                self.bodies.append(body)
                 self.auth.append(request.headers.get("authorization"))
                 attempt = self._attempts.get(user, 0)
                 self._attempts[user] = attempt + 1

@@ -199,3 +199,17 @@ def test_load_benchmark_loses_no_log_rows_through_the_real_cli_server(tiny_model
         assert result["errors"] == 0 and result["ok"] > 4
         assert result["log_rows"] == result["ok"] == result["requests"]
     assert figures["ratio_int8"]["rps"] > 0
+
+
+def test_without_max_tokens_the_answer_gets_what_the_window_leaves(tiny_models, tmp_path):
+    model = ChatModel.load(tiny_models["int8"])
+    app = create_app(model, "tiny", None, ServeConfig(max_tokens_cap=model.context_window))
+    with BackgroundServer(app) as srv:
+        url = f"http://127.0.0.1:{srv.port}/v1/chat/completions"
+        body = {"model": "tiny", "messages": [{"role": "user", "content": "配送の件"}]}
+        r = httpx.post(url, json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        usage = r.json()["usage"]
+        assert usage["total_tokens"] <= model.context_window and "x-slmops-model-version" not in r.headers
+        full = {"model": "tiny", "messages": [{"role": "user", "content": "長い" * 600}]}
+        assert httpx.post(url, json=full, timeout=60).status_code == 400  # no room left: still a clear 400

@@ -27,8 +27,8 @@ def _serve(model: ChatModel, fake: FakeTeacher, log, **fallback):
     return BackgroundServer(app), teacher
 
 
-def _ask(url: str, content: str = "荷物が届きません。電話は090-1234-5678") -> httpx.Response:
-    body = {"model": "slm", "messages": [{"role": "user", "content": content}], "max_tokens": 24}
+def _ask(url: str, content: str = "荷物が届きません。電話は090-1234-5678", **extra) -> httpx.Response:
+    body = {"model": "slm", "messages": [{"role": "user", "content": content}], "max_tokens": 24, **extra}
     return httpx.post(url + "/v1/chat/completions", json=body, timeout=60)
 
 
@@ -54,9 +54,13 @@ def test_an_invalid_student_answer_is_answered_by_the_teacher_and_counted(untrai
             assert r.status_code == 200 and r.headers["x-slmops-served-by"] == "teacher"
             assert r.json()["choices"][0]["message"]["content"] == TEACHER_ANSWER
             assert _fallback_counts(url) == {"invalid_output": 1.0}
-        # PII is masked before the input leaves for the teacher; the teacher gets the task's instructions.
-        assert fake.calls == ["荷物が届きません。電話は[PHONE]"]
-    [row] = load_jsonl(log)
+            assert _ask(url, max_tokens=None).headers["x-slmops-served-by"] == "teacher"
+        # PII is masked before the input leaves for the teacher; the teacher gets the task's instructions and
+        # schema, and the client's max_tokens (or fallback.max_tokens, not the student's window budget).
+        assert fake.calls == ["荷物が届きません。電話は[PHONE]"] * 2
+        assert fake.bodies[0]["messages"][0]["role"] == "system" and fake.bodies[0]["response_format"]
+        assert [b["max_tokens"] for b in fake.bodies] == [24, FallbackConfig().max_tokens]
+    row = load_jsonl(log)[0]
     assert row["served_by"] == "teacher" and row["fallback"] == "invalid_output" and row["output"] == TEACHER_ANSWER
 
 

@@ -234,10 +234,9 @@ def create_app(
         if req.model != model_name:
             metrics.error("unknown_model")
             return _error(404, f"model {req.model!r} not found; this server serves {model_name!r}", "not_found_error")
-        max_tokens = req.max_tokens or cfg.max_tokens_cap
-        if max_tokens > cfg.max_tokens_cap:
+        if req.max_tokens is not None and req.max_tokens > cfg.max_tokens_cap:
             metrics.error("invalid_request")
-            return _error(400, f"max_tokens {max_tokens} exceeds this server's cap of {cfg.max_tokens_cap}")
+            return _error(400, f"max_tokens {req.max_tokens} exceeds this server's cap of {cfg.max_tokens_cap}")
         if not slots.acquire(blocking=False):
             metrics.error("overloaded")
             return _error(
@@ -246,8 +245,11 @@ def create_app(
         served = holder.current  # this request uses this model to the end, even if a reload swaps it meanwhile
         messages = [m.model_dump() for m in req.messages]
         request_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        # Not given: as many tokens as the cap and the context window leave (OpenAI's default), at least 1, so
+        # a prompt that fills the window still gets its 400 below.
+        max_tokens = req.max_tokens or max(1, min(cfg.max_tokens_cap, served.model.room_for(messages)))
         args = (messages, max_tokens, req.temperature, req.top_p)
-        headers = {"x-slmops-model-version": str(served.version)}
+        headers = {"x-slmops-model-version": str(served.version)} if served.version is not None else {}
         if req.stream:
             try:
                 pieces = served.model.chat_stream(*args, max_time=cfg.generation_timeout_s, seed=req.seed)
@@ -276,7 +278,7 @@ def create_app(
                 reason = fallback.reason(completion)
                 if reason is not None:
                     metrics.fell_back(reason)
-                    answer = fallback.answer(messages, max_tokens)
+                    answer = fallback.answer(messages, req.max_tokens)
                     if answer is None:
                         metrics.error("fallback_failed")  # the student's answer is sent after all
                     else:

@@ -15,11 +15,15 @@ reached, leaves the student's answer in place: the fallback never turns an answe
 
 from __future__ import annotations
 
+import logging
+
 from components import pii
 from components.config import FallbackConfig, SamplingConfig
 from components.inference import Completion
 from components.tasks import ticket_triage as task
 from components.teacher.base import Teacher, TeacherUnavailable
+
+log = logging.getLogger(__name__)
 
 
 class Fallback:
@@ -40,20 +44,25 @@ class Fallback:
                 return "low_confidence"
         return None
 
-    def answer(self, messages: list[dict[str, str]], max_tokens: int) -> Completion | None:
-        """The teacher's answer when it is valid, else None (the caller keeps the student's)."""
+    def answer(self, messages: list[dict[str, str]], max_tokens: int | None) -> Completion | None:
+        """The teacher's answer when it is valid, else None (the caller keeps the student's).
+
+        ``max_tokens`` is the client's, if it set one; else ``fallback.max_tokens``.
+        """
         user_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         request = task.build_teacher_messages(pii.mask(user_text))
+        sampling = SamplingConfig(temperature=0.0, max_tokens=max_tokens or self.cfg.max_tokens)
         try:
-            response = self.teacher.complete(
-                [request], SamplingConfig(temperature=0.0, max_tokens=max_tokens), task.response_format()
-            )[0]
-        except TeacherUnavailable:
+            response = self.teacher.complete([request], sampling, task.response_format())[0]
+        except TeacherUnavailable as err:
+            log.warning("teacher fallback failed: %s", err)
             return None
-        if response.error or response.text is None or task.parse_output(response.text)[0] is None:
+        why = response.error or task.parse_output(response.text or "")[1]  # a transport error, or the answer's
+        if why is not None:
+            log.warning("teacher fallback failed: %s; the student's answer is sent", why)
             return None
         return Completion(
-            text=response.text,
+            text=response.text or "",
             prompt_tokens=response.prompt_tokens,
             completion_tokens=response.completion_tokens,
             finish_reason=response.finish_reason or "stop",
