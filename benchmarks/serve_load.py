@@ -7,7 +7,8 @@ Usage (after ``make demo``, which builds both models):
 Each model is served by the real ``slmops serve --model-path`` in its own process (its own inference log,
 every row fsync'ed) and loaded by one client process that keeps K requests in flight, each sending the next
 gold test inquiry as soon as its previous answer is back. The first requests (``--warmup``) are not timed.
-T is split into ``--rounds`` that alternate between the two servers, so the ratio is measured side by side.
+Both models run with each ``--batch-sizes`` value (``serve.max_batch_size``; 1 turns dynamic batching off).
+T is split into ``--rounds`` that alternate between the servers, so the ratios are measured side by side.
 Per model it prints requests/s, p50/p95/p99 latency, errors (any non-200), and inference-log rows against
 requests answered; then the int8-over-transformers ratios. The last line is one JSON object with every figure.
 """
@@ -40,9 +41,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_path: Path, work: Path, port: int) -> subprocess.Popen:
+def start_server(model_path: Path, work: Path, port: int, max_batch_size: int) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("slmops")
     command = [str(exe), "serve", "--model-path", str(model_path), "--port", str(port), "--work-dir", str(work)]
+    command += ["--max-batch-size", str(max_batch_size)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while True:
@@ -129,39 +131,50 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="T is split into this many alternating rounds")
     parser.add_argument("--warmup", type=int, default=8, help="untimed requests first")
     parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--batch-sizes", default="8,1", help="serve.max_batch_size values to run (1: no batching)")
     args = parser.parse_args()
     for folder in (args.int8, args.transformers, args.data):
         if not folder.exists():
             sys.exit(f"{folder} not found: run `make demo` first, or pass --int8/--transformers/--data")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     prompts = [row["input"] for row in load_jsonl(args.data)]
-    models = {"int8_onnx": args.int8, "transformers": args.transformers}
-    rounds: dict[str, list[dict]] = {name: [] for name in models}
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    servers = {
+        f"{model}/batch{size}": (path, size)
+        for model, path in (("int8_onnx", args.int8), ("transformers", args.transformers))
+        for size in batch_sizes
+    }
+    rounds: dict[str, list[dict]] = {name: [] for name in servers}
     results = {}
     with tempfile.TemporaryDirectory(prefix="slmops-load-") as tmp:
         with contextlib.ExitStack() as stack:
             urls = {}
-            for name, path in models.items():  # both up front; an idle server uses no CPU
+            for name, (path, size) in servers.items():  # all up front; an idle server uses no CPU
                 port = _free_port()
-                stack.callback(_stop, start_server(path.resolve(), Path(tmp) / name, port))
+                stack.callback(_stop, start_server(path.resolve(), Path(tmp) / name, port, size))
                 urls[name] = f"http://127.0.0.1:{port}"
-            # Alternate the models in rounds, so a slower stretch of a shared machine hits both alike.
+            # Alternate the servers in rounds, so a slower stretch of a shared machine hits all alike.
             for i in range(args.rounds):
                 for name, url in urls.items():
                     warmup = args.warmup if i == 0 else 0
                     seconds = args.seconds / args.rounds
                     rounds[name].append(asyncio.run(load(url, prompts, args.clients, seconds, warmup, args.max_tokens)))
-        for name in models:  # servers stopped: every row they wrote is in their logs
+        for name in servers:  # servers stopped: every row they wrote is in their logs
             results[name] = r = summarise(rounds[name], Path(tmp) / name / "logs" / "inference.jsonl")
             print(
-                f"{name:<13} {r['rps']:>7.2f} req/s  p50 {r['p50_ms']:>7.1f} ms  p95 {r['p95_ms']:>7.1f}  "
+                f"{name:<22} {r['rps']:>7.2f} req/s  p50 {r['p50_ms']:>7.1f} ms  p95 {r['p95_ms']:>7.1f}  "
                 f"p99 {r['p99_ms']:>7.1f}  errors {r['errors']}  log rows {r['log_rows']}/{r['ok']} answered "
                 f"({r['requests']} sent)",
                 flush=True,
             )
-    a, b = results["int8_onnx"], results["transformers"]
-    ratios = {"rps": round(a["rps"] / b["rps"], 2), "p50": round(b["p50_ms"] / a["p50_ms"], 2)}
-    print(f"int8 ONNX vs transformers: {ratios['rps']}x the requests/s, p50 {ratios['p50']}x lower")
+    ratios = {}
+    for size in batch_sizes:
+        a, b = results[f"int8_onnx/batch{size}"], results[f"transformers/batch{size}"]
+        ratios[f"batch{size}"] = {"rps": round(a["rps"] / b["rps"], 2), "p50": round(b["p50_ms"] / a["p50_ms"], 2)}
+        print(
+            f"batch {size}: int8 ONNX vs transformers: {ratios[f'batch{size}']['rps']}x the requests/s, "
+            f"p50 {ratios[f'batch{size}']['p50']}x lower"
+        )
     summary = {"clients": args.clients, "seconds": args.seconds, "rounds": args.rounds, "max_tokens": args.max_tokens}
     print(json.dumps({**summary, **results, "ratio_int8": ratios}))
 

@@ -80,7 +80,7 @@ class ChatModel:
     def chat_batch(
         self,
         conversations: list[list[dict[str, str]]],
-        max_tokens: int = 96,
+        max_tokens: int | list[int] = 96,
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
@@ -89,13 +89,15 @@ class ChatModel:
     ) -> list[Completion]:
         """Generate for several conversations at once (left-padded to one width); one Completion each.
 
+        ``max_tokens`` is one budget for all, or one per conversation (each answer is cut at its own).
         ``max_time`` (seconds) stops generation early; the answer then ends with finish_reason "time".
         ``scores`` fills each Completion's token probabilities (from the raw logits, before any sampling
         warpers); it keeps one vocabulary-sized row per generated token until the batch ends.
         """
         import torch
 
-        encoded = [self._checked(messages, max_tokens) for messages in conversations]
+        limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(conversations)
+        encoded = [self._checked(messages, limit) for messages, limit in zip(conversations, limits, strict=True)]
         sampling = self._sampling(temperature, top_p, max_time)
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         width = max(map(len, encoded))
@@ -108,7 +110,7 @@ class ChatModel:
             out = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
-                max_new_tokens=max_tokens,
+                max_new_tokens=max(limits),
                 eos_token_id=eos,
                 pad_token_id=pad,
                 output_logits=scores,
@@ -117,8 +119,8 @@ class ChatModel:
             )
         timed_out = max_time is not None and time.perf_counter() - started >= max_time
         completions = [
-            self._completion(ids, row, timed_out)
-            for ids, row in zip(encoded, out.sequences[:, width:].tolist(), strict=True)
+            self._completion(ids, row[:limit], timed_out, limit)
+            for ids, row, limit in zip(encoded, out.sequences[:, width:].tolist(), limits, strict=True)
         ]
         if scores:
             for i, completion in enumerate(completions):
@@ -174,7 +176,8 @@ class ChatModel:
         worker.join()
         if "error" in result:
             raise result["error"]  # type: ignore[misc]
-        yield self._completion(ids, result["out"][0, len(ids) :].tolist(), bool(result["timed_out"]))  # type: ignore[index]
+        row = result["out"][0, len(ids) :].tolist()  # type: ignore[index]
+        yield self._completion(ids, row, bool(result["timed_out"]), max_tokens)
 
     def room_for(self, messages: list[dict[str, str]]) -> int:
         """How many tokens the context window leaves for an answer to ``messages``."""
@@ -196,15 +199,16 @@ class ChatModel:
         )
         return sampling | ({"max_time": max_time} if max_time is not None else {})
 
-    def _completion(self, prompt_ids: list[int], row: list[int], timed_out: bool) -> Completion:
+    def _completion(self, prompt_ids: list[int], row: list[int], timed_out: bool, limit: int) -> Completion:
         eos = self.tokenizer.eos_token_id
         stopped = eos in row
         new = row[: row.index(eos) + 1] if stopped else row
+        cut_short = timed_out and len(new) < limit  # max_time stopped it before its budget ran out
         return Completion(
             text=self.tokenizer.decode(new, skip_special_tokens=True),
             prompt_tokens=len(prompt_ids),
             completion_tokens=len(new),
-            finish_reason="stop" if stopped else ("time" if timed_out else "length"),
+            finish_reason="stop" if stopped else ("time" if cut_short else "length"),
         )
 
 

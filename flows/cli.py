@@ -154,6 +154,9 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default: params serve.host, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default: params serve.port, 8000).")] = None,
+    max_batch_size: Annotated[
+        int | None, typer.Option(help="Requests generated together (default: params serve.max_batch_size; 1: off).")
+    ] = None,
     profile: Profile = "demo",
     work_dir: WorkDir = Path("."),
 ) -> None:
@@ -171,7 +174,7 @@ def serve(
     from components.serve.app import create_app
     from components.serve.reload import ModelHolder, ServedModel
 
-    cfg = params.serve
+    cfg = params.serve if max_batch_size is None else params.serve.model_copy(update={"max_batch_size": max_batch_size})
     name = params.project.registered_model
     if model_path is not None:
         from components.inference import ChatModel

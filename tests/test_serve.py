@@ -185,7 +185,8 @@ def test_load_benchmark_loses_no_log_rows_through_the_real_cli_server(tiny_model
             "benchmarks.serve_load",
             *("--int8", str(tiny_models["int8"]), "--transformers", str(tiny_models["model"])),
             *("--data", str(tiny_models["prepared"] / "test.jsonl")),
-            *("--clients", "4", "--seconds", "2", "--warmup", "2", "--max-tokens", "8"),
+            *("--clients", "4", "--seconds", "2", "--rounds", "2", "--warmup", "2", "--max-tokens", "8"),
+            *("--batch-sizes", "4"),
         ],
         cwd=REPO,
         capture_output=True,
@@ -194,11 +195,11 @@ def test_load_benchmark_loses_no_log_rows_through_the_real_cli_server(tiny_model
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
-    for name in ("int8_onnx", "transformers"):
+    for name in ("int8_onnx/batch4", "transformers/batch4"):
         result = figures[name]
         assert result["errors"] == 0 and result["ok"] > 4
         assert result["log_rows"] == result["ok"] == result["requests"]
-    assert figures["ratio_int8"]["rps"] > 0
+    assert figures["ratio_int8"]["batch4"]["rps"] > 0
 
 
 def test_without_max_tokens_the_answer_gets_what_the_window_leaves(tiny_models, tmp_path):

@@ -11,10 +11,12 @@ window (400), bodies over ``serve.max_body_bytes`` (413). More than ``serve.max_
 get 429 with ``Retry-After``; a generation slower than ``serve.generation_timeout_s`` gets 504. If
 ``SLMOPS_API_KEYS`` is set (comma-separated), every route but ``/health`` needs ``Authorization: Bearer <key>``.
 
-Hybrid fallback (``serve.fallback``): a student answer that fails the task schema, or whose confidence is
-under the threshold, is replaced by the teacher's (see ``fallback.py``); streamed answers are sent as they
-are generated and are never replaced. Serving an alias, the server switches to a new holder of that alias
-without a restart (``reload.py``): polled every ``serve.reload_interval_s`` or at once on ``/admin/reload``.
+Greedy requests that wait while the model is busy are generated together (``batcher.py``, up to
+``serve.max_batch_size``). Hybrid fallback (``serve.fallback``): a student answer that fails the task schema,
+or whose confidence is under the threshold, is replaced by the teacher's (see ``fallback.py``); streamed
+answers are sent as they are generated and are never replaced. Serving an alias, the server switches to a
+new holder of that alias without a restart (``reload.py``): polled every ``serve.reload_interval_s`` or at
+once on ``/admin/reload``.
 
 Inference log (JSONL, one row per chat completion that was generated, appended and fsync'ed before the
 answer is sent; ``slmops monitor`` reads the rows with status 200):
@@ -46,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from components import pii
 from components.config import ServeConfig
 from components.inference import ChatModel, Completion, ContextWindowExceeded
+from components.serve.batcher import Batcher
 from components.serve.fallback import Fallback
 from components.serve.metrics import ServerMetrics
 from components.serve.reload import ModelHolder, ReloadError, ReloadWatcher, ServedModel
@@ -137,6 +140,9 @@ def create_app(
     cfg = cfg or ServeConfig()
     holder = model if isinstance(model, ModelHolder) else ModelHolder(ServedModel(model, model_version))
 
+    metrics = ServerMetrics()
+    batcher = Batcher(cfg.max_batch_size, on_batch=metrics.batch_size.observe).start()
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         watcher = None
@@ -145,11 +151,11 @@ def create_app(
         yield
         if watcher is not None:
             watcher.stop()
+        batcher.stop()
 
     app = FastAPI(title="slmops", description="OpenAI-compatible server for a distilled SLM", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, limit=cfg.max_body_bytes)
     log = InferenceLog(inference_log, fsync=cfg.log_fsync) if inference_log else None
-    metrics = ServerMetrics()
     metrics.serving(holder.current.version)
 
     def reloaded(outcome: str, version: str | None) -> None:  # by /admin/reload or the poller
@@ -248,11 +254,12 @@ def create_app(
         # Not given: as many tokens as the cap and the context window leave (OpenAI's default), at least 1, so
         # a prompt that fills the window still gets its 400 below.
         max_tokens = req.max_tokens or max(1, min(cfg.max_tokens_cap, served.model.room_for(messages)))
-        args = (messages, max_tokens, req.temperature, req.top_p)
         headers = {"x-slmops-model-version": str(served.version)} if served.version is not None else {}
         if req.stream:
             try:
-                pieces = served.model.chat_stream(*args, max_time=cfg.generation_timeout_s, seed=req.seed)
+                pieces = served.model.chat_stream(
+                    messages, max_tokens, req.temperature, req.top_p, cfg.generation_timeout_s, req.seed
+                )
                 first = next(pieces)  # raises ContextWindowExceeded before any byte is sent
             except ContextWindowExceeded as err:
                 slots.release()
@@ -273,7 +280,16 @@ def create_app(
         served_by, reason = "student", None
         try:
             scores = fallback is not None and fallback.needs_scores
-            completion = served.model.chat(*args, seed=req.seed, max_time=cfg.generation_timeout_s, scores=scores)
+            completion = batcher.generate(
+                served.model,
+                messages,
+                max_tokens,
+                temperature=req.temperature,
+                top_p=req.top_p,
+                seed=req.seed,
+                max_time=cfg.generation_timeout_s,
+                scores=scores,
+            )
             if completion.finish_reason != "time" and fallback is not None:
                 reason = fallback.reason(completion)
                 if reason is not None:

@@ -29,6 +29,12 @@ class ServerMetrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry,
         )
+        self.batch_size = Histogram(
+            "slmops_batch_size",
+            "Requests generated together in one call (dynamic batching)",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self.tokens = Counter("slmops_tokens", "Tokens processed", ["kind"], registry=self.registry)
         self.errors = Counter("slmops_errors", "Requests refused or failed, by kind", ["kind"], registry=self.registry)
         # Student answers that did not pass and went to the teacher (hybrid fallback), by reason. The fallback

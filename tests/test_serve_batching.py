@@ -1,0 +1,101 @@
+"""Dynamic batching: requests that wait while the model is busy share one generate call and get the same
+answers they would have got alone."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from components.config import ServeConfig
+from components.inference import ChatModel
+from components.serve.app import BackgroundServer, create_app
+from components.serve.batcher import Batcher
+
+PROMPTS = [f"{topic}について{i}" for i, topic in enumerate(["請求", "配送", "アカウント", "不具合", "解約", "その他"])]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_models) -> ChatModel:
+    return ChatModel.load(tiny_models["model"])  # float weights: batched greedy must equal one-by-one exactly
+
+
+def _user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def _wait_until(condition) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def _queued_while_busy(model: ChatModel, batcher: Batcher, jobs: list[tuple[str, int]]) -> list:
+    """The first of ``jobs`` (prompt, max_tokens) starts alone and the rest queue behind it; then all run."""
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        with model._lock:  # the worker's first generate call waits here until the rest are queued
+            futures = [pool.submit(batcher.generate, model, _user(jobs[0][0]), jobs[0][1])]
+            _wait_until(lambda: batcher._queue.qsize() == 0)  # the worker took it...
+            time.sleep(0.3)  # ...and is inside generate, waiting for the lock
+            futures += [pool.submit(batcher.generate, model, _user(text), budget) for text, budget in jobs[1:]]
+            _wait_until(lambda: batcher._queue.qsize() == len(jobs) - 1)
+        return [f.result(timeout=60) for f in futures]
+
+
+def test_queued_requests_are_generated_together_and_answer_as_alone(model):
+    sizes: list[int] = []
+    batcher = Batcher(max_batch_size=8, on_batch=sizes.append).start()
+    jobs = [(text, 4 + 3 * i) for i, text in enumerate(PROMPTS)]  # different budgets in one batch
+    try:
+        answers = _queued_while_busy(model, batcher, jobs)
+    finally:
+        batcher.stop()
+    assert sorted(sizes) == [1, len(jobs) - 1]  # the first ran alone; the rest queued behind it, together
+    for (text, budget), answer in zip(jobs, answers, strict=True):
+        alone = model.chat(_user(text), max_tokens=budget)
+        assert answer.text == alone.text and answer.completion_tokens == alone.completion_tokens <= budget
+        assert answer.finish_reason == alone.finish_reason
+
+
+def test_batches_respect_the_size_cap_and_the_context_window(model):
+    sizes: list[int] = []
+    batcher = Batcher(max_batch_size=2, on_batch=sizes.append).start()
+    short, long_ = PROMPTS[0], "長い問い合わせです。" * 8
+    room = model.room_for(_user(short))  # the short prompt may use the whole window...
+    assert len(model.encode(_user(long_))) + room > model.context_window  # ...which leaves no room beside it
+    jobs = [(PROMPTS[1], 4), (short, room), (long_, 4), (PROMPTS[2], 4), (PROMPTS[3], 4)]
+    try:
+        answers = _queued_while_busy(model, batcher, jobs)
+    finally:
+        batcher.stop()
+    assert max(sizes) == 2 and sum(sizes) == len(jobs)
+    for (text, budget), answer in zip(jobs, answers, strict=True):
+        assert answer.text == model.chat(_user(text), max_tokens=budget).text
+
+
+def test_sampled_requests_run_alone_so_a_seed_still_reproduces(model, tmp_path):
+    app = create_app(model, "tiny", None, ServeConfig(max_in_flight=32))
+    with BackgroundServer(app) as srv:
+        url = f"http://127.0.0.1:{srv.port}/v1/chat/completions"
+
+        def ask(text: str, **extra) -> httpx.Response:
+            body = {"model": "tiny", "messages": _user(text), "max_tokens": 12, **extra}
+            return httpx.post(url, json=body, timeout=60)
+
+        alone = ask("配送の件", temperature=1.0, seed=3).json()["choices"][0]["message"]["content"]
+        start = threading.Barrier(12)
+
+        def burst(i: int) -> httpx.Response:
+            start.wait()
+            return ask("配送の件", temperature=1.0, seed=3) if i == 5 else ask(PROMPTS[i % len(PROMPTS)])
+
+        with ThreadPoolExecutor(12) as pool:
+            responses = list(pool.map(burst, range(12)))
+        assert all(r.status_code == 200 for r in responses)
+        assert responses[5].json()["choices"][0]["message"]["content"] == alone
+        metrics = httpx.get(f"http://127.0.0.1:{srv.port}/metrics").text
+        assert "slmops_batch_size_count" in metrics
