@@ -44,7 +44,7 @@ def _free_port() -> int:
 def start_server(model_path: Path, work: Path, port: int, max_batch_size: int) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("slmops")
     command = [str(exe), "serve", "--model-path", str(model_path), "--port", str(port), "--work-dir", str(work)]
-    command += ["--max-batch-size", str(max_batch_size)]
+    command += ["--max-batch-size", str(max_batch_size), "--no-fallback"]  # the model alone
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while True:

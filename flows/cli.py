@@ -157,6 +157,9 @@ def serve(
     max_batch_size: Annotated[
         int | None, typer.Option(help="Requests generated together (default: params serve.max_batch_size; 1: off).")
     ] = None,
+    fallback: Annotated[
+        bool, typer.Option(help="Use the teacher fallback configured in params serve.fallback (if any).")
+    ] = True,
     profile: Profile = "demo",
     work_dir: WorkDir = Path("."),
 ) -> None:
@@ -197,17 +200,22 @@ def serve(
     log_path = Layout(root=work_dir.resolve()).inference_log
     host, port = host or cfg.host, port or cfg.port
     with ExitStack() as stack:
-        fallback = None
-        if cfg.fallback.teacher is not None:
+        backstop = None
+        if fallback and cfg.fallback.teacher is not None:
             from components.serve.fallback import Fallback
-            from components.teacher import open_teacher
+            from components.teacher import open_teacher, resolve_local
 
-            fallback = Fallback(stack.enter_context(open_teacher(cfg.fallback.teacher)), cfg.fallback)
+            teacher_cfg = resolve_local(cfg.fallback.teacher, work_dir.resolve())
+            try:
+                backstop = Fallback(stack.enter_context(open_teacher(teacher_cfg)), cfg.fallback)
+            except FileNotFoundError as err:
+                typer.echo(f"teacher fallback: {err}; or serve without it: --no-fallback", err=True)
+                raise typer.Exit(2) from None
         typer.echo(
             f"serving {name} (version {holder.current.version}) on http://{host}:{port}/v1 ; "
-            f"inference log: {log_path} ; teacher fallback: {'on' if fallback else 'off'}"
+            f"inference log: {log_path} ; teacher fallback: {'on' if backstop else 'off'}"
         )
-        uvicorn.run(create_app(holder, name, log_path, cfg, fallback=fallback), host=host, port=port)
+        uvicorn.run(create_app(holder, name, log_path, cfg, fallback=backstop), host=host, port=port)
 
 
 @app.command()

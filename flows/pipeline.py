@@ -275,11 +275,10 @@ def pipeline(profile: str = "demo", work_dir: str = ".") -> dict[str, Any]:
 
 def _teacher_paths(params: Params, layout: Layout) -> Params:
     """Resolve a relative ``serve_local`` model folder against the work dir."""
-    teacher = params.synthesize.teacher
-    if getattr(teacher, "serve_local", None) and not Path(teacher.serve_local).is_absolute():
-        teacher = teacher.model_copy(update={"serve_local": str(layout.root / teacher.serve_local)})
-        return params.model_copy(update={"synthesize": params.synthesize.model_copy(update={"teacher": teacher})})
-    return params
+    from components.teacher import resolve_local
+
+    teacher = resolve_local(params.synthesize.teacher, layout.root)
+    return params.model_copy(update={"synthesize": params.synthesize.model_copy(update={"teacher": teacher})})
 
 
 def _comparison_table(metrics: dict[str, dict[str, float]]) -> dict[str, list]:

@@ -126,3 +126,13 @@ def test_fallback_reasons():
     mean = Fallback(teacher=None, cfg=FallbackConfig(min_confidence=0.5, confidence="mean_token"))  # type: ignore[arg-type]
     assert mean.reason(completion(valid, 0.4, 0.95)) is None
     assert mean.reason(completion(valid, 0.4, 0.45)) == "low_confidence"
+
+
+def test_serve_refuses_to_start_when_the_configured_teacher_is_missing(tiny_models, tmp_path):
+    from tests.conftest import slmops
+
+    # The demo profile falls back to the demo teacher, which this empty work dir does not have.
+    args = ("serve", "--model-path", str(tiny_models["int8"]), "--work-dir", str(tmp_path), "--port", "1")
+    proc = slmops(*args, "--profile", "demo", check=False)
+    assert proc.returncode == 2
+    assert "models/teacher_onnx" in proc.stderr and "--no-fallback" in proc.stderr
