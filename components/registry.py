@@ -53,6 +53,11 @@ def version_metrics(name: str, version: str) -> dict[str, float]:
     return {k.removeprefix(METRIC_TAG): float(v) for k, v in tags.items() if k.startswith(METRIC_TAG)}
 
 
+def version_sha256(name: str, version: str) -> str | None:
+    """The ONNX folder's sha256 recorded when ``version`` was registered."""
+    return _client().get_model_version(name, version).tags.get("sha256")
+
+
 def alias_version(name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
@@ -99,7 +104,7 @@ def load_chat_model(name: str, alias: str):
     version = alias_version(name, alias)
     if version is None:
         raise ValueError(f"no model version holds alias {alias!r} of {name!r}; register and promote one first")
-    expected = _client().get_model_version(name, version).tags.get("sha256")
+    expected = version_sha256(name, version)
     with tempfile.TemporaryDirectory(prefix="slmops-model-") as tmp:
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp))
         onnx_dirs = [p for p in (local / "artifacts").iterdir() if p.is_dir()]

@@ -69,7 +69,11 @@ def run(profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
     typer.echo(
         "poc gate:   "
         + (
-            "passed, registered version " + gate.get("version", "?")
+            (
+                f"passed, version {gate.get('version', '?')} already holds poc (same model, nothing registered)"
+                if gate.get("unchanged")
+                else "passed, registered version " + gate.get("version", "?")
+            )
             if gate["passed"]
             else "FAILED: " + "; ".join(gate["reasons"])
         )

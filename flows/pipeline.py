@@ -18,6 +18,7 @@ from prefect import flow, task
 from pydantic import BaseModel
 
 from components.config import Layout, Params, load_gates, load_params, resolve_model_path
+from components.io import sha256_tree
 from flows.runtime import flatten, tracking
 from flows.stages import code_hash, run_stage
 
@@ -225,8 +226,13 @@ def gate_and_register(params: Params, layout: Layout, metrics: dict[str, float])
     decision = decide(metrics, None, load_gates().poc, stage="poc")
     out: dict[str, Any] = decision.model_dump()
     if decision.passed:
-        version = registry.register(layout.student_onnx / "int8", params.project.registered_model, metrics)
-        registry.set_alias(params.project.registered_model, "poc", version)
+        name, model_dir = params.project.registered_model, layout.student_onnx / "int8"
+        holder = registry.alias_version(name, "poc")
+        if holder is not None and registry.version_sha256(name, holder) == sha256_tree(model_dir):
+            out |= {"version": holder, "unchanged": True}  # a rerun of the same model: no duplicate version
+            return out
+        version = registry.register(model_dir, name, metrics)
+        registry.set_alias(name, "poc", version)
         out["version"] = version
     return out
 

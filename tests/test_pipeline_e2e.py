@@ -60,10 +60,17 @@ def test_mlflow_has_a_parent_run_with_nested_stage_runs_and_a_comparison_table(s
 
 
 def test_rerun_with_nothing_changed_recomputes_nothing(smoke_run):
+    from components import registry
+    from components.config import load_params
+
+    name = load_params("smoke").project.registered_model
+    before = registry.alias_version(name, "poc")
     proc = slmops("run", "--profile", "smoke", "--work-dir", str(smoke_run["work"]), env=smoke_run["env"])
     log = proc.stdout + proc.stderr
     assert "running" not in " ".join(line for line in log.splitlines() if "slmops - stage" in line), log[-3000:]
     assert log.count(": cached") >= 9
+    # The same model is not registered again: poc keeps its version.
+    assert f"version {before} already holds poc" in proc.stdout and registry.alias_version(name, "poc") == before
 
 
 def _free_port() -> int:
