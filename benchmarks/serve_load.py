@@ -10,7 +10,9 @@ gold test inquiry as soon as its previous answer is back. The first requests (``
 Both models run with each ``--batch-sizes`` value (``serve.max_batch_size``; 1 turns dynamic batching off).
 T is split into ``--rounds`` that alternate between the servers, so the ratios are measured side by side.
 Per model it prints requests/s, p50/p95/p99 latency, errors (any non-200), and inference-log rows against
-requests answered; then the int8-over-transformers ratios. The last line is one JSON object with every figure.
+requests answered; then the int8-over-transformers ratios. It also measures what an inference-log row costs
+(with and without fsync) and, on the whole ``--data`` file, how many int8 greedy answers are identical batched
+and alone. The last line is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -121,6 +123,49 @@ def summarise(rounds: list[dict], log: Path) -> dict:
     }
 
 
+def batch_agreement(model_path: Path, rows: list[dict], batch_size: int, max_tokens: int) -> dict:
+    """Greedy answers of ``model_path`` alone and in batches of ``batch_size``: how many are identical, and
+    the category accuracy of each (an int8 model's activation scales depend on the batch)."""
+    from components.inference import ChatModel
+
+    model = ChatModel.load(model_path)
+    conversations = [task.build_messages(row["input"]) for row in rows]
+    alone = [model.chat(c, max_tokens=max_tokens).text for c in conversations]
+    batched = [
+        completion.text
+        for i in range(0, len(conversations), batch_size)
+        for completion in model.chat_batch(conversations[i : i + batch_size], max_tokens=max_tokens)
+    ]
+
+    def accuracy(texts: list[str]) -> float:
+        labels = [task.parse_output(text)[0] for text in texts]
+        pairs = zip(labels, rows, strict=True)
+        hits = [label is not None and label.category == row["expected"]["category"] for label, row in pairs]
+        return round(sum(hits) / len(rows), 4)
+
+    identical = sum(a == b for a, b in zip(alone, batched, strict=True))
+    return {"identical": identical, "of": len(rows)} | {
+        "accuracy_alone": accuracy(alone),
+        "accuracy_batched": accuracy(batched),
+    }
+
+
+def log_row_cost(rows: int = 500) -> dict:
+    """Milliseconds to append one inference-log row, with and without fsync (on the temp dir's disk)."""
+    from components.serve.app import InferenceLog
+
+    row = {"id": "chatcmpl-x", "input": "荷物がまだ届きません。" * 4, "output": '{"category": "shipping"}' * 4}
+    cost = {}
+    with tempfile.TemporaryDirectory(prefix="slmops-log-") as tmp:
+        for fsync in (True, False):
+            log = InferenceLog(Path(tmp) / f"{fsync}.jsonl", fsync=fsync)
+            started = time.perf_counter()
+            for _ in range(rows):
+                log.append(row)
+            cost["fsync_ms" if fsync else "no_fsync_ms"] = round(1000 * (time.perf_counter() - started) / rows, 3)
+    return cost
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--int8", type=Path, default=Path("models/student_onnx/int8"), help="ONNX int8 folder")
@@ -137,7 +182,11 @@ def main() -> None:
         if not folder.exists():
             sys.exit(f"{folder} not found: run `make demo` first, or pass --int8/--transformers/--data")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    prompts = [row["input"] for row in load_jsonl(args.data)]
+    gold = load_jsonl(args.data)
+    prompts = [row["input"] for row in gold]
+    offline = {"log_row": log_row_cost()}
+    cost = offline["log_row"]
+    print(f"inference-log row: {cost['fsync_ms']} ms with fsync, {cost['no_fsync_ms']} ms without", flush=True)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     servers = {
         f"{model}/batch{size}": (path, size)
@@ -175,8 +224,15 @@ def main() -> None:
             f"batch {size}: int8 ONNX vs transformers: {ratios[f'batch{size}']['rps']}x the requests/s, "
             f"p50 {ratios[f'batch{size}']['p50']}x lower"
         )
+    largest = max(batch_sizes)
+    if largest > 1:  # are batched answers the ones the gates measured (one request at a time)?
+        offline["int8_batch_agreement"] = a = batch_agreement(args.int8, gold, largest, args.max_tokens)
+        print(
+            f"int8 greedy answers in batches of {largest}: {a['identical']}/{a['of']} identical to one at a time; "
+            f"category accuracy {a['accuracy_batched']} batched vs {a['accuracy_alone']} alone"
+        )
     summary = {"clients": args.clients, "seconds": args.seconds, "rounds": args.rounds, "max_tokens": args.max_tokens}
-    print(json.dumps({**summary, **results, "ratio_int8": ratios}))
+    print(json.dumps({**summary, **results, "ratio_int8": ratios, **offline}))
 
 
 def _stop(server: subprocess.Popen) -> None:

@@ -200,6 +200,7 @@ def test_load_benchmark_loses_no_log_rows_through_the_real_cli_server(tiny_model
         assert result["errors"] == 0 and result["ok"] > 4
         assert result["log_rows"] == result["ok"] == result["requests"]
     assert figures["ratio_int8"]["batch4"]["rps"] > 0
+    assert figures["log_row"]["fsync_ms"] > 0 and figures["int8_batch_agreement"]["of"] > 0
 
 
 def test_without_max_tokens_the_answer_gets_what_the_window_leaves(tiny_models, tmp_path):
