@@ -97,7 +97,7 @@ class ChatModel:
         import torch
 
         limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(conversations)
-        encoded = [self._checked(messages, limit) for messages, limit in zip(conversations, limits, strict=True)]
+        encoded = [self.checked(messages, limit) for messages, limit in zip(conversations, limits, strict=True)]
         sampling = self._sampling(temperature, top_p, max_time)
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         width = max(map(len, encoded))
@@ -143,7 +143,7 @@ class ChatModel:
         import torch
         from transformers import TextIteratorStreamer
 
-        ids = self._checked(messages, max_tokens)
+        ids = self.checked(messages, max_tokens)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         result: dict[str, object] = {}
 
@@ -183,7 +183,8 @@ class ChatModel:
         """How many tokens the context window leaves for an answer to ``messages``."""
         return self.context_window - len(self.encode(messages))
 
-    def _checked(self, messages: list[dict[str, str]], max_tokens: int) -> list[int]:
+    def checked(self, messages: list[dict[str, str]], max_tokens: int) -> list[int]:
+        """The prompt's token ids; raises ``ContextWindowExceeded`` when prompt + ``max_tokens`` do not fit."""
         ids = self.encode(messages)
         if len(ids) + max_tokens > self.context_window:
             raise ContextWindowExceeded(

@@ -24,7 +24,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from components.inference import ChatModel, Completion, ContextWindowExceeded
+from components.inference import ChatModel, Completion
 
 
 @dataclass
@@ -66,12 +66,7 @@ class Batcher:
     def generate(self, model: ChatModel, messages: list[dict[str, str]], max_tokens: int, **kwargs) -> Completion:
         """The answer to one conversation; raises what generating it raised (e.g. ``ContextWindowExceeded``)."""
         job = Job(model, messages, max_tokens, **kwargs)
-        job.prompt_tokens = len(model.encode(messages))
-        if job.prompt_tokens + max_tokens > model.context_window:
-            raise ContextWindowExceeded(
-                f"prompt ({job.prompt_tokens} tokens) + max_tokens ({max_tokens}) exceeds the context window "
-                f"({model.context_window} tokens)"
-            )
+        job.prompt_tokens = len(model.checked(messages, max_tokens))  # a prompt that does not fit fails here
         self._queue.put(job)
         return job.result.result()
 
