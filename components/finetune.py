@@ -1,8 +1,7 @@
 """Finetune stage: QLoRA (default), LoRA or full fine-tuning of the student with TRL's ``SFTTrainer``.
 
 Usage:
-    python -m components.finetune --profile demo --train data/synthetic/train.jsonl \
-        --val data/prepared/val.jsonl --out-dir models/student
+    slmops stage finetune --profile demo
 
 ``finetune.base_model`` is a hub id or a local folder (the demo points it at its own tiny base model).
 QLoRA loads the base in 4-bit nf4 through bitsandbytes (on CPU too) and trains LoRA adapters; the adapters
@@ -14,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from pydantic import BaseModel
 
 from components.config import FinetuneConfig, TrainingConfig
 from components.io import load_jsonl, write_manifest
-from components.tasks import ticket_triage as task
+from components.tasks import Task
 
 
 class FinetuneResult(BaseModel):
@@ -36,10 +34,9 @@ class FinetuneResult(BaseModel):
     log_history: list[dict[str, Any]]
 
 
-def sft_records(
-    rows: list[dict[str, Any]], prompt: Callable[[str], list[dict]] = task.build_messages
-) -> list[dict[str, Any]]:
+def sft_records(task: Task, rows: list[dict[str, Any]], teacher: bool = False) -> list[dict[str, Any]]:
     """Task rows (``input`` + ``expected``) to TRL's conversational prompt-completion format."""
+    prompt = task.build_teacher_messages if teacher else task.build_messages
     return [
         {
             "prompt": prompt(r["input"]),
@@ -73,16 +70,18 @@ def training_args(cfg: TrainingConfig, out_dir: Path, seed: int, **extra: Any):
         seed=seed,
         use_cpu=not torch.cuda.is_available(),
         bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),  # CPU: plain fp32, no autocast
-        disable_tqdm=False,
+        disable_tqdm=True,  # components/progress.py draws one quiet bar instead
         dataloader_num_workers=0,
         **extra,
     )
 
 
-def train_sft(model, tokenizer, train: list[dict], val: list[dict] | None, args, peft_config=None):
+def train_sft(model, tokenizer, train: list[dict], val: list[dict] | None, args, peft_config=None, desc="train"):
     """Run ``SFTTrainer`` and return ``(trainer, log_history)``. Shared by the student and the demo teacher."""
     from datasets import Dataset
     from trl import SFTTrainer
+
+    from components.progress import quiet
 
     trainer = SFTTrainer(
         model=model,
@@ -92,6 +91,7 @@ def train_sft(model, tokenizer, train: list[dict], val: list[dict] | None, args,
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    quiet(trainer, desc)
     trainer.train()
     return trainer, trainer.state.log_history
 
@@ -135,7 +135,7 @@ def _load_base(cfg: FinetuneConfig, base_model: str):
 
 
 def run(
-    cfg: FinetuneConfig, *, train: Path, val: Path | None, base_model: str, out_dir: Path, seed: int = 42
+    cfg: FinetuneConfig, *, task: Task, train: Path, val: Path | None, base_model: str, out_dir: Path, seed: int = 42
 ) -> FinetuneResult:
     import torch
     from peft import LoraConfig
@@ -156,12 +156,12 @@ def run(
             target_modules=lc.target_modules,
             task_type="CAUSAL_LM",
         )
-    train_rows = sft_records(load_jsonl(train))
-    val_rows = sft_records(load_jsonl(val)) if val else None
+    train_rows = sft_records(task, load_jsonl(train))
+    val_rows = sft_records(task, load_jsonl(val)) if val else None
     # Evaluate once, after training: on CPU, bitsandbytes repacks 4-bit weights for inference the first time
     # the model runs in eval mode, and training steps after that would bypass autograd.
     args = training_args(cfg.training, out_dir, seed, eval_strategy="no")
-    trainer, history = train_sft(model, tokenizer, train_rows, val_rows, args, peft_config)
+    trainer, history = train_sft(model, tokenizer, train_rows, val_rows, args, peft_config, desc=cfg.method)
     if val_rows:
         history.append(trainer.evaluate() | {"step": trainer.state.global_step})
     trained = trainer.model
@@ -198,27 +198,3 @@ def run(
     )
     write_manifest(out_dir, stage="finetune", **result.model_dump(exclude={"log_history", "model_dir"}))
     return result
-
-
-def main() -> None:
-    import argparse
-
-    from components.config import load_params, resolve_model_path
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default=None)
-    parser.add_argument("--train", type=Path, required=True)
-    parser.add_argument("--val", type=Path)
-    parser.add_argument("--base-model", default=None, help="overrides finetune.base_model")
-    parser.add_argument("--out-dir", type=Path, required=True)
-    args = parser.parse_args()
-    params = load_params(args.profile)
-    base = args.base_model or resolve_model_path(params.finetune.base_model, Path.cwd())
-    result = run(
-        params.finetune, train=args.train, val=args.val, base_model=base, out_dir=args.out_dir, seed=params.project.seed
-    )
-    print(result.model_dump_json(indent=2, exclude={"log_history"}))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """Quantize stage: optimum ONNX export of the fine-tuned model, then ONNX Runtime dynamic int8.
 
 Usage:
-    python -m components.quantize --profile demo --model-dir models/student --out-dir models/student_onnx
+    slmops stage quantize --profile demo
 
 Writes ``fp32/`` (the exported graph with KV cache) and ``int8/`` (weights quantized to 8 bits, activations
 quantized on the fly), each a folder ONNX Runtime and optimum's ``ORTModelForCausalLM`` load directly, with
@@ -64,25 +64,3 @@ def run(cfg: QuantizeConfig, *, model_dir: Path, out_dir: Path) -> QuantizeResul
     )
     write_manifest(out_dir, stage="quantize", **result.model_dump(mode="json"))
     return result
-
-
-def main() -> None:
-    import argparse
-
-    from components.config import load_params
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default=None)
-    parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--out-dir", type=Path, required=True)
-    parser.add_argument("--export-only", action="store_true", help="ONNX export into --out-dir, no int8 (demo teacher)")
-    args = parser.parse_args()
-    if args.export_only:
-        print(export_onnx(args.model_dir, args.out_dir))
-        return
-    result = run(load_params(args.profile).quantize, model_dir=args.model_dir, out_dir=args.out_dir)
-    print(result.model_dump_json(indent=2))
-
-
-if __name__ == "__main__":
-    main()

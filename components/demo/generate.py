@@ -1,7 +1,8 @@
-"""Seeded generator for the ``ticket_triage`` demo data: gold seed set, unlabelled pool, gold test set.
+"""Seeded generator of Japanese customer-support inquiries (the demo task's data): gold seed set, unlabelled
+pool, gold test set.
 
 Usage:
-    python -m components.demo.generate --profile demo --out-dir data/raw
+    slmops demo build --profile demo      # the task spec names this generator (demo_generator)
 
 Inquiries are composed from independent parts (greeting, context with random slots, a category-specific
 problem, optional PII contact line, an urgency cue, a closing), so texts vary enough that no test input
@@ -11,11 +12,7 @@ full-width characters are planted on purpose so the prepare stage has real work 
 
 from __future__ import annotations
 
-import argparse
 import random
-from pathlib import Path
-
-from components.io import write_jsonl, write_manifest
 
 PRODUCTS = [
     "ワイヤレスイヤホン",
@@ -311,26 +308,3 @@ def overlap_report(sets: dict[str, list[dict]]) -> dict[str, float]:
     train = {r["input"] for r in sets["seed"]} | {r["input"] for r in sets["pool"]}
     test = [r["input"] for r in sets["test"]]
     return {"test_in_train_exact": sum(t in train for t in test) / max(1, len(test))}
-
-
-def run(seed: int, n_seed: int, n_pool: int, n_test: int, out_dir: Path) -> dict[str, int]:
-    sets = generate(seed, n_seed, n_pool, n_test)
-    counts = {name: write_jsonl(out_dir / f"{name}.jsonl", rows) for name, rows in sets.items()}
-    write_manifest(out_dir, stage="generate", seed=seed, counts=counts, **overlap_report(sets))
-    return counts
-
-
-def main() -> None:
-    from components.config import load_params
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default=None)
-    parser.add_argument("--out-dir", type=Path, default=Path("data/raw"))
-    args = parser.parse_args()
-    params = load_params(args.profile)
-    d = params.demo
-    print(run(params.project.seed, d.n_seed, d.n_pool, d.n_test, args.out_dir))
-
-
-if __name__ == "__main__":
-    main()
