@@ -68,7 +68,15 @@ def evaluate_model(
         completion = model.chat(prompt(row["input"]), max_tokens=max_new_tokens)
         latencies.append((time.perf_counter() - started) * 1000)
         outputs.append(completion.text)
-        predictions.append({"input": row["input"], "output": completion.text, "expected": row["expected"]})
+        label = task.parse_output(completion.text)[0]
+        predictions.append(
+            {
+                "input": row["input"],
+                "output": completion.text,
+                "expected": row["expected"],
+                "predicted": label.model_dump() if label is not None else None,
+            }
+        )
     metrics = task.compute_metrics(outputs, [r["expected"] for r in rows])
     metrics |= {
         "latency_p50_ms": statistics.median(latencies) if latencies else 0.0,
@@ -89,6 +97,8 @@ def run(cfg: EvaluateConfig, *, task: Task, test: Path, models: dict[str, Candid
             metrics["size_mb"] = dir_size_mb(candidate.folder)
         all_metrics[name] = metrics
         write_jsonl(out_dir / f"predictions_{name}.jsonl", predictions)
+        for field in (k for k, f in task.fields.items() if f.type == "enum"):
+            confusion_plot(task, field, predictions, name, out_dir / f"confusion_{field}_{name}.png")
     (out_dir / "metrics.json").write_text(json.dumps(all_metrics, indent=2))
     columns = sorted({k for m in all_metrics.values() for k in m})
     lines = ["model," + ",".join(columns)]
@@ -96,6 +106,37 @@ def run(cfg: EvaluateConfig, *, task: Task, test: Path, models: dict[str, Candid
     (out_dir / "comparison.csv").write_text("\n".join(lines) + "\n")
     write_manifest(out_dir, stage="evaluate", n=len(rows))
     return EvaluateResult(out_dir=out_dir, metrics=all_metrics)
+
+
+def confusion_plot(task: Task, field: str, predictions: list[dict], model: str, path: Path) -> None:
+    """A confusion matrix of one enum field (rows: reference, columns: prediction, plus "invalid")."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = list(task.fields[field].values or [])
+    predicted_axis = values + ["invalid"]
+    counts = [[0] * len(predicted_axis) for _ in values]
+    for p in predictions:
+        gold = p["expected"].get(field)
+        guess = (p["predicted"] or {}).get(field, "invalid")
+        if gold in values:
+            counts[values.index(gold)][predicted_axis.index(guess if guess in values else "invalid")] += 1
+    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(predicted_axis), 1 + 0.6 * len(values)))
+    ax.imshow(counts, cmap="Blues")
+    for i, row in enumerate(counts):
+        for j, n in enumerate(row):
+            if n:
+                ax.text(j, i, str(n), ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(predicted_axis)), predicted_axis, rotation=45, ha="right")
+    ax.set_yticks(range(len(values)), values)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    ax.set_title(f"{model}: {field}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def run_models(

@@ -7,9 +7,8 @@ MLflow stores this file's source with the model and runs it at load time; the ON
 
 from __future__ import annotations
 
-from mlflow.pyfunc import PythonModel
-
 import mlflow
+from mlflow.pyfunc import PythonModel
 
 
 class OnnxChatModel(PythonModel):

@@ -35,9 +35,8 @@ def register(onnx_dir: Path, name: str, metrics: dict[str, float], task: Task) -
     register a new version."""
     import tempfile
 
-    import yaml
-
     import mlflow
+    import yaml
 
     with tempfile.TemporaryDirectory(prefix="slmops-spec-") as tmp:
         spec = Path(tmp) / "task.yaml"

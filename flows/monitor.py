@@ -18,6 +18,7 @@ from flows.runtime import tracking
 @task(name="drift-report")
 def drift_report(profile: str, layout: Layout) -> dict[str, Any]:
     import mlflow
+
     from components import monitor
     from components.tasks import load_task
 

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from components.config import PARAMS_DIR, Params, load_gates, load_params
 from components.io import sha256_tree
-from flows.runner import run_stage
+from flows.runner import log_dataset, run_stage
 from flows.runtime import flatten, tracking
 from flows.stages import DEMO, PIPELINE, STAGES, Ctx
 
@@ -80,8 +80,7 @@ def pipeline(profile: str = "demo", work_dir: str = ".", overrides: list[str] | 
         metrics = results["evaluate"]["metrics"]
         for model_name, values in metrics.items():
             mlflow.log_metrics({f"{model_name}.{k}": v for k, v in values.items()})
-        mlflow.log_table(_comparison_table(metrics), artifact_file="eval/comparison.json")
-        mlflow.log_artifacts(str(ctx.layout.reports / "eval"), artifact_path="eval")
+        _log_evaluation(ctx, metrics)
         decision = gate_and_register(ctx, metrics["student_int8"])
         mlflow.set_tag("poc_gate", "passed" if decision["passed"] else "failed")
         if params.dvc.commit:
@@ -104,6 +103,23 @@ def _log_params(params: Params, profile: str) -> None:
 
     mlflow.log_params({k: str(v)[:500] for k, v in flatten(params.model_dump(mode="json")).items()})
     mlflow.set_tags({"profile": profile, "task": params.task})
+
+
+def _log_evaluation(ctx: Ctx, metrics: dict[str, dict[str, float]]) -> None:
+    """The parent run shows what was trained on and tested on (datasets), the side-by-side metrics, and every
+    model's per-example predictions as tables the MLflow UI can compare across runs."""
+    import mlflow
+    import pandas as pd
+
+    from components.io import load_jsonl
+
+    log_dataset(ctx.layout.synthetic / "train.jsonl", "training")
+    log_dataset(ctx.layout.prepared / "test.jsonl", "evaluation")
+    mlflow.log_table(_comparison_table(metrics), artifact_file="eval/comparison.json")
+    for model in metrics:
+        rows = load_jsonl(ctx.layout.reports / "eval" / f"predictions_{model}.jsonl")
+        mlflow.log_table(pd.json_normalize(rows), artifact_file=f"eval/predictions_{model}.json")
+    mlflow.log_artifacts(str(ctx.layout.reports / "eval"), artifact_path="eval")
 
 
 def _comparison_table(metrics: dict[str, dict[str, float]]) -> dict[str, list]:

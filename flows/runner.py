@@ -123,6 +123,21 @@ def _log_mlflow(stage: Stage, ctx: Ctx, status: str, manifest: dict, result: dic
                 step=int(entry.get("step", step)),
             )
         mlflow.log_artifact(str(out_dir / "manifest.json"))
-        for artifact in stage.artifacts:
-            if (out_dir / artifact).exists():
-                mlflow.log_artifact(str(out_dir / artifact))
+        for pattern in stage.artifacts:
+            for artifact in sorted(out_dir.glob(pattern)):
+                mlflow.log_artifact(str(artifact))
+        for name, context in stage.datasets:
+            log_dataset(out_dir / name, context)
+
+
+def log_dataset(path: Path, context: str) -> None:
+    """Log a JSONL file as an MLflow dataset input of the active run (name, digest, source, schema)."""
+    import mlflow
+    import pandas as pd
+
+    from components.io import load_jsonl
+
+    if path.exists():
+        frame = pd.json_normalize(load_jsonl(path))
+        dataset = mlflow.data.from_pandas(frame, source=str(path), name=f"{path.parent.name}/{path.name}")
+        mlflow.log_input(dataset, context=context)

@@ -80,6 +80,8 @@ def tracking(work_dir: Path, experiment: str) -> str:
     else:
         experiment_id = found.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
+    # Tell the UI this is model training, so the experiment opens on its runs, not on an empty GenAI overview.
+    mlflow.MlflowClient().set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
     return experiment_id
 
 

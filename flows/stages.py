@@ -61,7 +61,8 @@ class Stage:
     out: Callable[[Ctx], Path]  # the output folder; its manifest.json records the cache key and output hashes
     run: Callable[[Ctx], BaseModel]
     summary: Callable[[dict[str, Any]], str]  # the figure that matters, for the console line
-    artifacts: tuple[str, ...] = field(default=())  # files of the output folder logged to MLflow
+    artifacts: tuple[str, ...] = field(default=())  # files (globs) of the output folder logged to MLflow
+    datasets: tuple[tuple[str, str], ...] = field(default=())  # (file in the output folder, MLflow input context)
 
 
 def module_file(ref: str) -> str | None:
@@ -290,6 +291,7 @@ STAGES: dict[str, Stage] = {
             run=_prepare,
             summary=_prepare_summary,
             artifacts=("rejects.jsonl",),
+            datasets=(("train.jsonl", "training"), ("val.jsonl", "validation"), ("test.jsonl", "evaluation")),
         ),
         Stage(
             name="synthesize",
@@ -307,6 +309,7 @@ STAGES: dict[str, Stage] = {
             run=_synthesize,
             summary=_synthesize_summary,
             artifacts=("rejects.jsonl",),
+            datasets=(("train.jsonl", "training"),),
         ),
         Stage(
             name="finetune",
@@ -343,7 +346,7 @@ STAGES: dict[str, Stage] = {
             out=lambda ctx: ctx.layout.reports / "eval",
             run=_evaluate,
             summary=_evaluate_summary,
-            artifacts=("metrics.json", "comparison.csv"),
+            artifacts=("metrics.json", "comparison.csv", "confusion_*.png"),
         ),
     ]
 }

@@ -104,3 +104,13 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
         "onnx": root / "onnx",
         "int8": root / "int8",
     }
+
+
+SLOW_FIXTURES = {"tiny_models", "smoke_run", "reviews_run"}  # they train or export models
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that trains, exports or benchmarks is `slow`: `make test-fast` (-m "not slow") skips it."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

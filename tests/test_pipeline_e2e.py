@@ -212,6 +212,7 @@ def test_evaluate_cli_prints_metrics_as_the_last_line(smoke_run, tmp_path):
 def _register_copy(smoke_run, metrics=None) -> str:
     """Register the smoke int8 model again as a new version (a stand-in for a later retraining run)."""
     import mlflow
+
     from components import registry
     from components.config import load_params
     from components.tasks import load_task
@@ -278,6 +279,7 @@ def _tamper(name: str, version: str) -> None:
     from urllib.parse import urlparse
 
     import mlflow
+
     from components import registry
 
     source = registry._client().get_model_version(name, version).source  # models:/m-<logged model id>
