@@ -89,6 +89,8 @@ def pipeline(profile: str = "demo", work_dir: str = ".", overrides: list[str] | 
             lock = dvc_commit_and_push(ctx.root)
             if lock is not None:
                 mlflow.log_artifact(str(lock))
+        if (ctx.root / "logs" / "slmops.log").exists():  # the full log: library output, warnings, tracebacks
+            mlflow.log_artifact(str(ctx.root / "logs" / "slmops.log"), artifact_path="logs")
     return {
         "run_id": parent,
         "experiment_id": experiment_id,

@@ -63,6 +63,7 @@ class Stage:
     summary: Callable[[dict[str, Any]], str]  # the figure that matters, for the console line
     artifacts: tuple[str, ...] = field(default=())  # files (globs) of the output folder logged to MLflow
     datasets: tuple[tuple[str, str], ...] = field(default=())  # (file in the output folder, MLflow input context)
+    metrics: Callable[[Ctx], Path] | None = None  # a flat metrics file for `dvc metrics` / `dvc exp show`
 
 
 def module_file(ref: str) -> str | None:
@@ -196,10 +197,13 @@ def _quantize(ctx: Ctx) -> BaseModel:
 
 
 def _evaluate(ctx: Ctx) -> BaseModel:
+    import json
+
     from components import evaluate
+    from flows.runtime import flatten
 
     p, layout = ctx.params, ctx.layout
-    return evaluate.run_models(
+    result = evaluate.run_models(
         p.evaluate,
         task=ctx.task,
         test=layout.prepared / "test.jsonl",
@@ -208,6 +212,12 @@ def _evaluate(ctx: Ctx) -> BaseModel:
         teacher=p.synthesize.teacher if p.evaluate.evaluate_teacher else None,
         out_dir=layout.reports / "eval",
     )
+    _metrics_file(ctx).write_text(json.dumps(flatten(result.metrics), indent=1))  # for `dvc exp show`
+    return result
+
+
+def _metrics_file(ctx: Ctx) -> Path:
+    return ctx.layout.reports / "metrics.json"
 
 
 class _Counts(BaseModel):
@@ -347,6 +357,7 @@ STAGES: dict[str, Stage] = {
             run=_evaluate,
             summary=_evaluate_summary,
             artifacts=("metrics.json", "comparison.csv", "confusion_*.png"),
+            metrics=_metrics_file,
         ),
     ]
 }

@@ -46,6 +46,8 @@ def dvc_stages(params: Params, root: Path) -> dict[str, Any]:
             "params": list(stage.params),
             "outs": [_rel(stage.out(ctx), ctx.root)],
         }
+        if stage.metrics is not None:
+            stages[stage.name]["metrics"] = [{_rel(stage.metrics(ctx), ctx.root): {"cache": False}}]
     return {"stages": stages}
 
 

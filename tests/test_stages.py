@@ -94,3 +94,12 @@ def test_dvc_repro_runs_the_registry_stages_and_tracks_params_per_key(tmp_path):
     status = run(str(bin_dir / "dvc"), "status")
     changed = {s.name for s in DEMO + PIPELINE if f"{s.name}:" in status}
     assert changed == {"evaluate"}, status
+
+    # An experiment on a finetune key reruns finetune and what follows it, and `dvc exp show` compares it.
+    run(str(bin_dir / "slmops"), "dvc", "--profile", "smoke-reviews", "--work-dir", str(tmp_path))
+    run("git", "add", "-A")
+    run("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "baseline")
+    out = run(str(bin_dir / "dvc"), "exp", "run", "-n", "two-epochs", "-S", "finetune.training.epochs=2")
+    assert "Running stage 'finetune'" in out and "Running stage 'prepare'" not in out, out[-3000:]
+    show = run(str(bin_dir / "dvc"), "exp", "show", "--csv")
+    assert "two-epochs" in show and "student_int8.json_valid_rate" in show
