@@ -156,5 +156,15 @@ def test_synthesize_with_the_callable_teacher_writes_a_training_file(tmp_path):
     sources = {s: sum(r["source"] == s for r in rows) for s in ("gold", "teacher_label", "teacher_augment")}
     assert sources["teacher_label"] >= 20 and sources["teacher_augment"] >= 10, (sources, result.rejected)
     assert result.reject_rate <= 0.1
-    assert all(r["provenance"]["model_version"] == "demo-rules-v1" for r in rows if r["source"] != "gold")
+    versions = {r["provenance"]["model_version"] for r in rows if r["source"] != "gold"}
+    assert versions == {f"demo-rules-v1+{answer.version()}"}  # the rules' hash: a changed lexicon is a new model
     assert all(task.parse_output(task.format_output(r["expected"]))[0] is not None for r in rows)
+
+
+def test_the_rules_hash_is_part_of_the_model_version_only_where_the_function_has_one():
+    from components.teacher.callable import CallableTeacher
+
+    ours = CallableTeacher(CallableTeacherConfig(target=TARGET, model="demo-rules-v1"))
+    plain = CallableTeacher(CallableTeacherConfig(target="json:dumps", model="rules"))
+    assert ours.model_version == f"demo-rules-v1+{answer.version()}" and len(answer.version()) == 12
+    assert plain.model_version == "rules"

@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from pathlib import Path
 
 from components.demo.generate import gold_reply
 from components.demo.lexicon import CATEGORY_KEYWORDS, NEGATED_URGENCY, PAST_CANCELLATION, PRIORITY_CUES, RISK_CUES
@@ -83,3 +84,14 @@ def answer(messages: list[dict]) -> str:
     if request and not has_system:
         return write_inquiry(request["category"], request["example"])
     return json.dumps(label(users[-1]), ensure_ascii=False)
+
+
+def version() -> str:
+    """Hash of the rules (this module, the lexicon, the phrase bank, the reply templates): the callable
+    teacher appends it to ``model``, so a changed rule set never reuses cached answers."""
+    here = Path(__file__).parent
+    sources = ("teacher.py", "lexicon.py", "phrasebank.py", "generate.py")
+    return hashlib.sha256(b"".join((here / name).read_bytes() for name in sources)).hexdigest()[:12]
+
+
+answer.version = version  # type: ignore[attr-defined]
