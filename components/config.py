@@ -61,6 +61,9 @@ class DemoConfig(Strict):
     n_seed: int = 500
     n_pool: int = 3000
     n_test: int = 300
+    # Share of each category's phrasings the gold seed set may use (the pool and test use all): < 1 makes the
+    # student start from a narrower slice of the world than the teacher knows.
+    seed_phrasing_share: float = Field(1.0, gt=0.0, le=1.0)
     vocab_size: int = 2048
     student: TinyModelConfig = TinyModelConfig()
     teacher: TinyModelConfig = TinyModelConfig(hidden_size=256, num_layers=5, intermediate_size=768)

@@ -168,3 +168,13 @@ def test_the_rules_hash_is_part_of_the_model_version_only_where_the_function_has
     plain = CallableTeacher(CallableTeacherConfig(target="json:dumps", model="rules"))
     assert ours.model_version == f"demo-rules-v1+{answer.version()}" and len(answer.version()) == 12
     assert plain.model_version == "rules"
+
+
+def test_a_narrower_seed_set_leaves_phrasings_only_the_pool_and_test_show():
+    sets = generate.generate(seed=5, n_seed=280, n_pool=280, n_test=280, seed_phrasing_share=0.5)
+    held_back = [
+        p for phrasings in generate.PROBLEMS.values() for p in phrasings[round(len(phrasings) * 0.5) :] if "{" not in p
+    ]
+    seen = {name: {p for p in held_back if any(p in r["input"] for r in sets[name])} for name in sets}
+    assert seen["seed"] == set()
+    assert len(seen["pool"]) >= len(held_back) // 2 and len(seen["test"]) >= len(held_back) // 2
