@@ -95,6 +95,10 @@ class DemoConfig(Strict):
     n_seed: int = 500
     n_pool: int = 3000
     n_test: int = 300
+    # Extra keyword arguments for the task's generator, e.g. {seed_phrasing_share: 0.5} (the inquiry generator:
+    # the gold seed set uses that share of each category's phrasings, so the student starts from a narrower
+    # slice of the world than the teacher knows).
+    generator_options: dict[str, float | int | str | bool] = {}
     vocab_size: int = 2048
     student: TinyModelConfig = TinyModelConfig()
     pretrain: TrainingConfig = TrainingConfig(epochs=6, batch_size=16, learning_rate=3e-3, max_length=128)

@@ -111,7 +111,8 @@ def _demo_data(ctx: Ctx) -> BaseModel:
     d, generator = ctx.params.demo, ctx.task.spec.demo_generator
     if generator is None:
         raise ValueError(f"task {ctx.task.name!r} names no demo_generator: the demo cannot make data for it")
-    counts = write_data(generator, ctx.params.project.seed, d.n_seed, d.n_pool, d.n_test, ctx.root / d.out_dir)
+    seed, out = ctx.params.project.seed, ctx.root / d.out_dir
+    counts = write_data(generator, seed, d.n_seed, d.n_pool, d.n_test, out, **d.generator_options)
     return _Counts(counts=counts)
 
 
@@ -266,7 +267,15 @@ STAGES: dict[str, Stage] = {
     for s in [
         Stage(
             name="demo_data",
-            params=("project.seed", "task", "demo.n_seed", "demo.n_pool", "demo.n_test", "demo.out_dir"),
+            params=(
+                "project.seed",
+                "task",
+                "demo.n_seed",
+                "demo.n_pool",
+                "demo.n_test",
+                "demo.out_dir",
+                "demo.generator_options",
+            ),
             code=("components/demo/__init__.py",),
             inputs=lambda ctx: [],
             out=lambda ctx: ctx.root / ctx.params.demo.out_dir,

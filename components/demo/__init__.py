@@ -17,9 +17,12 @@ def load_generator(ref: str):
     return getattr(importlib.import_module(module), name)
 
 
-def write_data(generator: str, seed: int, n_seed: int, n_pool: int, n_test: int, out_dir: Path) -> dict[str, int]:
-    """Write ``seed.jsonl`` (labelled), ``pool.jsonl`` (unlabelled) and ``test.jsonl`` from the task's generator."""
-    sets = load_generator(generator)(seed, n_seed, n_pool, n_test)
+def write_data(
+    generator: str, seed: int, n_seed: int, n_pool: int, n_test: int, out_dir: Path, **options
+) -> dict[str, int]:
+    """Write ``seed.jsonl`` (labelled), ``pool.jsonl`` (unlabelled) and ``test.jsonl`` from the task's generator
+    (``options``: its extra keyword arguments, from ``demo.generator_options``)."""
+    sets = load_generator(generator)(seed, n_seed, n_pool, n_test, **options)
     counts = {name: write_jsonl(out_dir / f"{name}.jsonl", rows) for name, rows in sets.items()}
     write_manifest(out_dir, stage="demo_data", generator=generator, seed=seed, counts=counts)
     return counts

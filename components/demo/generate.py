@@ -246,7 +246,10 @@ def _pii_line(rng: random.Random) -> str:
     return f"マイナンバーは{n(1000, 9999)} {n(1000, 9999)} {n(1000, 9999)}です。"
 
 
-def make_inquiry(rng: random.Random, category: str) -> dict:
+def make_inquiry(rng: random.Random, category: str, phrasing_share: float = 1.0) -> dict:
+    """One inquiry of ``category``; its problem sentence is drawn from the first ``phrasing_share`` of the
+    category's phrasings (1.0: all of them)."""
+    problems = PROBLEMS[category][: max(1, round(len(PROBLEMS[category]) * phrasing_share))]
     priority = rng.choices(["urgent", "high", "medium", "low"], weights=PRIORITY_WEIGHTS[category])[0]
     slots = {
         "product": rng.choice(PRODUCTS),
@@ -258,7 +261,7 @@ def make_inquiry(rng: random.Random, category: str) -> dict:
         "amount": f"{rng.randint(5, 300) * 100:,}",
         "code": f"E{rng.randint(100, 999)}",
     }
-    parts = [rng.choice(GREETINGS), rng.choice(CONTEXTS), rng.choice(PROBLEMS[category])]
+    parts = [rng.choice(GREETINGS), rng.choice(CONTEXTS), rng.choice(problems)]
     if rng.random() < 0.3:
         parts.append(_pii_line(rng))
     parts += [rng.choice(URGENCY[priority]), rng.choice(CLOSINGS)]
@@ -278,8 +281,14 @@ def make_inquiry(rng: random.Random, category: str) -> dict:
     }
 
 
-def generate(seed: int, n_seed: int, n_pool: int, n_test: int) -> dict[str, list[dict]]:
-    """Return ``{"seed": [...], "pool": [...], "test": [...]}`` with inputs unique across all three sets."""
+def generate(
+    seed: int, n_seed: int, n_pool: int, n_test: int, seed_phrasing_share: float = 1.0
+) -> dict[str, list[dict]]:
+    """Return ``{"seed": [...], "pool": [...], "test": [...]}`` with inputs unique across all three sets.
+
+    ``seed_phrasing_share`` < 1 narrows the gold seed set to that share of each category's phrasings, while
+    the pool and the test set use them all: the student starts from a narrower slice of the world than the
+    teacher knows, and only the teacher's labels on the pool can teach it the rest."""
     rng = random.Random(seed)
     categories = list(PROBLEMS)
     seen: set[str] = set()
@@ -287,7 +296,8 @@ def generate(seed: int, n_seed: int, n_pool: int, n_test: int) -> dict[str, list
     for name, size in (("test", n_test), ("seed", n_seed), ("pool", n_pool)):
         rows: list[dict] = []
         while len(rows) < size:
-            row = make_inquiry(rng, categories[len(rows) % len(categories)])
+            share = seed_phrasing_share if name == "seed" else 1.0
+            row = make_inquiry(rng, categories[len(rows) % len(categories)], share)
             if row["input"] in seen:
                 continue
             seen.add(row["input"])
