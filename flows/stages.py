@@ -80,7 +80,8 @@ def code_deps(stage: Stage, ctx: Ctx) -> list[str]:
         deps.append(module_file(ctx.params.task))
     teacher = ctx.params.synthesize.teacher
     if any(k.startswith("synthesize") for k in stage.params) and teacher.kind == "callable":
-        deps.append(module_file(teacher.target))
+        found = module_file(teacher.target)  # its whole package: a rules engine imports its lexicon, phrase bank...
+        deps.append(str(Path(found).parent) if found else None)
     if stage.name == "demo_data" and ctx.task.spec.demo_generator:
         deps.append(module_file(ctx.task.spec.demo_generator))
     return sorted({d for d in deps if d})
