@@ -10,6 +10,7 @@ from components.inference import ChatModel, Completion
 from components.io import load_jsonl
 from components.serve.app import BackgroundServer, create_app
 from components.serve.fallback import Fallback
+from components.tasks import ticket_triage
 from components.teacher.openai import OpenAITeacher
 from tests.fake_teacher import FakeTeacher, label_json
 
@@ -23,7 +24,7 @@ def _teacher_cfg(fake: FakeTeacher) -> OpenAITeacherConfig:
 def _serve(model: ChatModel, fake: FakeTeacher, log, **fallback):
     cfg = FallbackConfig(teacher=_teacher_cfg(fake), **fallback)
     teacher = OpenAITeacher(cfg.teacher)
-    app = create_app(model, "slm", log, ServeConfig(max_tokens_cap=32), fallback=Fallback(teacher, cfg))
+    app = create_app(model, "slm", log, ServeConfig(max_tokens_cap=32), fallback=Fallback(teacher, cfg, ticket_triage))
     return BackgroundServer(app), teacher
 
 
@@ -108,7 +109,7 @@ def test_token_probabilities_are_reported_when_asked(untrained):
 
 def test_fallback_reasons():
     valid = label_json()
-    fb = Fallback(teacher=None, cfg=FallbackConfig(min_confidence=0.5))  # type: ignore[arg-type]
+    fb = Fallback(teacher=None, cfg=FallbackConfig(min_confidence=0.5), task=ticket_triage)  # type: ignore[arg-type]
 
     def completion(text: str, min_p: float | None, mean_p: float | None = None) -> Completion:
         return Completion(
@@ -123,7 +124,7 @@ def test_fallback_reasons():
     assert fb.reason(completion(valid, 0.9, 0.95)) is None
     assert fb.reason(completion(valid, 0.4, 0.95)) == "low_confidence"
     assert fb.reason(completion('{"category": "billing"', 0.9, 0.95)) == "invalid_output"  # cut off
-    mean = Fallback(teacher=None, cfg=FallbackConfig(min_confidence=0.5, confidence="mean_token"))  # type: ignore[arg-type]
+    mean = Fallback(teacher=None, cfg=FallbackConfig(min_confidence=0.5, confidence="mean_token"), task=ticket_triage)  # type: ignore[arg-type]
     assert mean.reason(completion(valid, 0.4, 0.95)) is None
     assert mean.reason(completion(valid, 0.4, 0.45)) == "low_confidence"
 
