@@ -104,15 +104,19 @@ def test_a_seed_reproduces_a_sampled_answer(client):
     assert any(ask(seed) != first for seed in (12, 13, 14))  # the seed is what fixed it
 
 
-def test_response_format_json_schema_is_checked_on_the_answer(client, server):
+def test_response_format_json_schema_is_checked_on_the_answer(client, server, plain):
     schema = {"type": "object", "properties": {"label": {"enum": ["a", "b"]}}, "required": ["label"]}
     response_format = {"type": "json_schema", "json_schema": {"name": "triage", "schema": schema}}
     with pytest.raises(openai.UnprocessableEntityError) as err:  # the untrained model does not write JSON
         client.chat.completions.create(
-            model="tiny", messages=USER, max_completion_tokens=8, response_format=response_format
+            model="tiny", messages=USER, max_completion_tokens=16, stop=plain[3:5], response_format=response_format
         )
     assert err.value.param == "response_format" and "not JSON" in err.value.message
     assert load_jsonl(server["log"])[-1]["status"] == 422
+    cut = client.chat.completions.create(  # cut by the budget: sent as it is, and the client sees "length"
+        model="tiny", messages=USER, max_completion_tokens=4, response_format=response_format
+    )
+    assert cut.choices[0].finish_reason == "length"
     checked = ResponseFormat.model_validate(response_format)
     assert _format_violation('{"label": "a"}', checked) is None
     assert "label" in _format_violation('{"label": "c"}', checked)

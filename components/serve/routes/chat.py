@@ -6,11 +6,13 @@ Greedy requests without ``stop``/``logprobs`` differences are batched (``batcher
 may replace a non-streamed answer (``fallback.py``).
 
 ``response_format`` ``json_object``/``json_schema``: the answer is checked after generation (no constrained
-decoding: the student is fine-tuned to the task's schema); an answer that does not parse, or does not match
-the schema, gets 422 ``invalid_output_error`` naming the first violation, instead of an answer the client
-would trust. A generation stopped by ``serve.generation_timeout_s`` gets 504 (not streamed) or ends the stream
-with ``finish_reason`` "length" (streamed: the bytes are already sent); both count ``errors{kind="timeout"}``
-and are logged with status 504.
+decoding: the student is fine-tuned to the task's schema); a complete answer that does not parse, or does not
+match the schema, gets 422 ``invalid_output_error`` naming the first violation, instead of an answer the
+client would trust. An answer cut by the budget (``finish_reason`` "length") is sent as it is.
+
+A generation stopped by ``serve.generation_timeout_s`` gets 504 (not streamed) or ends the stream with
+``finish_reason`` "length" (streamed: the bytes are already sent); both count ``errors{kind="timeout"}`` and
+are logged with status 504.
 """
 
 from __future__ import annotations
@@ -104,7 +106,10 @@ def _answer(req: ChatRequest, state: ServerState, served: ServedModel, messages:
         _record(state, request_id, messages, completion, latency_s, **fields)
         state.metrics.error("timeout")
         return error(504, f"generation took longer than {state.cfg.generation_timeout_s} s", "timeout_error")
-    violation = _format_violation(completion.text, req.response_format)
+    # A cut answer ("length") is sent as it is: the client sees why it may be incomplete, as with OpenAI.
+    violation = (
+        None if completion.finish_reason == "length" else _format_violation(completion.text, req.response_format)
+    )
     if violation is not None:
         _record(state, request_id, messages, completion, latency_s, status=422, **fields)
         state.metrics.error("invalid_output")
