@@ -103,7 +103,7 @@ def test_the_registered_model_loads_and_serves_in_a_clean_venv(registered, tmp_p
 
 
 def _serve_and_ask(venv, uri: str, model_uri: str, cwd, env: dict) -> None:
-    """``mlflow models serve`` from that venv answers ``/invocations``."""
+    """``mlflow models serve`` from that venv (activated: its uvicorn on PATH) answers ``/invocations``."""
     import socket
 
     with socket.socket() as s:
@@ -112,7 +112,8 @@ def _serve_and_ask(venv, uri: str, model_uri: str, cwd, env: dict) -> None:
     server = subprocess.Popen(
         [str(venv / "bin" / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
          "-h", "127.0.0.1", "-p", str(port)],
-        cwd=cwd, env={**env, "MLFLOW_TRACKING_URI": uri}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=cwd, env={**env, "MLFLOW_TRACKING_URI": uri, "PATH": f"{venv / 'bin'}:{env['PATH']}"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 180
