@@ -1,6 +1,10 @@
 """``POST /admin/reload``: switch to the alias's current holder now (the poller would within
 ``serve.reload_interval_s``). Needs an admin key (see ``keys.py``); each call is logged with who asked (a
-key id, never the key) and what changed."""
+key id, never the key) and what changed.
+
+Usage:
+    curl -X POST -H "Authorization: Bearer $SLMOPS_ADMIN_KEY" 127.0.0.1:8000/admin/reload
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """``POST /v1/chat/completions`` (also ``stream: true``), OpenAI's format.
 
+Usage:
+    openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key=KEY).chat.completions.create(model=..., messages=...)
+
 A request is checked before anything is generated: unsupported fields (400 naming the field), unknown model
 (404), a budget over ``serve.max_tokens_cap`` or over the context window (400), too many in flight (429).
 Greedy requests without ``stop``/``logprobs`` differences are batched (``batcher.py``); the teacher fallback

@@ -1,4 +1,8 @@
-"""``GET /health`` (open, no key) and ``GET /metrics`` (Prometheus text)."""
+"""``GET /health`` (open, no key) and ``GET /metrics`` (Prometheus text).
+
+Usage:
+    curl 127.0.0.1:8000/health ; curl -H "Authorization: Bearer $KEY" 127.0.0.1:8000/metrics
+"""
 
 from __future__ import annotations
 

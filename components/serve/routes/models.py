@@ -1,4 +1,8 @@
-"""``GET /v1/models``: the one model this server serves."""
+"""``GET /v1/models``: the one model this server serves.
+
+Usage:
+    openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key=KEY).models.list()
+"""
 
 from __future__ import annotations
 
