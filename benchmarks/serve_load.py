@@ -154,7 +154,7 @@ def batch_agreement(model_path: Path, rows: list[dict], batch_size: int, max_tok
 
 def log_row_cost(rows: int = 500) -> dict:
     """Milliseconds to append one inference-log row, with and without fsync (on the temp dir's disk)."""
-    from components.serve.app import InferenceLog
+    from components.serve.inference_log import InferenceLog
 
     row = {"id": "chatcmpl-x", "input": "荷物がまだ届きません。" * 4, "output": '{"category": "shipping"}' * 4}
     cost = {}

@@ -22,11 +22,15 @@ class Completion(BaseModel):
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop", "length", or "time" (stopped by max_time)
+    # "stop" (EOS or a stop string) or "length" (max_tokens, or cut short by max_time: then ``timed_out``)
+    finish_reason: str
+    timed_out: bool = False
     # With ``scores=True``: the probability the model gave each token it emitted, summarised as the least
     # certain token and the geometric mean (exp of the mean log-probability). ``None`` when not asked for.
     min_token_prob: float | None = None
     mean_token_prob: float | None = None
+    # With ``logprobs`` (an int, the alternatives wanted per token): OpenAI's ``logprobs.content`` entries.
+    logprobs: list[dict] | None = None
 
 
 class ContextWindowExceeded(ValueError):
@@ -74,8 +78,10 @@ class ChatModel:
         seed: int | None = None,
         max_time: float | None = None,
         scores: bool = False,
+        stop: list[str] | None = None,
+        logprobs: int | None = None,
     ) -> Completion:
-        return self.chat_batch([messages], max_tokens, temperature, top_p, seed, max_time, scores)[0]
+        return self.chat_batch([messages], max_tokens, temperature, top_p, seed, max_time, scores, stop, logprobs)[0]
 
     def chat_batch(
         self,
@@ -86,15 +92,21 @@ class ChatModel:
         seed: int | None = None,
         max_time: float | None = None,
         scores: bool = False,
+        stop: list[str] | None = None,
+        logprobs: int | None = None,
     ) -> list[Completion]:
         """Generate for several conversations at once (left-padded to one width); one Completion each.
 
         ``max_tokens`` is one budget for all, or one per conversation (each answer is cut at its own).
-        ``max_time`` (seconds) stops generation early; the answer then ends with finish_reason "time".
-        ``scores`` fills each Completion's token probabilities (from the raw logits, before any sampling
-        warpers); it keeps one vocabulary-sized row per generated token until the batch ends.
+        ``max_time`` (seconds) stops generation early; the answer then ends with finish_reason "length" and
+        ``timed_out``. ``scores`` fills each Completion's token probabilities (from the raw logits, before any
+        sampling warpers); it keeps one vocabulary-sized row per generated token until the batch ends.
+        ``stop``: strings that end an answer and are cut from it. ``logprobs``: fill each Completion's
+        OpenAI-style ``logprobs`` with this many alternatives per token (0: the chosen token only).
         """
         import torch
+
+        from components.decoding import StopOnText
 
         limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(conversations)
         encoded = [self.checked(messages, limit) for messages, limit in zip(conversations, limits, strict=True)]
@@ -113,18 +125,21 @@ class ChatModel:
                 max_new_tokens=max(limits),
                 eos_token_id=eos,
                 pad_token_id=pad,
-                output_logits=scores,
+                output_logits=scores or logprobs is not None,
                 return_dict_in_generate=True,
+                stopping_criteria=[StopOnText(self.tokenizer, stop, width)] if stop else None,
                 **sampling,
             )
         timed_out = max_time is not None and time.perf_counter() - started >= max_time
         completions = [
-            self._completion(ids, row[:limit], timed_out, limit)
+            self._completion(ids, row[:limit], timed_out, limit, stop)
             for ids, row, limit in zip(encoded, out.sequences[:, width:].tolist(), limits, strict=True)
         ]
-        if scores:
-            for i, completion in enumerate(completions):
+        for i, completion in enumerate(completions):
+            if scores:
                 _add_token_probs(completion, out.sequences[i, width:], out.logits, i)
+            if logprobs is not None:
+                _add_logprobs(self.tokenizer, completion, out.sequences[i, width:], out.logits, i, logprobs)
         return completions
 
     def chat_stream(
@@ -135,13 +150,17 @@ class ChatModel:
         top_p: float = 1.0,
         max_time: float | None = None,
         seed: int | None = None,
+        stop: list[str] | None = None,
     ) -> Iterator[str | Completion]:
         """Yield the answer's text piece by piece as it is generated, then its ``Completion``.
 
-        Raises ``ContextWindowExceeded`` before generating (at the first ``next``), like ``chat``.
+        Raises ``ContextWindowExceeded`` before generating (at the first ``next``), like ``chat``. A ``stop``
+        string is never yielded: text that may be its start is held back until it is known not to be.
         """
         import torch
         from transformers import TextIteratorStreamer
+
+        from components.decoding import StopHolder, StopOnText
 
         ids = self.checked(messages, max_tokens)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
@@ -161,6 +180,7 @@ class ChatModel:
                         eos_token_id=self.tokenizer.eos_token_id,
                         pad_token_id=self.tokenizer.pad_token_id,
                         streamer=streamer,
+                        stopping_criteria=[StopOnText(self.tokenizer, stop, len(ids))] if stop else None,
                         **self._sampling(temperature, top_p, max_time),
                     )
                 result["timed_out"] = max_time is not None and time.perf_counter() - started >= max_time
@@ -170,14 +190,18 @@ class ChatModel:
 
         worker = threading.Thread(target=generate, name="generate", daemon=True)
         worker.start()
+        holder = StopHolder(stop or [])
         for piece in streamer:
-            if piece:
-                yield piece
+            ready = holder.feed(piece) if piece else ""
+            if ready:
+                yield ready
         worker.join()
         if "error" in result:
             raise result["error"]  # type: ignore[misc]
+        if tail := holder.flush():
+            yield tail
         row = result["out"][0, len(ids) :].tolist()  # type: ignore[index]
-        yield self._completion(ids, row, bool(result["timed_out"]), max_tokens)
+        yield self._completion(ids, row, bool(result["timed_out"]), max_tokens, stop)
 
     def room_for(self, messages: list[dict[str, str]]) -> int:
         """How many tokens the context window leaves for an answer to ``messages``."""
@@ -200,16 +224,22 @@ class ChatModel:
         )
         return sampling | ({"max_time": max_time} if max_time is not None else {})
 
-    def _completion(self, prompt_ids: list[int], row: list[int], timed_out: bool, limit: int) -> Completion:
+    def _completion(
+        self, prompt_ids: list[int], row: list[int], timed_out: bool, limit: int, stop: list[str] | None = None
+    ) -> Completion:
+        from components.decoding import cut_at_stop
+
         eos = self.tokenizer.eos_token_id
         stopped = eos in row
         new = row[: row.index(eos) + 1] if stopped else row
-        cut_short = timed_out and len(new) < limit  # max_time stopped it before its budget ran out
+        text, hit = cut_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), stop or [])
+        cut_short = timed_out and len(new) < limit and not (stopped or hit)  # max_time ended it early
         return Completion(
-            text=self.tokenizer.decode(new, skip_special_tokens=True),
+            text=text,
             prompt_tokens=len(prompt_ids),
             completion_tokens=len(new),
-            finish_reason="stop" if stopped else ("time" if cut_short else "length"),
+            finish_reason="stop" if stopped or hit else "length",
+            timed_out=cut_short,
         )
 
 
@@ -225,3 +255,14 @@ def _add_token_probs(completion: Completion, row, logits, index: int) -> None:
     logprobs = torch.log_softmax(step_logits, dim=-1).gather(1, chosen).squeeze(1)
     completion.min_token_prob = float(logprobs.min().exp())
     completion.mean_token_prob = float(logprobs.mean().exp())
+
+
+def _add_logprobs(tokenizer, completion: Completion, row, logits, index: int, top: int) -> None:
+    """Fill ``completion.logprobs`` (OpenAI's ``logprobs.content``) for batch row ``index``."""
+    import torch
+
+    from components.decoding import token_logprobs
+
+    steps = completion.completion_tokens
+    step_logits = torch.stack([logits[t][index] for t in range(steps)]) if steps else None
+    completion.logprobs = token_logprobs(tokenizer, row[:steps].tolist(), step_logits, top) if steps else []

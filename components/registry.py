@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from components.io import sha256_tree
-from components.tasks import Task
 
 PYFUNC_FILE = Path(__file__).with_name("onnx_pyfunc.py")
 METRIC_TAG = "metric."
@@ -30,23 +29,55 @@ def _client():
     return MlflowClient()
 
 
-def register(onnx_dir: Path, name: str, metrics: dict[str, float], task: Task) -> str:
-    """Log the ONNX folder (and the task spec it answers) as a models-from-code pyfunc in the active run and
-    register a new version."""
+# What the registered model needs to load anywhere (``onnx_pyfunc.py`` imports nothing from slmops).
+EXAMPLE = ["注文した商品がまだ届きません"]
+PORTABLE_REQUIREMENTS = ("mlflow", "onnxruntime", "transformers", "numpy", "jinja2")
+
+
+def pinned_requirements() -> list[str]:
+    """``PORTABLE_REQUIREMENTS`` at the versions installed here (the versions the model was checked with)."""
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in PORTABLE_REQUIREMENTS]
+
+
+def task_spec(task=None) -> dict:
+    """The student's prompt, as the registered model carries it: messages with ``{text}`` for the inquiry
+    (``task.build_messages``), plus the task's prompt template text when it has one. No task: the inquiry
+    alone as the user message."""
+    from components.onnx_pyfunc import TEXT_SLOT
+
+    if task is None:
+        return {"messages": [{"role": "user", "content": TEXT_SLOT}]}
+    spec = {"messages": task.build_messages(TEXT_SLOT)}
+    if hasattr(task, "prompt_template_text"):
+        spec["prompt_template"] = task.prompt_template_text()
+    return spec
+
+
+def register(onnx_dir: Path, name: str, metrics: dict[str, float], task=None) -> str:
+    """Log the ONNX folder as a portable models-from-code pyfunc in the active run; register a new version.
+
+    The model carries its inference code (``onnx_pyfunc.py``), the ONNX folder, the task's student prompt
+    (``task.json``, see ``task_spec``), pinned installable requirements, a signature (a list of inquiries in,
+    a list of answers out) and an input example.
+    """
     import tempfile
 
     import mlflow
-    import yaml
+    from mlflow.models import infer_signature
 
-    with tempfile.TemporaryDirectory(prefix="slmops-spec-") as tmp:
-        spec = Path(tmp) / "task.yaml"
-        spec.write_text(yaml.safe_dump(task.spec.model_dump(mode="json"), allow_unicode=True, sort_keys=False))
+    with tempfile.TemporaryDirectory(prefix="slmops-task-") as tmp:
+        spec_path = Path(tmp) / "task.json"
+        spec_path.write_text(json.dumps(task_spec(task), ensure_ascii=False, indent=2), encoding="utf-8")
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_FILE),
-            artifacts={"onnx_model": str(onnx_dir), "task_spec": str(spec)},
+            artifacts={"onnx_model": str(onnx_dir), "task": str(spec_path)},
             registered_model_name=name,
-            pip_requirements=["onnxruntime", "optimum-onnx", "transformers", "slmops"],
+            pip_requirements=pinned_requirements(),
+            signature=infer_signature(EXAMPLE, ["{...}"], params={"max_tokens": 96}),
+            input_example=(EXAMPLE, {"max_tokens": 96}),
         )
     version = str(info.registered_model_version)
     client = _client()
@@ -115,11 +146,12 @@ def load_chat_model(name: str, alias: str):
     expected = version_sha256(name, version)
     with tempfile.TemporaryDirectory(prefix="slmops-model-") as tmp:
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp))
-        onnx_dirs = [p for p in (local / "artifacts").iterdir() if p.is_dir()]  # the task spec is a file
+        onnx_dirs = [p for p in (local / "artifacts").iterdir() if p.is_dir()]
         actual = sha256_tree(onnx_dirs[0]) if len(onnx_dirs) == 1 else "missing"
         if expected is None or actual != expected:
             raise ValueError(
                 f"{name} v{version}: artifact sha256 {actual[:12]} != registered {str(expected)[:12]}; refusing to load"
             )
-        inner = mlflow.pyfunc.load_model(str(local)).unwrap_python_model()
-        return inner.chat_model, version
+        from components.inference import ChatModel
+
+        return ChatModel.load(onnx_dirs[0]), version

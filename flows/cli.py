@@ -267,43 +267,29 @@ def serve(
 
     from components.config import Layout
     from components.serve.app import create_app
-    from components.serve.reload import ModelHolder, ServedModel
+    from components.serve.assemble import model_holder, open_fallback
     from components.tasks import load_task
 
     cfg = params.serve if max_batch_size is None else params.serve.model_copy(update={"max_batch_size": max_batch_size})
     name = params.model_name
-    if model_path is not None:
-        from components.inference import ChatModel
-
-        holder = ModelHolder(ServedModel(ChatModel.load(model_path), None))
-    else:
-        from components import registry
+    if model_path is None:
         from flows.runtime import tracking
 
         tracking(work_dir, params.project.experiment)
-        try:
-            holder = ModelHolder(
-                ServedModel(*registry.load_chat_model(name, alias)),
-                loader=lambda: registry.load_chat_model(name, alias),
-                probe=lambda: registry.alias_version(name, alias),
-            )
-        except ValueError as err:
-            typer.echo(str(err), err=True)
-            raise typer.Exit(2) from None
+    try:
+        holder = model_holder(name, alias, model_path)
+    except ValueError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
     log_path = Layout(root=work_dir.resolve()).inference_log
     host, port = host or cfg.host, port or cfg.port
     with ExitStack() as stack:
-        backstop = None
-        if fallback and cfg.fallback.teacher is not None:
-            from components.serve.fallback import Fallback
-            from components.teacher import open_teacher
-
+        try:
             task = load_task(params.task, work_dir.resolve())
-            try:
-                backstop = Fallback(stack.enter_context(open_teacher(cfg.fallback.teacher)), cfg.fallback, task)
-            except (FileNotFoundError, ImportError) as err:
-                typer.echo(f"teacher fallback: {err}; or serve without it: --no-fallback", err=True)
-                raise typer.Exit(2) from None
+            backstop = open_fallback(stack, cfg, task) if fallback else None
+        except (FileNotFoundError, ImportError) as err:
+            typer.echo(f"teacher fallback: {err}; or serve without it: --no-fallback", err=True)
+            raise typer.Exit(2) from None
         typer.echo(
             f"serving {name} (version {holder.current.version}) on http://{host}:{port}/v1 ; "
             f"inference log: {log_path} ; teacher fallback: {'on' if backstop else 'off'}"

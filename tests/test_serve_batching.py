@@ -3,6 +3,7 @@ answers they would have got alone."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,16 +32,46 @@ def _wait_until(condition) -> None:
     deadline = time.monotonic() + 10
     while not condition():
         assert time.monotonic() < deadline
-        time.sleep(0.01)
+        time.sleep(0.01)  # polling interval
+
+
+class HeldLock:
+    """Holds a model's generation lock for the test; ``waiting`` is set once the batcher's worker is inside
+    ``generate`` and blocked on it (so whatever is sent next must queue behind it)."""
+
+    def __init__(self, model: ChatModel):
+        self.model, self.inner, self.waiting = model, model._lock, threading.Event()
+
+    def __enter__(self) -> HeldLock:
+        self.inner.acquire()
+        self.model._lock = _Spy(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.inner.release()
+
+
+class _Spy:
+    """What ``with model._lock`` enters while the test holds the lock."""
+
+    def __init__(self, held: HeldLock):
+        self.held = held
+
+    def __enter__(self):
+        self.held.waiting.set()
+        self.held.inner.acquire()
+        self.held.model._lock = self.held.inner  # later generate calls use the plain lock again
+
+    def __exit__(self, *exc) -> None:
+        self.held.inner.release()
 
 
 def _queued_while_busy(model: ChatModel, batcher: Batcher, jobs: list[tuple[str, int]]) -> list:
     """The first of ``jobs`` (prompt, max_tokens) starts alone and the rest queue behind it; then all run."""
     with ThreadPoolExecutor(len(jobs)) as pool:
-        with model._lock:  # the worker's first generate call waits here until the rest are queued
+        with HeldLock(model) as held:  # the worker's first generate call waits here until the rest are queued
             futures = [pool.submit(batcher.generate, model, _user(jobs[0][0]), jobs[0][1])]
-            _wait_until(lambda: batcher._queue.qsize() == 0)  # the worker took it...
-            time.sleep(0.3)  # ...and is inside generate, waiting for the lock
+            assert held.waiting.wait(10)  # the worker took it and is inside generate, waiting for the lock
             futures += [pool.submit(batcher.generate, model, _user(text), budget) for text, budget in jobs[1:]]
             _wait_until(lambda: batcher._queue.qsize() == len(jobs) - 1)
         return [f.result(timeout=60) for f in futures]
@@ -87,15 +118,24 @@ def test_sampled_requests_run_alone_so_a_seed_still_reproduces(model, tmp_path):
             return httpx.post(url, json=body, timeout=60)
 
         alone = ask("配送の件", temperature=1.0, seed=3).json()["choices"][0]["message"]["content"]
-        start = threading.Barrier(12)
-
-        def burst(i: int) -> httpx.Response:
-            start.wait()
-            return ask("配送の件", temperature=1.0, seed=3) if i == 5 else ask(PROMPTS[i % len(PROMPTS)])
-
+        batcher = app.state.server.batcher
         with ThreadPoolExecutor(12) as pool:
-            responses = list(pool.map(burst, range(12)))
+            with HeldLock(model) as held:  # everything sent while the first generates must queue
+                futures = [pool.submit(ask, PROMPTS[0])]
+                assert held.waiting.wait(10)
+                futures += [
+                    pool.submit(ask, "配送の件", temperature=1.0, seed=3)
+                    if i == 5
+                    else pool.submit(ask, PROMPTS[i % 6])
+                    for i in range(1, 12)
+                ]
+                _wait_until(lambda: batcher._queue.qsize() == 11)
+            responses = [f.result(timeout=120) for f in futures]
         assert all(r.status_code == 200 for r in responses)
         assert responses[5].json()["choices"][0]["message"]["content"] == alone
         metrics = httpx.get(f"http://127.0.0.1:{srv.port}/metrics").text
-        assert "slmops_batch_size_count" in metrics
+        batches = float(re.search(r"^slmops_batch_size_count (\S+)$", metrics, re.M).group(1))
+        answered = float(re.search(r"^slmops_batch_size_sum (\S+)$", metrics, re.M).group(1))
+        # 13 requests (the lone one first); the 10 queued greedy ones share batches of up to 8: at most
+        # alone + first + sampled + 2 greedy batches. Without batching there would be 13 generate calls.
+        assert answered == 13 and batches <= 5

@@ -23,21 +23,37 @@ def models(tiny_models) -> dict[str, ChatModel]:
 class Registry:
     """Stands in for the alias: ``holder`` says which version holds it; loading takes ``load_s`` seconds."""
 
-    def __init__(self, models: dict[str, ChatModel], load_s: float = 0.0):
-        self.models, self.load_s, self.holder, self.loads = models, load_s, "1", 0
+    def __init__(self, models: dict[str, ChatModel], gated: bool = False):
+        self.models, self.holder, self.loads, self.probes = models, "1", 0, 0
         self.broken: set[str] = set()
+        self.loading = threading.Event()  # set once a load started
+        self.finish = threading.Event()  # a load ends once this is set
+        if not gated:
+            self.finish.set()
+
+    def probe(self) -> str:
+        self.probes += 1
+        return self.holder
 
     def load(self) -> tuple[ChatModel, str]:
         version = self.holder
         self.loads += 1
-        time.sleep(self.load_s)
+        self.loading.set()
+        assert self.finish.wait(30)
         if version in self.broken:
             raise ValueError(f"v{version}: artifact sha256 mismatch; refusing to load")
         return self.models[version], version
 
     def app(self, cfg: ServeConfig | None = None):
-        holder = ModelHolder(ServedModel(self.models["1"], "1"), loader=self.load, probe=lambda: self.holder)
+        holder = ModelHolder(ServedModel(self.models["1"], "1"), loader=self.load, probe=self.probe)
         return create_app(holder, "slm", None, cfg or ServeConfig(reload_interval_s=None))
+
+
+def _wait_for(condition, message: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)  # polling interval, not a wait for something to happen
 
 
 def _ask(url: str) -> httpx.Response:
@@ -46,7 +62,7 @@ def _ask(url: str) -> httpx.Response:
 
 
 def test_reload_switches_only_once_the_new_model_is_loaded(models):
-    registry = Registry(models, load_s=1.5)
+    registry = Registry(models, gated=True)
     with BackgroundServer(registry.app()) as srv:
         url = f"http://127.0.0.1:{srv.port}"
         assert httpx.post(url + "/admin/reload", timeout=30).json() == {
@@ -56,9 +72,10 @@ def test_reload_switches_only_once_the_new_model_is_loaded(models):
         }
         registry.holder = "2"
         reload = ThreadPoolExecutor(1).submit(lambda: httpx.post(url + "/admin/reload", timeout=30))
-        time.sleep(0.3)  # the new version is loading now
+        assert registry.loading.wait(30)  # the new version is loading now
         during = [_ask(url) for _ in range(3)]
         assert not reload.done()
+        registry.finish.set()
         assert [r.status_code for r in during] == [200] * 3
         assert {r.headers["x-slmops-model-version"] for r in during} == {"1"}  # the old model, whole
         assert reload.result().json() == {"changed": True, "version": "2", "previous": "1"}
@@ -99,13 +116,10 @@ def test_the_server_polls_the_alias_and_switches_by_itself(models):
     registry = Registry(models)
     with BackgroundServer(registry.app(ServeConfig(reload_interval_s=0.2))) as srv:
         url = f"http://127.0.0.1:{srv.port}"
-        time.sleep(0.5)
+        _wait_for(lambda: registry.probes >= 3, "the server never polled the alias")
         assert registry.loads == 0  # the holder did not change: nothing is downloaded again
         registry.holder = "2"
-        deadline = time.monotonic() + 20
-        while httpx.get(url + "/health").json()["version"] != "2":
-            assert time.monotonic() < deadline, "the server never switched"
-            time.sleep(0.1)
+        _wait_for(lambda: httpx.get(url + "/health").json()["version"] == "2", "the server never switched")
         assert registry.loads == 1
         metrics = httpx.get(url + "/metrics").text
         assert 'slmops_model_info{version="2"} 1.0' in metrics
@@ -113,7 +127,7 @@ def test_the_server_polls_the_alias_and_switches_by_itself(models):
 
 
 def test_concurrent_reloads_load_the_new_version_once(models):
-    registry = Registry(models, load_s=0.5)
+    registry = Registry(models)
     app = registry.app()
     with BackgroundServer(app) as srv:
         url = f"http://127.0.0.1:{srv.port}"

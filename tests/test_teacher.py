@@ -51,6 +51,15 @@ def test_openai_backend_does_not_retry_other_4xx():
     assert response.error == "http_400" and len(fake.calls) == 1
 
 
+def test_a_422_answer_that_failed_response_format_never_trips_the_breaker():
+    """Our own server answers 422 when a complete answer fails the requested schema: the endpoint works."""
+    cfg = _cfg("", max_concurrency=1, circuit_breaker_failures=3)
+    with FakeTeacher(lambda m, a: (422, None, "stop", {})) as fake:
+        with open_teacher(cfg.model_copy(update={"base_url": fake.base_url})) as teacher:
+            responses = teacher.complete([[{"role": "user", "content": f"q{i}"}] for i in range(6)], SamplingConfig())
+    assert [r.error for r in responses] == ["invalid_output"] * 6 and len(fake.calls) == 6
+
+
 def test_openai_backend_sends_the_key_from_the_named_env_var(monkeypatch):
     monkeypatch.setenv("MY_TEACHER_KEY", "sk-test-123")
     with FakeTeacher(lambda m, a: (200, label_json(), "stop", {})) as fake:

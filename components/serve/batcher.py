@@ -7,9 +7,10 @@ Usage:
 
 One worker thread owns generation. It takes the oldest waiting request plus every other waiting request
 that can share its ``generate`` call (greedy, same model, each prompt + the batch's longest budget inside the
-context window), up to ``max_batch_size``, and never waits for more to arrive: a lone request runs at once,
-and under load the batch is whatever queued during the previous one. Sampled requests (temperature > 0) run
-alone, so a seed still reproduces its answer. Each answer is cut at its own ``max_tokens``.
+context window, same ``stop`` and ``logprobs``), up to ``max_batch_size``, and never waits for more to
+arrive: a lone request runs at once, and under load the batch is whatever queued during the previous one.
+Sampled requests (temperature > 0) run alone, so a seed still reproduces its answer. Each answer is cut
+at its own ``max_tokens``.
 
 Greedy answers in a batch equal one-by-one answers for a float model. For an int8 model with dynamically
 quantised activations the scale is computed over the whole batch, so a rare answer can differ in a token
@@ -37,6 +38,8 @@ class Job:
     seed: int | None = None
     max_time: float | None = None
     scores: bool = False
+    stop: list[str] | None = None
+    logprobs: int | None = None
     prompt_tokens: int = 0
     result: Future = field(default_factory=Future)
 
@@ -97,7 +100,14 @@ class Batcher:
 
     @staticmethod
     def _fits(batch: list[Job], job: Job) -> bool:
-        if not job.batchable or job.model is not batch[0].model or job.max_time != batch[0].max_time:
+        first = batch[0]
+        same = (job.model, job.max_time, job.stop, job.logprobs) == (
+            first.model,
+            first.max_time,
+            first.stop,
+            first.logprobs,
+        )
+        if not job.batchable or not same:
             return False
         longest = max(j.max_tokens for j in [*batch, job])  # every row generates up to the longest budget
         return all(j.prompt_tokens + longest <= job.model.context_window for j in [*batch, job])
@@ -113,6 +123,8 @@ class Batcher:
                 first.seed,
                 first.max_time,
                 scores=any(job.scores for job in batch),
+                stop=first.stop,
+                logprobs=first.logprobs,
             )
         except Exception as err:  # handed to every waiting request; the worker carries on
             for job in batch:

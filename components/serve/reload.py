@@ -101,6 +101,8 @@ class ReloadWatcher:
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.holder.reload()
+                outcome = self.holder.reload()
             except ReloadError:
-                pass  # logged and shown on /health; try again next round
+                continue  # logged and shown on /health; try again next round
+            if outcome["changed"]:
+                log.warning("reload by the alias poller: version %s, was %s", outcome["version"], outcome["previous"])

@@ -218,6 +218,9 @@ class OpenAITeacher:
                     breaker.record(None)
                     return _parse(response)
                 error = f"http_{response.status_code}"
+                if response.status_code == 422:  # the endpoint works; this answer failed response_format
+                    breaker.record(None)
+                    return TeacherResponse(error="invalid_output")
                 if response.status_code not in RETRYABLE_STATUS:
                     breaker.record(error)  # a key or URL that is wrong fails every request: let it trip
                     return TeacherResponse(error=error)  # the request is wrong: retrying will not help
