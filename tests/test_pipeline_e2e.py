@@ -123,8 +123,12 @@ def test_the_second_task_runs_from_a_spec_and_data_alone(reviews_run):
     assert "poc gate:   passed" in out, out
     for column in ("rating_accuracy", "rating_mae", "aspects_micro_f1", "summary_chrf", "exact_match"):
         assert column in out  # the console table
+    previous = mlflow.get_tracking_uri()  # the other tests' registry helpers read the smoke run's store
     mlflow.set_tracking_uri(reviews_run["env"]["MLFLOW_TRACKING_URI"])
-    runs = mlflow.search_runs(search_all_experiments=True)
+    try:
+        runs = mlflow.search_runs(search_all_experiments=True)
+    finally:
+        mlflow.set_tracking_uri(previous)
     parent = runs[runs["tags.mlflow.runName"] == "pipeline-smoke-reviews"].iloc[0]
     assert parent["tags.task"] == "review_insights" and parent["metrics.student_int8.aspects_micro_f1"] >= 0
     synthetic = load_jsonl(reviews_run["work"] / "data" / "synthetic" / "train.jsonl")
