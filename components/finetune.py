@@ -34,6 +34,7 @@ class FinetuneResult(BaseModel):
     final_train_loss: float | None
     eval_loss: float | None
     global_step: int = 0
+    resumed_from_step: int | None = None  # the checkpoint ``finetune.resume`` continued from
     log_history: list[dict[str, Any]]
 
 
@@ -174,9 +175,11 @@ def _load_base(cfg: FinetuneConfig, base_model: str):
 
 
 def _keep_cpu_4bit_trainable(model) -> None:
-    """On CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit weight for fast inference the first time its
-    layer runs in eval mode without grad (an evaluation), and later training steps then bypass autograd.
-    Turning that fast path off keeps evaluation during training (and so early stopping) correct."""
+    """On CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit weight for its fast inference path the first
+    time the layer runs in eval mode without grad (any evaluation), and later training steps then run on
+    the repacked weight (older bitsandbytes: outside autograd). With 0.50.2 a 20-step probe trained either
+    way, but with this off, evaluation mid-training (eval_steps, early stopping) keeps the same dequantize
+    path as training, on every bitsandbytes version."""
     import bitsandbytes as bnb
 
     for module in model.modules():
@@ -246,12 +249,16 @@ def run(
     trainer, history = train_sft(
         model, tokenizer, train_rows, val_rows, args, peft_config, callbacks=callbacks, resume_from=resume_from
     )
-    if val_rows:
-        history.append(trainer.evaluate() | {"step": trainer.state.global_step})
-    return _save(cfg, trainer, tokenizer, history, base_model, out_dir, peft_config is not None, len(train_rows))
+    step = trainer.state.global_step
+    if val_rows and not any("eval_loss" in h and h.get("step") == step for h in history):
+        trainer.evaluate()  # logged into ``history`` (the trainer's own log) with its step
+    resumed = int(Path(resume_from).name.rsplit("-", 1)[-1]) if resume_from else None
+    return _save(
+        cfg, trainer, tokenizer, history, base_model, out_dir, peft_config is not None, len(train_rows), resumed
+    )
 
 
-def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters: bool, n_train: int):
+def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters: bool, n_train: int, resumed):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -285,6 +292,7 @@ def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters:
         final_train_loss=losses[-1] if losses else None,
         eval_loss=evals[-1] if evals else None,
         global_step=trainer.state.global_step,
+        resumed_from_step=resumed,
         log_history=history,
     )
     write_manifest(out_dir, stage="finetune", **result.model_dump(exclude={"log_history", "model_dir"}))

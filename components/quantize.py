@@ -12,6 +12,7 @@ ONNX Runtime and optimum's ``ORTModelForCausalLM``, with the tokenizer and gener
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -74,6 +75,7 @@ def quantize_int8(onnx_dir: Path, out_dir: Path, weight_type: str = "int8") -> P
 
 def quantize_int4(onnx_dir: Path, out_dir: Path, cfg: QuantizeConfig | None = None) -> Path:
     """Weight-only 4-bit MatMul weights (``MatMulNBits``), blockwise along the input dimension."""
+    import onnx
     from onnxruntime.quantization import matmul_nbits_quantizer as mnb
 
     cfg = cfg or QuantizeConfig(weight_type="int4")
@@ -85,14 +87,45 @@ def quantize_int4(onnx_dir: Path, out_dir: Path, cfg: QuantizeConfig | None = No
         )
     )
     _copy_side_files(onnx_dir, out_dir)
-    quantizer = mnb.MatMulNBitsQuantizer(
-        str(onnx_dir / "model.onnx"), nodes_to_exclude=list(cfg.int4_nodes_to_exclude), algo_config=algo
-    )
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    model = onnx.load(str(onnx_dir / "model.onnx"))
+    _fold_transposed_weights(model)
+    quantizer = mnb.MatMulNBitsQuantizer(model, nodes_to_exclude=list(cfg.int4_nodes_to_exclude), algo_config=algo)
     quantizer.process()
     # Small enough for one file below 2 GB up to a few billion parameters; larger ones keep external data.
     large = sum(f.stat().st_size for f in onnx_dir.glob("model.onnx*")) > 8e9
     quantizer.model.save_model_to_file(str(out_dir / "model.onnx"), use_external_data_format=large)
     return out_dir
+
+
+def _fold_transposed_weights(model) -> int:
+    """Give ``MatMul(x, Transpose(W))`` (a tied LM head reusing the embedding) its own constant ``W.T``.
+
+    MatMulNBits only quantizes a MatMul whose weight is a constant; with tied embeddings the LM head (for
+    Qwen2.5-0.5B, 136M of its 494M parameters) would otherwise stay fp32. Returns how many were folded.
+    """
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    producers = {out: n for n in model.graph.node for out in n.output}
+    folded = 0
+    for node in model.graph.node:
+        if node.op_type != "MatMul" or len(node.input) < 2:
+            continue
+        src = producers.get(node.input[1])
+        if src is None or src.op_type != "Transpose" or src.input[0] not in inits:
+            continue
+        perm = next((list(a.ints) for a in src.attribute if a.name == "perm"), None)
+        weight = numpy_helper.to_array(inits[src.input[0]], base_dir="")
+        if weight.ndim != 2 or perm not in (None, [1, 0]):
+            continue
+        name = f"{src.input[0]}_transposed"
+        if name not in inits:
+            inits[name] = numpy_helper.from_array(weight.T.copy(), name)
+            model.graph.initializer.append(inits[name])
+        node.input[1] = name
+        folded += 1
+    return folded
 
 
 def quantize_form(onnx_dir: Path, out_dir: Path, weight_type: str, cfg: QuantizeConfig) -> Path:
