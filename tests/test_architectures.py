@@ -147,7 +147,7 @@ def test_architecture_goes_from_qlora_to_a_served_int4_answer(arch, tiny_models,
     import onnx
 
     ops = [n.op_type for n in onnx.load(str(result.candidates["int4"].dir / "model.onnx")).graph.node]
-    assert ops.count("MatMulNBits") >= 7 * SMALL["num_hidden_layers"]  # q/k/v/o (or fused), mlp, per layer
+    assert ops.count("MatMulNBits") > 4 * SMALL["num_hidden_layers"]  # attention + MLP per layer, LM head
     for form in result.candidates.values():
         answer = _chat_through_server(form.dir)
         choice = answer["choices"][0]
