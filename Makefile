@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-demo: install  ## build the offline demo and run the whole pipeline on the embedded defaults
+demo: install  ## build the offline demo's stand-ins, then run the whole pipeline on the embedded defaults
+	$(VENV)/bin/slmops demo build --profile demo
 	$(VENV)/bin/slmops run --profile demo
 
 test: install  ## the whole test suite, including one end-to-end smoke flow
@@ -30,7 +31,8 @@ lint: install
 format: install
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-repro: install  ## the same pipeline through DVC (stages run the same component functions)
+repro: install  ## the same stages through DVC (dvc.yaml and params.yaml are generated from the stage registry)
+	$(VENV)/bin/slmops dvc --profile demo
 	PATH=$(abspath $(VENV))/bin:$$PATH DVC_NO_ANALYTICS=1 DVC_SITE_CACHE_DIR=$(CURDIR)/.dvc-site-cache $(VENV)/bin/dvc repro
 
 mlflow-ui: install
@@ -40,4 +42,4 @@ prefect-ui: install
 	PREFECT_HOME=$(CURDIR)/.prefect PREFECT_SERVER_ANALYTICS_ENABLED=false $(VENV)/bin/prefect server start
 
 clean:
-	rm -rf data/raw data/prepared data/synthetic models reports logs mlruns.db mlartifacts .prefect .slmops
+	rm -rf data/raw data/prepared data/synthetic models reports logs mlruns.db mlartifacts .prefect .slmops .cache

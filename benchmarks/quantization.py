@@ -12,18 +12,23 @@ import argparse
 import json
 from pathlib import Path
 
+from components.config import load_params
 from components.evaluate import evaluate_model
 from components.inference import ChatModel
 from components.io import load_jsonl
 from components.quantize import dir_size_mb
+from components.tasks import load_task
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", type=Path, default=Path("."))
     parser.add_argument("--n", type=int, default=100, help="test inquiries to time")
+    parser.add_argument("--profile", default="demo", help="params profile (its task decides the metrics)")
     args = parser.parse_args()
     w = args.work_dir
+    task = load_task(load_params(args.profile).task, w)
+    primary = next(m for m in task.metric_names if m.endswith("_accuracy"))
     rows = load_jsonl(w / "data/prepared/test.jsonl")[: args.n]
     folders = {
         "torch_fp32": w / "models/student",
@@ -33,9 +38,9 @@ def main() -> None:
     results = {}
     for name, folder in folders.items():
         model = ChatModel.load(folder)
-        evaluate_model(model, rows[:5], 96, desc="warm-up")
-        metrics, _ = evaluate_model(model, rows, 96, desc=name)
-        results[name] = {k: round(metrics[k], 4) for k in ("category_accuracy", "latency_p50_ms", "latency_p95_ms")}
+        evaluate_model(model, task, rows[:5], 96, desc="warm-up")
+        metrics, _ = evaluate_model(model, task, rows, 96, desc=name)
+        results[name] = {k: round(metrics[k], 4) for k in (primary, "latency_p50_ms", "latency_p95_ms")}
         results[name]["size_mb"] = round(dir_size_mb(folder), 2)
     for name, m in results.items():
         print(f"{name:<11} " + "  ".join(f"{k}={v}" for k, v in m.items()))
@@ -43,7 +48,7 @@ def main() -> None:
     ratios = {
         "p50_speedup_int8_vs_torch": round(base["latency_p50_ms"] / int8["latency_p50_ms"], 2),
         "size_ratio_int8_vs_torch": round(int8["size_mb"] / base["size_mb"], 3),
-        "accuracy_delta_int8_vs_torch": round(int8["category_accuracy"] - base["category_accuracy"], 4),
+        "accuracy_delta_int8_vs_torch": round(int8[primary] - base[primary], 4),
     }
     print(json.dumps(ratios))
 

@@ -34,7 +34,9 @@ from pathlib import Path
 import httpx
 
 from components.io import load_jsonl
-from components.tasks import ticket_triage as task
+from components.tasks import load_task
+
+task = load_task("ticket_triage")  # the demo task these benchmarks drive
 
 
 def _free_port() -> int:

@@ -28,10 +28,12 @@ from components.config import OpenAITeacherConfig, SamplingConfig, SynthesizeCon
 from components.demo.generate import generate, make_inquiry
 from components.io import load_jsonl, write_jsonl
 from components.synthesize import run as synthesize
-from components.tasks import ticket_triage as task
+from components.tasks import load_task
 from components.teacher import open_teacher
 from components.teacher.cache import ResponseCache, complete_cached
 from tests.fake_teacher import FakeTeacher, label_json
+
+task = load_task("ticket_triage")  # the demo task these benchmarks drive
 
 
 def throughput(n: int, delay: float, concurrency: int, work: Path) -> dict[str, float]:
@@ -76,7 +78,7 @@ def faulty_script(fail_rate: float, malformed_rate: float):
         if text.startswith("Write one new"):
             category = text.split("category ")[1].split(".")[0]
             return 200, make_inquiry(rng_for(text), category)["input"], "stop", {}
-        return 200, label_json(random.Random(text).choice(task.CATEGORIES)), "stop", {}
+        return 200, label_json(random.Random(text).choice(task.fields["category"].values)), "stop", {}
 
     return script
 
@@ -91,7 +93,7 @@ def fault_injection(n_pool: int, work: Path) -> dict[str, float]:
         teacher = OpenAITeacherConfig(base_url=fake.base_url, model="faulty", max_concurrency=16, max_retries=6)
         cfg = SynthesizeConfig(teacher=teacher, augment_per_category=10, max_class_share=1.0)
         start = time.perf_counter()
-        result = synthesize(cfg, **paths, out_dir=work / "out", cache_path=work / "fault-cache.sqlite")
+        result = synthesize(cfg, task=task, **paths, out_dir=work / "out", cache_path=work / "fault-cache.sqlite")
         seconds = time.perf_counter() - start
     teacher_rows = [r for r in load_jsonl(work / "out" / "train.jsonl") if r["source"] != "gold"]
     # Each pool prompt ends as one labelled row or one reject; each self-instruct ask as one new row or one

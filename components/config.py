@@ -9,6 +9,7 @@ A mistyped or unknown key fails at load time with the key's dotted path and the 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -16,12 +17,16 @@ from typing import Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from components.tasks import DEFAULT_TASK
+
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
-PROFILES = ("demo", "smoke")
+PROFILES = ("demo", "smoke", "smoke-reviews")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "3" for an int is an error, not a silent 3. Params are validated in JSON mode (``_validate``), where
+    # strings still become paths and lists tuples, as YAML cannot say otherwise.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # ---------------------------------------------------------------- project and demo
@@ -29,9 +34,36 @@ class Strict(BaseModel):
 
 class ProjectConfig(Strict):
     name: str = "slmops"
-    registered_model: str = "ticket-triage-slm"
+    registered_model: str | None = None  # None: "<task name>-slm", e.g. ticket-triage-slm
     experiment: str = "slmops"
     seed: int = 42
+    # Offline: no model or data download at run time (HF_HUB_OFFLINE and friends), and a hub id where a local
+    # folder is needed fails before any stage starts. The demo and smoke profiles turn it on.
+    offline: bool = False
+
+
+class SourceConfig(Strict):
+    """One data file: JSONL, CSV or Parquet, with an optional mapping of spec names to the file's columns."""
+
+    path: str  # relative to the work dir
+    format: Literal["auto", "jsonl", "csv", "parquet"] = "auto"  # auto: from the suffix
+    # spec name -> column in the file, e.g. {input: body, category: label}. Unmapped names are looked up as
+    # themselves; JSONL rows may also nest the labels under "expected".
+    columns: dict[str, str] = {}
+
+
+class DataConfig(Strict):
+    """The user's data. ``labelled`` is required; without ``test``, a test set is split off ``labelled``."""
+
+    labelled: SourceConfig | None = None
+    unlabelled: SourceConfig | None = None  # inputs only: the teacher labels them
+    test: SourceConfig | None = None
+    test_fraction: float = Field(0.15, gt=0.0, lt=0.5)  # used only when ``test`` is not given
+
+    def sources(self) -> dict[str, SourceConfig]:
+        return {
+            k: v for k, v in (("labelled", self.labelled), ("unlabelled", self.unlabelled), ("test", self.test)) if v
+        }
 
 
 class TinyModelConfig(Strict):
@@ -66,7 +98,7 @@ class PassThrough(BaseModel):
     must not be set directly to the field that sets them.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
     TARGET: ClassVar[str]
     RESERVED: ClassVar[dict[str, str]] = {}
 
@@ -103,7 +135,7 @@ class TrainingConfig(PassThrough):
         "eval_strategy": "eval_steps / early_stopping_patience",
     }
     epochs: float = 3
-    batch_size: int = 32
+    batch_size: int = 16
     learning_rate: float = 1e-3
     max_length: int = 192
     warmup_ratio: float = 0.05
@@ -132,17 +164,20 @@ class TrainingConfig(PassThrough):
 
 
 class DemoConfig(Strict):
-    """The offline stand-ins: shipped-data generator, tokenizer, student base model and demo teacher."""
+    """The offline stand-ins ``slmops demo build`` makes: data from the task's generator, a tokenizer and a
+    tiny student base model. Unused by ``slmops run`` itself, which reads ``data:`` and ``finetune.base_model``."""
 
+    out_dir: str = "data/raw"  # where the generated seed / pool / test files go (point ``data:`` at them)
     n_seed: int = 500
     n_pool: int = 3000
     n_test: int = 300
+    # Extra keyword arguments for the task's generator, e.g. {seed_phrasing_share: 0.5} (the inquiry generator:
+    # the gold seed set uses that share of each category's phrasings, so the student starts from a narrower
+    # slice of the world than the teacher knows).
+    generator_options: dict[str, float | int | str | bool] = {}
     vocab_size: int = 2048
     student: TinyModelConfig = TinyModelConfig()
-    teacher: TinyModelConfig = TinyModelConfig(hidden_size=256, num_layers=5, intermediate_size=768)
     pretrain: TrainingConfig = TrainingConfig(epochs=6, batch_size=16, learning_rate=3e-3, max_length=128)
-    teacher_pretrain_epochs: float = Field(0, ge=0)  # 0: the teacher learns from its SFT data alone
-    teacher_sft: TrainingConfig = TrainingConfig(epochs=8, learning_rate=1e-3)
 
 
 # ---------------------------------------------------------------- pipeline stages
@@ -177,8 +212,6 @@ class OpenAITeacherConfig(Strict):
     max_tokens_per_minute: float | None = Field(None, gt=0)  # prompt estimate + max_tokens, per request
     # Stop the stage when this many attempts in a row failed (endpoint down), instead of burning the queue.
     circuit_breaker_failures: int = Field(20, ge=1)
-    # Offline demo: start the project's own server on this ONNX model folder for the stage's duration.
-    serve_local: str | None = None
 
 
 class CallableTeacherConfig(Strict):
@@ -213,7 +246,7 @@ class CostConfig(Strict):
 class SynthesizeConfig(Strict):
     teacher: TeacherConfig = OpenAITeacherConfig()
     sampling: SamplingConfig = SamplingConfig()
-    augment_sampling: SamplingConfig = SamplingConfig(temperature=0.9, top_p=0.95)
+    augment_sampling: SamplingConfig = SamplingConfig(temperature=0.9, top_p=0.95, seed=42)  # seeded: reruns reproduce
     max_unlabelled: int | None = None  # label at most this many pool prompts (None: all)
     augment_per_category: int = 10  # self-instruct: new inputs the teacher writes per category
     max_reject_rate: float = Field(0.3, ge=0.0, le=1.0)
@@ -254,8 +287,9 @@ class QuantizationParams(PassThrough):
 
 class FinetuneConfig(Strict):
     method: Literal["qlora", "lora", "full"] = "qlora"
-    # A hub id or a local folder. The demo points it at the tiny base model it pretrains itself.
-    base_model: str = "models/student_base"
+    # A hub id (downloads need project.offline: false) or a local folder relative to the work dir. The demo
+    # points it at the tiny base model ``slmops demo build`` pretrains.
+    base_model: str = "Qwen/Qwen2.5-0.5B-Instruct"
     lora: LoraParams = LoraParams()
     training: TrainingConfig = TrainingConfig()
     quantization: QuantizationParams = QuantizationParams()  # qlora only
@@ -343,6 +377,10 @@ class DvcConfig(Strict):
 
 class Params(Strict):
     project: ProjectConfig = ProjectConfig()
+    # A spec name (params/tasks/<name>.yaml), a spec path relative to the work dir, or ``module:Class``.
+    task: str = DEFAULT_TASK
+    data: DataConfig = DataConfig()
+    gates: str = "gates.yaml"  # promotion thresholds, a file in the params folder
     demo: DemoConfig = DemoConfig()
     prepare: PrepareConfig = PrepareConfig()
     synthesize: SynthesizeConfig = SynthesizeConfig()
@@ -353,15 +391,24 @@ class Params(Strict):
     monitor: MonitorConfig = MonitorConfig()
     dvc: DvcConfig = DvcConfig()
 
+    @property
+    def model_name(self) -> str:
+        """The registered model's name: ``project.registered_model``, else derived from the task."""
+        if self.project.registered_model:
+            return self.project.registered_model
+        stem = self.task.rsplit(":", 1)[-1].rsplit("/", 1)[-1].removesuffix(".yaml").removesuffix(".yml")
+        return stem.lower().replace("_", "-") + "-slm"
+
 
 class GateThresholds(Strict):
-    min_category_accuracy: float = 0.0
-    min_priority_accuracy: float = 0.0
-    min_json_valid_rate: float = 0.0
-    max_p95_latency_ms: float | None = None
-    max_size_mb: float | None = None
-    # prod only: the candidate may trail the current champion by at most this much category accuracy
-    max_regression_vs_champion: float | None = None
+    """Thresholds on evaluation metrics, by metric name (``json_valid_rate``, ``category_accuracy``,
+    ``latency_p95_ms``, ``size_mb``, ...: whatever the task and evaluation report). A gate on a metric the
+    candidate does not report fails, so a typo cannot pass silently."""
+
+    min: dict[str, float] = {}
+    max: dict[str, float] = {}
+    # Champion vs challenger: the candidate may trail the current holder by at most this much, per metric.
+    max_regression_vs_champion: dict[str, float] = {}
 
 
 class Gates(Strict):
@@ -375,14 +422,14 @@ class Gates(Strict):
     def _stricter_each_stage(self) -> Gates:
         stages = [("poc", self.poc), ("pilot", self.pilot), ("prod", self.prod)]
         for (before, looser), (stage, stricter) in itertools.pairwise(stages):
-            for field in GateThresholds.model_fields:
-                low, high = getattr(looser, field), getattr(stricter, field)
-                if field.startswith("min_") and high < low:
-                    raise ValueError(f"{stage}.{field} {high} is looser than {before}'s {low}")
-                if field == "max_regression_vs_champion":
-                    continue  # only compared when there is a champion; prod alone has one
-                if field.startswith("max_") and low is not None and (high is None or high > low):
-                    raise ValueError(f"{stage}.{field} {high} is looser than {before}'s {low}")
+            for metric, low in looser.min.items():
+                high = stricter.min.get(metric)
+                if high is None or high < low:
+                    raise ValueError(f"{stage}.min.{metric} {high} is looser than {before}'s {low}")
+            for metric, low in looser.max.items():
+                high = stricter.max.get(metric)
+                if high is None or high > low:
+                    raise ValueError(f"{stage}.max.{metric} {high} is looser than {before}'s {low}")
         return self
 
 
@@ -432,31 +479,76 @@ def _explain(err: ValidationError, sources: list[tuple[Path, dict[str, Any]]]) -
     return "invalid params:\n  " + "\n  ".join(lines)
 
 
-def load_params(profile: str | None = None, params_dir: Path | None = None, extra: Path | None = None) -> Params:
-    """Load ``base.yaml`` overlaid by ``<profile>.yaml`` (and an optional extra file)."""
+def _validate(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    """Strict validation in JSON mode: YAML's strings, numbers and lists, no silent coercion of "3" to 3."""
+    return model.model_validate_json(json.dumps(data, default=str))
+
+
+def _profile_sources(params_dir: Path, profile: str, seen: tuple[str, ...] = ()) -> list[tuple[Path, dict[str, Any]]]:
+    """``<profile>.yaml`` and, first, the profiles it ``extends`` (e.g. ``extends: smoke``)."""
+    path = params_dir / f"{profile}.yaml"
+    if not path.exists():
+        raise ParamsError(f"unknown profile {profile!r}: {path} does not exist")
+    if profile in seen:
+        raise ParamsError(f"{path}: 'extends' loops back to {profile!r}")
+    data = _read_yaml(path)
+    parent = data.pop("extends", None)
+    return (_profile_sources(params_dir, parent, (*seen, profile)) if parent else []) + [(path, data)]
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["finetune.training.epochs=2", "task=review_insights"]`` -> a nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ParamsError(f"--set {pair!r}: expected dotted.key=value")
+        node = out
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = yaml.safe_load(value)
+    return out
+
+
+def load_params(
+    profile: str | None = None, params_dir: Path | None = None, extra: Path | None = None, overrides: list[str] = ()
+) -> Params:
+    """Code defaults, overlaid by ``base.yaml``, ``<profile>.yaml`` (and what it extends), an extra file and
+    ``--set key=value`` overrides, in that order."""
     params_dir = params_dir or PARAMS_DIR
     profile = profile or os.environ.get("SLMOPS_PROFILE", "demo")
     sources = [(params_dir / "base.yaml", _read_yaml(params_dir / "base.yaml"))]
-    profile_path = params_dir / f"{profile}.yaml"
-    if not profile_path.exists():
-        raise ParamsError(f"unknown profile {profile!r}: {profile_path} does not exist")
-    sources.append((profile_path, _read_yaml(profile_path)))
+    sources += _profile_sources(params_dir, profile)
     if extra is not None:
         sources.append((extra, _read_yaml(extra)))
-    merged: dict[str, Any] = {}
+    if overrides:
+        sources.append((Path("--set"), parse_overrides(list(overrides))))
+    # Overlays apply to the code's defaults, so a partial section (``augment_sampling: {max_tokens: 48}``) keeps
+    # the other defaults of that section, including those a parent sets for it (seed 42, temperature 0.9).
+    merged: dict[str, Any] = Params().model_dump(mode="json")
     for _, data in sources:
         merged = deep_merge(merged, data)
     try:
-        return Params.model_validate(merged)
+        return _validate(Params, merged)
     except ValidationError as err:
         raise ParamsError(_explain(err, sources)) from None
+
+
+def load_params_file(path: Path) -> Params:
+    """A complete params file, e.g. the resolved one ``slmops params --out`` writes for DVC."""
+    data = _read_yaml(path)
+    try:
+        return _validate(Params, data)
+    except ValidationError as err:
+        raise ParamsError(_explain(err, [(path, data)])) from None
 
 
 def load_gates(path: Path | None = None) -> Gates:
     path = path or PARAMS_DIR / "gates.yaml"
     data = _read_yaml(path)
     try:
-        return Gates.model_validate(data)
+        return _validate(Gates, data)
     except ValidationError as err:
         raise ParamsError(_explain(err, [(path, data)])) from None
 

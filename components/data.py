@@ -1,30 +1,35 @@
-"""Prepare stage: ingest JSONL/CSV, NFKC + PII masking, validation, de-duplication, leak-free splits.
+"""Prepare stage: read the user's JSONL/CSV/Parquet, NFKC + PII masking, validation, de-duplication, leak-free splits.
 
 Usage:
-    python -m components.data --profile demo --labelled data/raw/seed.jsonl \
-        --unlabelled data/raw/pool.jsonl --test data/raw/test.jsonl --out-dir data/prepared
+    slmops stage prepare --profile demo       # reads params `data:` (see README "Bring your own data")
 
-Input rows are ``{"input": str, "expected": {"category", "priority", "reply"?}}`` (the pool needs only
-``input``); CSV files use the columns ``input,category,priority,reply``. A malformed row is never fatal:
-it goes to ``rejects.jsonl`` with its file, line number and reason. Test inputs win every tie: a training
-or pool row that equals a test row (after normalisation, digits folded) is dropped as a leak.
+Each source maps the task spec's names to the file's columns (``data.<source>.columns``); unmapped names are
+looked up as themselves, and JSONL rows may nest the labels under ``expected``. A malformed row is never
+fatal and never silently dropped: it goes to ``rejects.jsonl`` with its file, line (CSV/JSONL) or row
+(Parquet) and reason. Test inputs win every tie: a training or pool row equal to a test row (after
+normalisation, digits folded) is dropped as a leak. Without a test source, a seeded ``test_fraction`` of the
+de-duplicated labelled rows becomes the test set, so no test input has a twin in training either.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import random
 import re
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from components import pii
-from components.config import PrepareConfig
+from components.config import PrepareConfig, SourceConfig
 from components.io import read_jsonl, write_jsonl, write_manifest
-from components.tasks import ticket_triage as task
+from components.tasks import Task
+
+Row = tuple[int, dict[str, Any] | None, str | None]  # (line or row number, record, error)
 
 
 class PrepareResult(BaseModel):
@@ -34,93 +39,165 @@ class PrepareResult(BaseModel):
     pii_masked: dict[str, int]
 
 
-def _read_rows(path: Path) -> list[tuple[int, dict[str, Any] | None, str | None]]:
-    if path.suffix.lower() == ".csv":
+def _format(src: SourceConfig) -> str:
+    if src.format != "auto":
+        return src.format
+    suffix = Path(src.path).suffix.lower()
+    return {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(suffix, "jsonl")
+
+
+def _raw_rows(src: SourceConfig) -> Iterator[Row]:
+    path, kind = Path(src.path), _format(src)
+    if kind == "csv":
         with open(path, encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(fh)
-            rows: list[tuple[int, dict[str, Any] | None, str | None]] = []
             for row in reader:
-                line = reader.line_num
-                if row.get("input") is None:
-                    rows.append((line, None, "missing column 'input'"))
-                    continue
-                record: dict[str, Any] = {"input": row["input"]}
-                if row.get("category"):
-                    record["expected"] = {k: row[k] for k in ("category", "priority", "reply") if row.get(k)}
-                rows.append((line, record, None))
-            return rows
-    return list(read_jsonl(path))
+                yield reader.line_num, {k: v for k, v in row.items() if v not in (None, "")}, None
+    elif kind == "parquet":
+        import pandas as pd
+
+        frame = pd.read_parquet(path)
+        for number, row in enumerate(frame.to_dict(orient="records"), start=1):
+            yield number, {k: _plain(v) for k, v in row.items() if not _missing(v)}, None
+    else:
+        yield from read_jsonl(path)
 
 
-def near_dup_key(text: str) -> str:
-    """Fold what varies between near-identical inquiries: digits, case, spaces and punctuation."""
-    text = re.sub(r"\d+", "0", pii.normalize(text).lower())
-    return re.sub(r"[\s\W_]+", "", text)
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)  # None or NaN
+
+
+def _plain(value: Any) -> Any:
+    """Parquet gives numpy arrays and scalars: plain Python values, as JSON would."""
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def _typed(value: Any, kind: str) -> Any:
+    """CSV cells are strings: turn them into the spec's type (labels as a JSON list or ``a|b|c``)."""
+    if not isinstance(value, str):
+        return value
+    if kind == "labels":
+        return json.loads(value) if value.startswith("[") else [v.strip() for v in re.split(r"[|;]", value) if v]
+    if kind == "integer" and re.fullmatch(r"-?\d+", value.strip()):
+        return int(value)
+    if kind == "number" and re.fullmatch(r"-?\d+(\.\d*)?", value.strip()):
+        return float(value)
+    return value
+
+
+def map_record(raw: dict[str, Any], src: SourceConfig, task: Task) -> dict[str, Any]:
+    """A source row in the task's terms: ``{"input", "expected"?, "id"?}``."""
+    col = src.columns.get
+    nested = raw.get("expected") if isinstance(raw.get("expected"), dict) else {}
+    record: dict[str, Any] = {"input": raw.get(col(task.spec.input_field, task.spec.input_field))}
+    expected = {}
+    for name, field in task.fields.items():
+        value = raw.get(col(name, name), nested.get(name))
+        if value is not None:
+            expected[name] = _typed(value, field.type)
+    if expected:
+        record["expected"] = expected
+    if col("id", "id") in raw:
+        record["id"] = str(raw[col("id", "id")])
+    return record
 
 
 def _clean(
-    record: dict[str, Any], cfg: PrepareConfig, labelled: bool, masked: Counter[str]
+    record: dict[str, Any], cfg: PrepareConfig, task: Task, labelled: bool, masked: Counter[str]
 ) -> tuple[dict | None, str | None]:
     text = record.get("input")
     if not isinstance(text, str):
-        return None, "input missing or not a string"
-    text = pii.mask(text, masked) if cfg.mask_pii else pii.normalize(text)
-    text = text.strip()
+        return None, f"{task.spec.input_field}: missing or not a string"
+    text = (pii.mask(text, masked) if cfg.mask_pii else pii.normalize(text)).strip()
     if not cfg.min_chars <= len(text) <= cfg.max_chars:
         return None, f"input length {len(text)} outside [{cfg.min_chars}, {cfg.max_chars}]"
     out: dict[str, Any] = {"input": text}
     if "id" in record:
-        out["id"] = str(record["id"])
+        out["id"] = record["id"]
     if labelled:
         try:
-            out["expected"] = task.Expected.model_validate(record.get("expected")).model_dump(exclude_none=True)
+            expected = task.validate_expected(record.get("expected") or {})
         except ValidationError as err:
             first = err.errors()[0]
             return None, f"expected.{'.'.join(map(str, first['loc']))}: {first['msg']}"
+        for name in task.text_fields:  # a reference text (a reply, a summary) may quote personal data too
+            if cfg.mask_pii and isinstance(expected.get(name), str):
+                expected[name] = pii.mask(expected[name], masked)
+        out["expected"] = expected
     return out, None
 
 
-def load_clean(path: Path, cfg: PrepareConfig, labelled: bool, rejects: list[dict], masked: Counter[str]) -> list[dict]:
+def load_clean(
+    src: SourceConfig | Path, cfg: PrepareConfig, task: Task, labelled: bool, rejects: list[dict], masked: Counter[str]
+) -> list[dict]:
+    """Valid rows of one source; every bad one is appended to ``rejects`` with its file, line and reason."""
+    src = src if isinstance(src, SourceConfig) else SourceConfig(path=str(src))
     rows = []
-    for line, record, error in _read_rows(path):
-        if record is not None:
-            record, error = _clean(record, cfg, labelled, masked)
-        if error:
-            rejects.append({"file": str(path), "line": line, "reason": error})
+    for line, raw, error in _raw_rows(src):
+        record = None
+        if raw is not None:
+            record, error = _clean(map_record(raw, src, task), cfg, task, labelled, masked)
+        if error or record is None:
+            rejects.append({"file": src.path, "line": line, "reason": error})
             continue
-        record.setdefault("id", f"{path.stem}-{line}")
+        record.setdefault("id", f"{Path(src.path).stem}-{line}")
         rows.append(record)
     return rows
 
 
-def run(
-    cfg: PrepareConfig, *, labelled: Path, unlabelled: Path | None, test: Path, out_dir: Path, seed: int = 42
-) -> PrepareResult:
-    rejects: list[dict] = []
-    masked: Counter[str] = Counter()
-    test_rows = load_clean(test, cfg, True, rejects, masked)
-    gold_rows = load_clean(labelled, cfg, True, rejects, masked)
-    pool_rows = load_clean(unlabelled, cfg, False, rejects, masked) if unlabelled else []
+def near_dup_key(text: str) -> str:
+    """Fold what varies between near-identical inputs: digits, case, spaces and punctuation."""
+    text = re.sub(r"\d+", "0", pii.normalize(text).lower())
+    return re.sub(r"[\s\W_]+", "", text)
 
-    reasons: Counter[str] = Counter(r["reason"].split(":")[0] for r in rejects)
-    seen: set[str] = set()
 
-    def dedupe(rows: list[dict], name: str) -> list[dict]:
+class _Deduper:
+    """Keeps the first row of each near-duplicate key across every split it sees, counting the rest."""
+
+    def __init__(self, reasons: Counter[str]):
+        self.seen: set[str] = set()
+        self.reasons = reasons
+
+    def __call__(self, rows: list[dict], name: str) -> list[dict]:
         kept = []
         for row in rows:
             key = near_dup_key(row["input"])
-            if key in seen:
-                reasons[f"duplicate_{name}"] += 1
+            if key in self.seen:
+                self.reasons[f"duplicate_{name}"] += 1
                 continue
-            seen.add(key)
+            self.seen.add(key)
             kept.append(row)
         return kept
 
-    test_rows = dedupe(test_rows, "test")  # test first: anything later that matches it is a leak
-    gold_rows = dedupe(gold_rows, "labelled")
-    pool_rows = dedupe(pool_rows, "unlabelled")
 
+def run(
+    cfg: PrepareConfig,
+    *,
+    task: Task,
+    labelled: SourceConfig | Path,
+    unlabelled: SourceConfig | Path | None,
+    test: SourceConfig | Path | None,
+    out_dir: Path,
+    seed: int = 42,
+    test_fraction: float = 0.15,
+) -> PrepareResult:
+    rejects: list[dict] = []
+    masked: Counter[str] = Counter()
+    test_rows = load_clean(test, cfg, task, True, rejects, masked) if test else []
+    gold_rows = load_clean(labelled, cfg, task, True, rejects, masked)
+    pool_rows = load_clean(unlabelled, cfg, task, False, rejects, masked) if unlabelled else []
+    reasons: Counter[str] = Counter(r["reason"].split(":")[0] for r in rejects)
+    dedupe = _Deduper(reasons)
     rng = random.Random(seed)
+    if test:
+        test_rows = dedupe(test_rows, "test")  # test first: anything later that matches it is a leak
+        gold_rows = dedupe(gold_rows, "labelled")
+    else:  # split the test set off the de-duplicated labelled rows: no twin can straddle the split
+        gold_rows = dedupe(gold_rows, "labelled")
+        rng.shuffle(gold_rows)
+        n_test = max(1, round(len(gold_rows) * test_fraction))
+        test_rows, gold_rows = gold_rows[:n_test], gold_rows[n_test:]
+    pool_rows = dedupe(pool_rows, "unlabelled")
     rng.shuffle(gold_rows)
     n_val = round(len(gold_rows) * cfg.val_fraction)
     splits = {"train": gold_rows[n_val:], "val": gold_rows[:n_val], "test": test_rows, "pool": pool_rows}
@@ -129,31 +206,3 @@ def run(
     write_jsonl(out_dir / "rejects.jsonl", rejects)
     write_manifest(out_dir, stage="prepare", counts=counts, rejected=dict(reasons), pii_masked=dict(masked))
     return PrepareResult(out_dir=out_dir, counts=counts, rejected=dict(reasons), pii_masked=dict(masked))
-
-
-def main() -> None:
-    import argparse
-
-    from components.config import load_params
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default=None)
-    parser.add_argument("--labelled", type=Path, required=True)
-    parser.add_argument("--unlabelled", type=Path)
-    parser.add_argument("--test", type=Path, required=True)
-    parser.add_argument("--out-dir", type=Path, required=True)
-    args = parser.parse_args()
-    params = load_params(args.profile)
-    result = run(
-        params.prepare,
-        labelled=args.labelled,
-        unlabelled=args.unlabelled,
-        test=args.test,
-        out_dir=args.out_dir,
-        seed=params.project.seed,
-    )
-    print(result.model_dump_json(indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,8 +1,8 @@
 """Evaluate stage: task metrics, latency and size for the teacher, the student (torch) and the student (ONNX int8).
 
 Usage:
-    python -m components.evaluate --profile demo --test data/prepared/test.jsonl \
-        --model student=models/student --model student_int8=models/student_onnx/int8 --out-dir reports/eval
+    slmops stage evaluate --profile demo
+    slmops evaluate --model poc --data my_eval.jsonl      # any labelled file, any model
 
 Each model answers every test inquiry one request at a time (batch 1, as a served model does), so the
 latencies are what a user would see. Writes ``metrics.json`` (one object per model), ``predictions_<name>.jsonl``
@@ -14,18 +14,17 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 from tqdm.auto import tqdm
 
-from components.config import EvaluateConfig
+from components.config import EvaluateConfig, TeacherConfig
 from components.inference import Completion
 from components.io import load_jsonl, write_jsonl, write_manifest
 from components.quantize import dir_size_mb
-from components.tasks import ticket_triage as task
+from components.tasks import Task
 
 
 class Chat(Protocol):
@@ -45,28 +44,39 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Candidate(BaseModel):
-    """A model to evaluate: how to call it, where it lives (for its size), and which prompt it expects."""
+    """A model to evaluate: how to call it, where it lives (for its size), and whether it is the teacher (which
+    gets the task's instructions; a student gets the bare input it was fine-tuned on)."""
 
     model_config = {"arbitrary_types_allowed": True}
     chat: Any
     folder: Path | None = None
-    prompt: Callable[[str], list[dict[str, str]]] = task.build_messages
+    teacher: bool = False
 
 
 def evaluate_model(
     model: Chat,
+    task: Task,
     rows: list[dict[str, Any]],
     max_new_tokens: int,
     desc: str = "eval",
-    prompt: Callable[[str], list[dict[str, str]]] = task.build_messages,
+    teacher: bool = False,
 ) -> tuple[dict[str, float], list[dict]]:
+    prompt = task.build_teacher_messages if teacher else task.build_messages
     outputs, latencies, predictions = [], [], []
     for row in tqdm(rows, desc=desc, unit="ex", leave=False):
         started = time.perf_counter()
         completion = model.chat(prompt(row["input"]), max_tokens=max_new_tokens)
         latencies.append((time.perf_counter() - started) * 1000)
         outputs.append(completion.text)
-        predictions.append({"input": row["input"], "output": completion.text, "expected": row["expected"]})
+        label = task.parse_output(completion.text)[0]
+        predictions.append(
+            {
+                "input": row["input"],
+                "output": completion.text,
+                "expected": row["expected"],
+                "predicted": label.model_dump() if label is not None else None,
+            }
+        )
     metrics = task.compute_metrics(outputs, [r["expected"] for r in rows])
     metrics |= {
         "latency_p50_ms": statistics.median(latencies) if latencies else 0.0,
@@ -75,18 +85,20 @@ def evaluate_model(
     return metrics, predictions
 
 
-def run(cfg: EvaluateConfig, *, test: Path, models: dict[str, Candidate], out_dir: Path) -> EvaluateResult:
+def run(cfg: EvaluateConfig, *, task: Task, test: Path, models: dict[str, Candidate], out_dir: Path) -> EvaluateResult:
     rows = load_jsonl(test)[: cfg.max_examples]
     out_dir.mkdir(parents=True, exist_ok=True)
     all_metrics: dict[str, dict[str, float]] = {}
     for name, candidate in models.items():
         metrics, predictions = evaluate_model(
-            candidate.chat, rows, cfg.max_new_tokens, f"eval {name}", candidate.prompt
+            candidate.chat, task, rows, cfg.max_new_tokens, f"eval {name}", candidate.teacher
         )
         if candidate.folder is not None:
             metrics["size_mb"] = dir_size_mb(candidate.folder)
         all_metrics[name] = metrics
         write_jsonl(out_dir / f"predictions_{name}.jsonl", predictions)
+        for field in (k for k, f in task.fields.items() if f.type == "enum"):
+            confusion_plot(task, field, predictions, name, out_dir / f"confusion_{field}_{name}.png")
     (out_dir / "metrics.json").write_text(json.dumps(all_metrics, indent=2))
     columns = sorted({k for m in all_metrics.values() for k in m})
     lines = ["model," + ",".join(columns)]
@@ -96,34 +108,59 @@ def run(cfg: EvaluateConfig, *, test: Path, models: dict[str, Candidate], out_di
     return EvaluateResult(out_dir=out_dir, metrics=all_metrics)
 
 
-def main() -> None:
-    import argparse
+def confusion_plot(task: Task, field: str, predictions: list[dict], model: str, path: Path) -> None:
+    """A confusion matrix of one enum field (rows: reference, columns: prediction, plus "invalid")."""
+    import matplotlib
 
-    from components.config import load_params
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = list(task.fields[field].values or [])
+    predicted_axis = values + ["invalid"]
+    counts = [[0] * len(predicted_axis) for _ in values]
+    for p in predictions:
+        gold = p["expected"].get(field)
+        guess = (p["predicted"] or {}).get(field, "invalid")
+        if gold in values:
+            counts[values.index(gold)][predicted_axis.index(guess if guess in values else "invalid")] += 1
+    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(predicted_axis), 1 + 0.6 * len(values)))
+    ax.imshow(counts, cmap="Blues")
+    for i, row in enumerate(counts):
+        for j, n in enumerate(row):
+            if n:
+                ax.text(j, i, str(n), ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(predicted_axis)), predicted_axis, rotation=45, ha="right")
+    ax.set_yticks(range(len(values)), values)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    ax.set_title(f"{model}: {field}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def run_models(
+    cfg: EvaluateConfig,
+    *,
+    task: Task,
+    test: Path,
+    student: Path,
+    quantized: Path,
+    teacher: TeacherConfig | None,
+    out_dir: Path,
+) -> EvaluateResult:
+    """The pipeline's comparison on one test set: the teacher (if given), the trained student, the served form."""
+    from contextlib import ExitStack
+
     from components.inference import ChatModel
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default=None)
-    parser.add_argument("--test", type=Path, required=True)
-    parser.add_argument("--model", action="append", required=True, help="NAME=FOLDER, repeatable")
-    parser.add_argument("--out-dir", type=Path, required=True)
-    parser.add_argument("--teacher", action="store_true", help="also evaluate the teacher from synthesize.teacher")
-    args = parser.parse_args()
-    params = load_params(args.profile)
-    models = {}
-    for spec in args.model:
-        name, _, folder = spec.partition("=")
-        models[name] = Candidate(chat=ChatModel.load(folder), folder=Path(folder))
-    if not args.teacher:
-        result = run(params.evaluate, test=args.test, models=models, out_dir=args.out_dir)
-    else:
-        from components.teacher.chat import TeacherChat
+    models = {
+        "student": Candidate(chat=ChatModel.load(student), folder=student),
+        "student_int8": Candidate(chat=ChatModel.load(quantized), folder=quantized),
+    }
+    with ExitStack() as stack:
+        if teacher is not None:
+            from components.teacher.chat import TeacherChat
 
-        with TeacherChat.open(params.synthesize.teacher) as teacher:
-            models = {"teacher": Candidate(chat=teacher, prompt=task.build_teacher_messages), **models}
-            result = run(params.evaluate, test=args.test, models=models, out_dir=args.out_dir)
-    print(json.dumps(result.metrics))
-
-
-if __name__ == "__main__":
-    main()
+            models = {"teacher": Candidate(chat=stack.enter_context(TeacherChat.open(teacher)), teacher=True), **models}
+        return run(cfg, task=task, test=test, models=models, out_dir=out_dir)

@@ -1,8 +1,7 @@
 """Finetune stage: QLoRA (default), LoRA or full fine-tuning of the student with TRL's ``SFTTrainer``.
 
 Usage:
-    python -m components.finetune --profile demo --train data/synthetic/train.jsonl \
-        --val data/prepared/val.jsonl --out-dir models/student
+    slmops stage finetune --profile demo
 
 ``finetune.base_model`` is a hub id or a local folder (the demo points it at its own tiny base model).
 QLoRA loads the base in 4-bit nf4 through bitsandbytes (on CPU too) and trains LoRA adapters; the adapters
@@ -14,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from pydantic import BaseModel
 
 from components.config import FinetuneConfig, TrainingConfig
 from components.io import load_jsonl, write_manifest
-from components.tasks import ticket_triage as default_task  # noqa: F401  (until tasks are passed in everywhere)
+from components.tasks import Task
 
 
 class FinetuneResult(BaseModel):
@@ -38,18 +36,13 @@ class FinetuneResult(BaseModel):
     log_history: list[dict[str, Any]]
 
 
-def sft_records(
-    rows: list[dict[str, Any]],
-    prompt: Callable[[str], list[dict]] | None = None,
-    format_output: Callable[[dict], str] | None = None,
-) -> list[dict[str, Any]]:
+def sft_records(task: Task, rows: list[dict[str, Any]], teacher: bool = False) -> list[dict[str, Any]]:
     """Task rows (``input`` + ``expected``) to TRL's conversational prompt-completion format."""
-    prompt = prompt or default_task.build_messages
-    format_output = format_output or default_task.format_output
+    prompt = task.build_teacher_messages if teacher else task.build_messages
     return [
         {
             "prompt": prompt(r["input"]),
-            "completion": [{"role": "assistant", "content": format_output(r["expected"])}],
+            "completion": [{"role": "assistant", "content": task.format_output(r["expected"])}],
         }
         for r in rows
     ]
@@ -81,7 +74,7 @@ def training_args(cfg: TrainingConfig, out_dir: Path, seed: int, **extra: Any):
         "seed": seed,
         "use_cpu": not cuda,
         "bf16": cuda and torch.cuda.is_bf16_supported(),  # CPU: plain fp32, no autocast
-        "disable_tqdm": False,
+        "disable_tqdm": True,  # components/progress.py draws one quiet bar instead
         "dataloader_num_workers": 0,
     }
     if cfg.eval_steps:
@@ -102,10 +95,13 @@ def train_sft(
     *,
     callbacks: list | None = None,
     resume_from: str | None = None,
+    desc: str = "train",
 ):
     """Run ``SFTTrainer`` and return ``(trainer, log_history)``. Shared by the student and the demo teacher."""
     from datasets import Dataset
     from trl import SFTTrainer
+
+    from components.progress import quiet
 
     trainer = SFTTrainer(
         model=model,
@@ -116,6 +112,7 @@ def train_sft(
         peft_config=peft_config,
         callbacks=callbacks,
     )
+    quiet(trainer, desc)
     trainer.train(resume_from_checkpoint=resume_from)
     return trainer, trainer.state.log_history
 
@@ -220,25 +217,17 @@ def _callbacks(cfg: TrainingConfig) -> list:
 
 
 def run(
-    cfg: FinetuneConfig,
-    *,
-    train: Path,
-    val: Path | None,
-    base_model: str,
-    out_dir: Path,
-    seed: int = 42,
-    task: Any = None,
+    cfg: FinetuneConfig, *, task: Task, train: Path, val: Path | None, base_model: str, out_dir: Path, seed: int = 42
 ) -> FinetuneResult:
-    """Train, merge and save. ``task`` supplies ``build_messages``/``format_output`` (default: the demo's)."""
+    """Train (resuming from the newest checkpoint when ``cfg.resume``), merge and save."""
     from transformers import AutoTokenizer, set_seed
 
-    task = task or default_task
     set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = _load_base(cfg, base_model)
     peft_config = _peft_config(cfg) if cfg.method in ("qlora", "lora") else None
-    train_rows = sft_records(load_jsonl(train), task.build_messages, task.format_output)
-    val_rows = sft_records(load_jsonl(val), task.build_messages, task.format_output) if val else None
+    train_rows = sft_records(task, load_jsonl(train))
+    val_rows = sft_records(task, load_jsonl(val)) if val else None
     if cfg.training.eval_steps and not val_rows:
         raise ValueError("finetune.training.eval_steps / early stopping need a validation set")
     resume_from = last_checkpoint(out_dir) if cfg.resume else None
@@ -247,7 +236,15 @@ def run(
     args = training_args(cfg.training, out_dir, seed)
     callbacks = _callbacks(cfg.training)
     trainer, history = train_sft(
-        model, tokenizer, train_rows, val_rows, args, peft_config, callbacks=callbacks, resume_from=resume_from
+        model,
+        tokenizer,
+        train_rows,
+        val_rows,
+        args,
+        peft_config,
+        callbacks=callbacks,
+        resume_from=resume_from,
+        desc=cfg.method,
     )
     step = trainer.state.global_step
     if val_rows and not any("eval_loss" in h and h.get("step") == step for h in history):
@@ -297,27 +294,3 @@ def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters:
     )
     write_manifest(out_dir, stage="finetune", **result.model_dump(exclude={"log_history", "model_dir"}))
     return result
-
-
-def main() -> None:
-    import argparse
-
-    from components.config import load_params, resolve_model_path
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default=None)
-    parser.add_argument("--train", type=Path, required=True)
-    parser.add_argument("--val", type=Path)
-    parser.add_argument("--base-model", default=None, help="overrides finetune.base_model")
-    parser.add_argument("--out-dir", type=Path, required=True)
-    args = parser.parse_args()
-    params = load_params(args.profile)
-    base = args.base_model or resolve_model_path(params.finetune.base_model, Path.cwd())
-    result = run(
-        params.finetune, train=args.train, val=args.val, base_model=base, out_dir=args.out_dir, seed=params.project.seed
-    )
-    print(result.model_dump_json(indent=2, exclude={"log_history"}))
-
-
-if __name__ == "__main__":
-    main()

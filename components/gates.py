@@ -3,6 +3,9 @@
 Usage:
     decision = decide({"category_accuracy": 0.93, ...}, champion=None, thresholds=load_gates().poc)
     if not decision.passed: print(decision.reasons)
+
+Thresholds name metrics (``params/gates.yaml``: ``min``, ``max``, ``max_regression_vs_champion``); a metric the
+candidate does not report fails its check, so a misspelt gate cannot pass silently.
 """
 
 from __future__ import annotations
@@ -30,34 +33,21 @@ def decide(
         if not ok:
             reasons.append(why)
 
-    for metric in ("category_accuracy", "priority_accuracy", "json_valid_rate"):
-        floor = getattr(thresholds, f"min_{metric}")
+    for metric, floor in thresholds.min.items():
         value = candidate.get(metric)
+        shown = "not reported" if value is None else round(value, 4)
+        check(f"min.{metric}", value is not None and value >= floor, f"{metric} {shown} < required {floor}")
+    for metric, ceiling in thresholds.max.items():
+        value = candidate.get(metric)
+        shown = "not reported" if value is None else round(value, 4)
+        check(f"max.{metric}", value is not None and value <= ceiling, f"{metric} {shown} > allowed {ceiling}")
+    for metric, margin in thresholds.max_regression_vs_champion.items():
+        if champion is None:
+            continue
+        ours, theirs = candidate.get(metric, 0.0), champion.get(metric, 0.0)
         check(
-            f"min_{metric}",
-            value is not None and value >= floor,
-            f"{metric} {value if value is None else round(value, 4)} < required {floor}",
-        )
-    if thresholds.max_p95_latency_ms is not None:
-        value = candidate.get("latency_p95_ms")
-        check(
-            "max_p95_latency_ms",
-            value is not None and value <= thresholds.max_p95_latency_ms,
-            f"latency_p95_ms {value} > allowed {thresholds.max_p95_latency_ms}",
-        )
-    if thresholds.max_size_mb is not None:
-        value = candidate.get("size_mb")
-        check(
-            "max_size_mb",
-            value is not None and value <= thresholds.max_size_mb,
-            f"size_mb {value} > allowed {thresholds.max_size_mb}",
-        )
-    if thresholds.max_regression_vs_champion is not None and champion is not None:
-        ours, theirs = candidate.get("category_accuracy", 0.0), champion.get("category_accuracy", 0.0)
-        check(
-            "champion",
-            ours >= theirs - thresholds.max_regression_vs_champion,
-            f"category_accuracy {ours:.4f} trails the current champion's {theirs:.4f} by more than "
-            f"{thresholds.max_regression_vs_champion}",
+            f"champion.{metric}",
+            ours >= theirs - margin,
+            f"{metric} {ours:.4f} trails the current champion's {theirs:.4f} by more than {margin}",
         )
     return Decision(stage=stage, passed=not reasons, reasons=reasons, checks=checks)

@@ -1,7 +1,7 @@
 """Quantize stage: optimum ONNX export of the fine-tuned model, then ONNX Runtime int8 and/or int4.
 
 Usage:
-    python -m components.quantize --profile demo --model-dir models/student --out-dir models/student_onnx
+    slmops stage quantize --profile demo
 
 Writes ``fp32/`` (the exported graph with KV cache) and one folder per quantized form, named after it:
 ``int8/`` (dynamic quantization: weights 8-bit, activations quantized on the fly) and ``int4/`` (weight-only
@@ -156,25 +156,3 @@ def choose_candidate(
     """The smallest candidate whose metrics pass ``gate_fn`` (ties: the first given), or None if none passes."""
     passing = [name for name, metrics in metrics_by_candidate.items() if gate_fn(metrics)]
     return min(passing, key=lambda name: sizes[name]) if passing else None
-
-
-def main() -> None:
-    import argparse
-
-    from components.config import load_params
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default=None)
-    parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--out-dir", type=Path, required=True)
-    parser.add_argument("--export-only", action="store_true", help="ONNX export into --out-dir, no int8 (demo teacher)")
-    args = parser.parse_args()
-    if args.export_only:
-        print(export_onnx(args.model_dir, args.out_dir))
-        return
-    result = run(load_params(args.profile).quantize, model_dir=args.model_dir, out_dir=args.out_dir)
-    print(result.model_dump_json(indent=2))
-
-
-if __name__ == "__main__":
-    main()

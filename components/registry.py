@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from components.io import sha256_tree
+from components.tasks import Task
 
 PYFUNC_FILE = Path(__file__).with_name("onnx_pyfunc.py")
 METRIC_TAG = "metric."
@@ -29,17 +30,24 @@ def _client():
     return MlflowClient()
 
 
-def register(onnx_dir: Path, name: str, metrics: dict[str, float]) -> str:
-    """Log the ONNX folder as a models-from-code pyfunc in the active run and register a new version."""
-    import mlflow
+def register(onnx_dir: Path, name: str, metrics: dict[str, float], task: Task) -> str:
+    """Log the ONNX folder (and the task spec it answers) as a models-from-code pyfunc in the active run and
+    register a new version."""
+    import tempfile
 
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(PYFUNC_FILE),
-        artifacts={"onnx_model": str(onnx_dir)},
-        registered_model_name=name,
-        pip_requirements=["onnxruntime", "optimum-onnx", "transformers", "slmops"],
-    )
+    import mlflow
+    import yaml
+
+    with tempfile.TemporaryDirectory(prefix="slmops-spec-") as tmp:
+        spec = Path(tmp) / "task.yaml"
+        spec.write_text(yaml.safe_dump(task.spec.model_dump(mode="json"), allow_unicode=True, sort_keys=False))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_FILE),
+            artifacts={"onnx_model": str(onnx_dir), "task_spec": str(spec)},
+            registered_model_name=name,
+            pip_requirements=["onnxruntime", "optimum-onnx", "transformers", "slmops"],
+        )
     version = str(info.registered_model_version)
     client = _client()
     client.set_model_version_tag(name, version, "sha256", sha256_tree(onnx_dir))
@@ -107,7 +115,7 @@ def load_chat_model(name: str, alias: str):
     expected = version_sha256(name, version)
     with tempfile.TemporaryDirectory(prefix="slmops-model-") as tmp:
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp))
-        onnx_dirs = [p for p in (local / "artifacts").iterdir() if p.is_dir()]
+        onnx_dirs = [p for p in (local / "artifacts").iterdir() if p.is_dir()]  # the task spec is a file
         actual = sha256_tree(onnx_dirs[0]) if len(onnx_dirs) == 1 else "missing"
         if expected is None or actual != expected:
             raise ValueError(

@@ -1,8 +1,7 @@
 """Synthesize stage: the teacher labels the unlabelled pool and writes new inquiries from seed examples.
 
 Usage:
-    python -m components.synthesize --profile demo --train data/prepared/train.jsonl \
-        --pool data/prepared/pool.jsonl --test data/prepared/test.jsonl --out-dir data/synthetic
+    slmops stage synthesize --profile demo
 
 Before any prompt leaves the machine, PII is masked and every row that is a near-duplicate of a test
 input (MinHash, ``near_dup_threshold``) is dropped, gold rows included. Every teacher answer is then
@@ -17,6 +16,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +28,7 @@ from components import pii
 from components.config import SynthesizeConfig
 from components.dedup import NearDupIndex, signature
 from components.io import load_jsonl, sha256_text, write_jsonl, write_manifest
-from components.tasks import ticket_triage as task
+from components.tasks import Task
 from components.teacher import TeacherResponse, open_teacher
 from components.teacher.cache import ResponseCache, complete_cached
 from components.teacher.validate import check_label, check_new_input
@@ -47,7 +47,7 @@ class SyntheticExample(BaseModel):
 
     id: str
     input: str
-    expected: task.Label
+    expected: dict[str, Any]  # checked against the task's schema before the file is written
     source: Literal["gold", "teacher_label", "teacher_augment"]
     provenance: Provenance | None = None
 
@@ -104,36 +104,41 @@ class StageProgress:
         self.bar.close()
 
 
-def cap_classes(rows: list[dict], max_share: float, rng: random.Random) -> tuple[list[dict], Counter[str]]:
-    """Drop teacher rows (never gold) of over-represented categories until none exceeds ``max_share``."""
+def cap_classes(
+    rows: list[dict], max_share: float, rng: random.Random, class_of: Callable[[dict], str | None]
+) -> tuple[list[dict], Counter[str]]:
+    """Drop teacher rows (never gold) of over-represented classes until none exceeds ``max_share``."""
     dropped: Counter[str] = Counter()
-    while True:
-        counts = Counter(r["expected"]["category"] for r in rows)
+    while rows:
+        counts = Counter(class_of(r["expected"]) for r in rows)
         over = {c: n - int(max_share * len(rows)) for c, n in counts.items() if n > max_share * len(rows)}
-        droppable = [i for i, r in enumerate(rows) if r["expected"]["category"] in over and r["source"] != "gold"]
+        droppable = [i for i, r in enumerate(rows) if class_of(r["expected"]) in over and r["source"] != "gold"]
         if not over or not droppable:
             return rows, dropped
         rng.shuffle(droppable)
         cut = set()
         for i in droppable:
-            category = rows[i]["expected"]["category"]
-            if over[category] > 0:
-                over[category] -= 1
+            klass = class_of(rows[i]["expected"])
+            if over[klass] > 0:
+                over[klass] -= 1
                 cut.add(i)
-        dropped.update(rows[i]["expected"]["category"] for i in cut)
+        dropped.update(str(class_of(rows[i]["expected"])) for i in cut)
         rows = [r for i, r in enumerate(rows) if i not in cut]
+    return rows, dropped
 
 
-def run(
-    cfg: SynthesizeConfig, *, train: Path, pool: Path, test: Path, out_dir: Path, cache_path: Path, seed: int = 42
-) -> SynthesizeResult:
-    rng = random.Random(seed)
+def decontaminate(
+    cfg: SynthesizeConfig, train: Path, pool: Path, test: Path
+) -> tuple[dict[str, list[dict]], Counter[str], NearDupIndex, NearDupIndex]:
+    """Drop every gold and pool row that is a near-duplicate of a test input, before anything is sent.
+
+    PII is masked again here (prepare already did) so nothing unmasked can leave the machine in a prompt.
+    Returns the kept rows by file, the dropped counts, and the test and train near-duplicate indexes.
+    """
     test_index = NearDupIndex(cfg.near_dup_threshold)
     for row in load_jsonl(test):
         test_index.add(row["input"])
-    # Decontaminate first: no test input, nor a near-duplicate of one, is trained on or even sent to the teacher.
-    # PII is masked again here (prepare already did) so nothing unmasked can leave the machine in a prompt.
-    decontaminated: Counter[str] = Counter()
+    dropped: Counter[str] = Counter()
     kept: dict[str, list[dict]] = {"gold": [], "pool": []}
     train_index = NearDupIndex(cfg.near_dup_threshold)  # everything trainable: new inputs must differ from it
     for name, path in (("gold", train), ("pool", pool)):
@@ -141,156 +146,204 @@ def run(
             row = {**row, "input": pii.mask(row["input"])}
             sig = signature(row["input"])
             if test_index.find(row["input"], sig) is not None:
-                decontaminated[name] += 1
+                dropped[name] += 1
             else:
                 kept[name].append(row)
                 train_index.add(row["input"], sig)
-    gold, unlabelled = kept["gold"], kept["pool"][: cfg.max_unlabelled]
+    return kept, dropped, test_index, train_index
 
-    template_hash = sha256_text(task.prompt_template_text())[:16]
-    rejected: Counter[str] = Counter()
-    rejects: list[dict[str, Any]] = []
-    accepted: list[dict[str, Any]] = []
-    usage: Counter[str] = Counter()
-    hits_total = 0
-    by_cat: dict[str, list[str]] = {}
-    for r in gold:
-        by_cat.setdefault(r["expected"]["category"], []).append(r["input"])
-    asks = [  # distinct examples where there are enough, so no two asks are the same (cached) prompt
-        (c, example, i)
-        for c in sorted(by_cat)
-        for i, example in enumerate(
-            rng.sample(by_cat[c], cfg.augment_per_category)
-            if cfg.augment_per_category <= len(by_cat[c])
-            else rng.choices(by_cat[c], k=cfg.augment_per_category)
-        )
-    ]
-    progress = StageProgress(len(unlabelled) + len(asks))
-    cache = ResponseCache(cache_path)
 
-    def ask(requests: list[list[dict]], sampling, response_format=None, check=None) -> list[TeacherResponse]:
-        nonlocal hits_total
+class _Labeller:
+    """One stage's conversation with the teacher: cached calls, validation, rejects, usage and provenance."""
 
+    def __init__(self, cfg: SynthesizeConfig, task: Task, teacher, cache: ResponseCache, progress: StageProgress):
+        self.cfg, self.task, self.teacher, self.cache, self.progress = cfg, task, teacher, cache, progress
+        self.template_hash = sha256_text(task.prompt_template_text())[:16]
+        self.rejected: Counter[str] = Counter()
+        self.rejects: list[dict[str, Any]] = []
+        self.usage: Counter[str] = Counter()
+        self.cache_hits = 0
+
+    def ask(self, requests: list[list[dict]], sampling, response_format=None, check=None) -> list[TeacherResponse]:
         def on_answer(i: int, response: TeacherResponse) -> None:
-            progress.step(response, rejected=check is not None and check(i, response) is not None)
+            self.progress.step(response, rejected=check is not None and check(i, response) is not None)
 
-        responses, hits = complete_cached(teacher, cache, template_hash, requests, sampling, response_format, on_answer)
-        hits_total += hits
+        responses, hits = complete_cached(
+            self.teacher, self.cache, self.template_hash, requests, sampling, response_format, on_answer
+        )
+        self.cache_hits += hits
         for r in responses:
             if not r.cached and r.error is None:
-                usage["prompt_tokens"] += r.prompt_tokens
-                usage["completion_tokens"] += r.completion_tokens
-                usage["calls"] += 1
+                self.usage["prompt_tokens"] += r.prompt_tokens
+                self.usage["completion_tokens"] += r.completion_tokens
+                self.usage["calls"] += 1
         return responses
 
-    def label(inputs: list[str], wanted: list[str] | None = None) -> list[tuple[task.Label | None, str | None, Any]]:
-        """Label ``inputs``; with ``wanted`` categories (self-instruct), another category is a label_mismatch."""
+    def label(self, inputs: list[str], wanted: list[str] | None = None) -> list[tuple[Any, str | None, Any]]:
+        """Label ``inputs``; with ``wanted`` classes (self-instruct), another class is a label_mismatch."""
 
-        def check(i: int, response: TeacherResponse) -> tuple[task.Label | None, str | None]:
-            lab, reason = check_label(response, inputs[i])
-            if lab is not None and wanted is not None and lab.category != wanted[i]:
+        def check(i: int, response: TeacherResponse) -> tuple[Any, str | None]:
+            lab, reason = check_label(self.task, response, inputs[i])
+            if lab is not None and wanted is not None and self.task.class_of(lab.model_dump()) != wanted[i]:
                 return None, "label_mismatch"
             return lab, reason
 
-        responses = ask(
-            [task.build_teacher_messages(t) for t in inputs],
-            cfg.sampling,
-            task.response_format(),
-            check=lambda i, r: check(i, r)[1],
-        )
+        requests = [self.task.build_teacher_messages(t) for t in inputs]
+        responses = self.ask(requests, self.cfg.sampling, self.task.response_format(), lambda i, r: check(i, r)[1])
         return [(*check(i, r), r) for i, r in enumerate(responses)]
 
-    def provenance(sampling) -> dict[str, Any]:
+    def provenance(self, sampling) -> dict[str, Any]:
         return {
-            "teacher_id": teacher.teacher_id,
-            "model_version": teacher.model_version,
-            "template_hash": template_hash,
+            "teacher_id": self.teacher.teacher_id,
+            "model_version": self.teacher.model_version,
+            "template_hash": self.template_hash,
             "sampling": sampling.model_dump(),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
 
-    def reject(row_id: str, text: str, reason: str, response: TeacherResponse) -> None:
-        rejected[reason.split(":")[0]] += 1
+    def reject(self, row_id: str, text: str, reason: str, response: TeacherResponse) -> None:
+        self.rejected[reason.split(":")[0]] += 1
         raw = pii.mask(response.text) if response.text else None
-        rejects.append({"id": row_id, "input": text, "reason": reason, "raw": raw})
+        self.rejects.append({"id": row_id, "input": text, "reason": reason, "raw": raw})
 
+    def accepted_rows(self, rows: list[tuple[str, str, Any, str | None, TeacherResponse]], source: str, sampling):
+        """``(id, input, label, reason, response)`` tuples -> accepted training rows; the rest are rejected."""
+        accepted = []
+        for row_id, text, lab, reason, response in rows:
+            if lab is None:
+                self.reject(row_id, text, reason or "unknown", response)
+                continue
+            accepted.append(
+                {
+                    "id": row_id,
+                    "input": text,
+                    "expected": lab.model_dump(),
+                    "source": source,
+                    "provenance": self.provenance(sampling),
+                }
+            )
+        return accepted
+
+
+def augment_asks(task: Task, gold: list[dict], per_class: int, rng: random.Random) -> list[tuple[str | None, str, int]]:
+    """Self-instruct prompts: ``(class, example, i)``, distinct examples where there are enough, so no two asks
+    are the same (cached) prompt."""
+    if per_class == 0 or task.spec.augment_prompt is None:
+        return []
+    by_class: dict[str | None, list[str]] = {}
+    for r in gold:
+        by_class.setdefault(task.class_of(r["expected"]), []).append(r["input"])
+    return [
+        (c, example, i)
+        for c in sorted(by_class, key=str)
+        for i, example in enumerate(
+            rng.sample(by_class[c], per_class)
+            if per_class <= len(by_class[c])
+            else rng.choices(by_class[c], k=per_class)
+        )
+    ]
+
+
+def _examples(inputs: list[str], k: int, rng: random.Random) -> list[str]:
+    return rng.sample(inputs, k) if k <= len(inputs) else rng.choices(inputs, k=k)
+
+
+def _augment(labeller: _Labeller, asks, test_index: NearDupIndex, train_index: NearDupIndex) -> list[dict]:
+    """New inputs per class from seed examples, then labelled like the pool."""
+    task, cfg = labeller.task, labeller.cfg
+    answers = labeller.ask([task.build_augment_messages(c, ex) for c, ex, _ in asks], cfg.augment_sampling)
+    new_inputs: list[tuple[str | None, str]] = []
+    for (klass, example, i), response in zip(asks, answers, strict=True):
+        text, reason = check_new_input(task, response, example, train_index, test_index)
+        if text is None:
+            labeller.reject(f"augment-{klass}-{i}", example, reason or "unknown", response)
+            continue
+        train_index.add(text)
+        new_inputs.append((klass, text))
+    labeller.progress.grow(len(new_inputs))
+    wanted = [c for c, _ in new_inputs] if task.stratify_by else None
+    labels = labeller.label([t for _, t in new_inputs], wanted=wanted)
+    rows = [(f"aug-{sha256_text(t)[:12]}", t, *lab) for (_, t), lab in zip(new_inputs, labels, strict=True)]
+    return labeller.accepted_rows(rows, "teacher_augment", cfg.augment_sampling)
+
+
+def run(
+    cfg: SynthesizeConfig,
+    *,
+    task: Task,
+    train: Path,
+    pool: Path,
+    test: Path,
+    out_dir: Path,
+    cache_path: Path,
+    seed: int = 42,
+) -> SynthesizeResult:
+    rng = random.Random(seed)
+    kept, decontaminated, test_index, train_index = decontaminate(cfg, train, pool, test)
+    gold, unlabelled = kept["gold"], kept["pool"][: cfg.max_unlabelled]
+    asks = augment_asks(task, gold, cfg.augment_per_category, rng)
+    progress = StageProgress(len(unlabelled) + len(asks))
+    cache = ResponseCache(cache_path)
     try:
         with open_teacher(cfg.teacher) as teacher:
-            # 1. Label the pool.
-            for row, (lab, reason, response) in zip(unlabelled, label([r["input"] for r in unlabelled]), strict=True):
-                if lab is None:
-                    reject(row["id"], row["input"], reason or "unknown", response)
-                    continue
-                accepted.append(
-                    {
-                        "id": row["id"],
-                        "input": row["input"],
-                        "expected": lab.model_dump(),
-                        "source": "teacher_label",
-                        "provenance": provenance(cfg.sampling),
-                    }
-                )
-
-            # 2. Self-instruct: new inquiries per category from seed examples, then labelled like the pool.
-            answers = ask([task.build_augment_messages(c, ex) for c, ex, _ in asks], cfg.augment_sampling)
-            new_inputs: list[tuple[str, str]] = []
-            for (category, example, i), response in zip(asks, answers, strict=True):
-                text, reason = check_new_input(response, example, train_index, test_index)
-                if text is None:
-                    reject(f"augment-{category}-{i}", example, reason or "unknown", response)
-                    continue
-                train_index.add(text)
-                new_inputs.append((category, text))
-            progress.grow(len(new_inputs))
-            labels = label([t for _, t in new_inputs], wanted=[c for c, _ in new_inputs])
-            for (category, text), (lab, reason, response) in zip(new_inputs, labels, strict=True):
-                if lab is None:
-                    reject(f"augment-{category}", text, reason or "unknown", response)
-                    continue
-                accepted.append(
-                    {
-                        "id": f"aug-{sha256_text(text)[:12]}",
-                        "input": text,
-                        "expected": lab.model_dump(),
-                        "source": "teacher_augment",
-                        "provenance": provenance(cfg.augment_sampling),
-                    }
-                )
+            labeller = _Labeller(cfg, task, teacher, cache, progress)
+            labels = labeller.label([r["input"] for r in unlabelled])  # 1. label the pool
+            rows = [(r["id"], r["input"], *lab) for r, lab in zip(unlabelled, labels, strict=True)]
+            accepted = labeller.accepted_rows(rows, "teacher_label", cfg.sampling)
+            accepted += _augment(labeller, asks, test_index, train_index)  # 2. self-instruct
     finally:
         progress.close()
         cache.close()
-
     asked = len(unlabelled) + len(asks)
-    reject_rate = sum(rejected.values()) / asked if asked else 0.0
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out_dir / "rejects.jsonl", rejects)
+    write_jsonl(out_dir / "rejects.jsonl", labeller.rejects)
+    reject_rate = sum(labeller.rejected.values()) / asked if asked else 0.0
     if reject_rate > cfg.max_reject_rate:
         raise RejectRateExceeded(
             f"teacher reject rate {reject_rate:.1%} > max_reject_rate {cfg.max_reject_rate:.0%}; "
-            f"by reason: {dict(rejected)}; see {out_dir / 'rejects.jsonl'}"
+            f"by reason: {dict(labeller.rejected)}; see {out_dir / 'rejects.jsonl'}"
         )
-    rows, dropped = cap_classes([{**r, "source": "gold"} for r in gold] + accepted, cfg.max_class_share, rng)
-    leaks = [r["id"] for r in rows if pii.find_pii(r["input"]) or pii.find_pii(r["expected"].get("reply", ""))]
+    rows, dropped = [{**r, "source": "gold"} for r in gold] + accepted, Counter()
+    if task.stratify_by:  # a task with no enum field to balance keeps every accepted row
+        rows, dropped = cap_classes(rows, cfg.max_class_share, rng, task.class_of)
+    _write_checked(task, rows, out_dir / "train.jsonl")
+    result = _result(cfg, task, labeller, rows, out_dir, asked, reject_rate, decontaminated, dropped)
+    write_manifest(out_dir, stage="synthesize", currency=cfg.cost.currency, **result.model_dump(mode="json"))
+    return result
+
+
+def _write_checked(task: Task, rows: list[dict], path: Path) -> None:
+    """The file's contract, checked on every row before it is written: schema, provenance, no PII left."""
+    leaks = [
+        r["id"]
+        for r in rows
+        if pii.find_pii(r["input"]) or any(pii.find_pii(str(r["expected"].get(f, ""))) for f in task.text_fields)
+    ]
     if leaks:  # cannot happen while masking is applied above; checked because the cost of a leak is high
         raise PIILeak(f"unmasked PII in {len(leaks)} synthetic rows, e.g. {leaks[:5]}; nothing was written")
-    for row in rows:  # the file's contract, checked on every row before it is written
+    for row in rows:
         SyntheticExample.model_validate(row)
-    write_jsonl(out_dir / "train.jsonl", rows)
-    classes = Counter(r["expected"]["category"] for r in rows)
-    balance = {c: round(n / len(rows), 4) for c, n in sorted(classes.items())}
+        task.Label.model_validate(row["expected"]) if row["source"] != "gold" else task.validate_expected(
+            row["expected"]
+        )
+    write_jsonl(path, rows)
+
+
+def _result(cfg, task: Task, labeller: _Labeller, rows, out_dir, asked, reject_rate, decontaminated, dropped):
+    classes = Counter(str(task.class_of(r["expected"])) for r in rows)
+    balance = {c: round(n / len(rows), 4) for c, n in sorted(classes.items())} if task.stratify_by else {}
     warnings = [f"{c}: {share:.1%} < min_class_share" for c, share in balance.items() if share < cfg.min_class_share]
-    counts = Counter(r["source"] for r in rows)
-    price = cfg.cost
-    result = SynthesizeResult(
+    usage, price = labeller.usage, cfg.cost
+    return SynthesizeResult(
         out_file=out_dir / "train.jsonl",
-        counts={**counts, "asked": asked, "total": len(rows)},
-        rejected=dict(rejected),
+        counts={**Counter(r["source"] for r in rows), "asked": asked, "total": len(rows)},
+        rejected=dict(labeller.rejected),
         reject_rate=reject_rate,
         decontaminated=dict(decontaminated),
         dropped_for_balance=dict(dropped),
         class_balance=balance,
         class_warnings=warnings,
-        cache_hits=hits_total,
+        cache_hits=labeller.cache_hits,
         teacher_calls=usage["calls"],
         prompt_tokens=usage["prompt_tokens"],
         completion_tokens=usage["completion_tokens"],
@@ -300,35 +353,3 @@ def run(
             6,
         ),
     )
-    write_manifest(out_dir, stage="synthesize", currency=price.currency, **result.model_dump(mode="json"))
-    return result
-
-
-def main() -> None:
-    import argparse
-
-    from components.config import load_params
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default=None)
-    parser.add_argument("--train", type=Path, required=True)
-    parser.add_argument("--pool", type=Path, required=True)
-    parser.add_argument("--test", type=Path, required=True)
-    parser.add_argument("--out-dir", type=Path, required=True)
-    parser.add_argument("--cache", type=Path, default=Path(".slmops/teacher_cache.sqlite"))
-    args = parser.parse_args()
-    params = load_params(args.profile)
-    result = run(
-        params.synthesize,
-        train=args.train,
-        pool=args.pool,
-        test=args.test,
-        out_dir=args.out_dir,
-        cache_path=args.cache,
-        seed=params.project.seed,
-    )
-    print(result.model_dump_json(indent=2))
-
-
-if __name__ == "__main__":
-    main()

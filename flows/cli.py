@@ -1,7 +1,9 @@
 """The ``slmops`` command. Every subcommand has ``--help``; heavy libraries load only when a command runs.
 
 Usage:
-    slmops run --profile demo
+    slmops demo build --profile demo && slmops run --profile demo
+    slmops params --profile demo            # the resolved params; --schema for the JSON schema
+    slmops stage finetune --profile demo    # one stage (what dvc.yaml runs)
     slmops evaluate --model prod --data data/prepared/test.jsonl
     slmops promote --to pilot && slmops promote --to prod
     slmops serve --alias prod --port 8000
@@ -28,6 +30,10 @@ app = typer.Typer(
 )
 pii_app = typer.Typer(help="PII tools: the same masking the prepare stage applies.", no_args_is_help=True)
 app.add_typer(pii_app, name="pii")
+demo_app = typer.Typer(
+    help="The offline demo's stand-ins (generated data, tokenizer, base model).", no_args_is_help=True
+)
+app.add_typer(demo_app, name="demo")
 
 WorkDir = Annotated[
     Path,
@@ -40,44 +46,123 @@ Profile = Annotated[
     ),
 ]
 Stage = Annotated[str, typer.Option(help="Registry alias: poc, pilot or prod.")]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override one param for this run: dotted.key=value (repeatable), e.g. --set finetune.training.epochs=2",
+    ),
+]
 
 
-def _setup(work_dir: Path, profile: str):
-    from components.config import ParamsError, load_params
+def _setup(
+    work_dir: Path, profile: str | None, params_file: Path | None = None, preflight: bool = False, overrides=None
+):
+    """Load params (exit 2 naming the key on a bad file), set up the work dir's state, check before running."""
+    from components.config import ParamsError, load_params, load_params_file
 
-    configure(work_dir)
     try:
-        return load_params(profile)
+        params = load_params_file(params_file) if params_file else load_params(profile, overrides=overrides or [])
     except ParamsError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None
+    configure(work_dir, offline=params.project.offline)
+    if preflight:
+        from components.preflight import check
+
+        problems = check(params, work_dir.resolve())
+        if problems:
+            typer.echo("cannot start:\n  " + "\n  ".join(problems), err=True)
+            raise typer.Exit(2)
+    return params
 
 
 @app.command()
-def run(profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
-    """Run the whole pipeline (Prefect flow, tracked in MLflow) on a params profile."""
-    _setup(work_dir, profile)
+def run(profile: Profile = "demo", work_dir: WorkDir = Path("."), overrides: Overrides = None) -> None:
+    """Run the pipeline (Prefect flow, tracked in MLflow) on a params profile: one line per stage, then a table."""
+    params = _setup(work_dir, profile, preflight=True, overrides=overrides)
+    from flows.runtime import quiet_console
+
+    log_file = quiet_console(work_dir)
     from flows.pipeline import pipeline
 
-    summary = pipeline(profile=profile, work_dir=str(work_dir))
-    m = summary["metrics"]
-    typer.echo("\n" + _table(m))
+    typer.echo(f"slmops run: task {params.task}, profile {profile}, work dir {work_dir.resolve()} (log: {log_file})")
+    summary = pipeline(profile=profile, work_dir=str(work_dir), overrides=overrides or [])
+    typer.echo("\n" + _table(summary["metrics"]))
     store = f"sqlite:///{(work_dir / 'mlruns.db').resolve()}"
     typer.echo(f"\nMLflow run: {summary['run_id']}  (browse: mlflow ui --backend-store-uri {store})")
     typer.echo(f"Reports:    {summary['reports']}")
-    gate = summary["gate"]
-    typer.echo(
-        "poc gate:   "
-        + (
-            (
-                f"passed, version {gate.get('version', '?')} already holds poc (same model, nothing registered)"
-                if gate.get("unchanged")
-                else "passed, registered version " + gate.get("version", "?")
-            )
-            if gate["passed"]
-            else "FAILED: " + "; ".join(gate["reasons"])
-        )
-    )
+    typer.echo("poc gate:   " + _gate_line(summary["gate"]))
+
+
+def _gate_line(gate: dict) -> str:
+    if not gate["passed"]:
+        return "FAILED: " + "; ".join(gate["reasons"])
+    if gate.get("unchanged"):
+        return f"passed, version {gate.get('version', '?')} already holds poc (same model, nothing registered)"
+    return "passed, registered version " + gate.get("version", "?")
+
+
+@demo_app.command("build")
+def demo_build(profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
+    """Build the offline demo's stand-ins: data from the task's generator, a tokenizer, a tiny base model."""
+    _setup(work_dir, profile)
+    from flows.runtime import quiet_console
+
+    quiet_console(work_dir)
+    from flows.pipeline import demo_build as build
+
+    typer.echo(f"slmops demo build: profile {profile}, work dir {work_dir.resolve()}")
+    build(profile=profile, work_dir=str(work_dir))
+
+
+@app.command()
+def stage(
+    name: Annotated[str, typer.Argument(help="A stage of the registry (flows/stages.py), e.g. prepare.")],
+    profile: Profile = "demo",
+    params_file: Annotated[
+        Path | None, typer.Option(help="A complete params file (DVC's params.yaml) instead of --profile.")
+    ] = None,
+    work_dir: WorkDir = Path("."),
+) -> None:
+    """Run one stage, cached by content (what dvc.yaml's commands run). Not tracked in MLflow."""
+    params = _setup(work_dir, profile, params_file)
+    from flows.runner import run_stage
+    from flows.runtime import quiet_console
+    from flows.stages import STAGES, Ctx
+
+    if name not in STAGES:
+        typer.echo(f"unknown stage {name!r}; stages: {', '.join(STAGES)}", err=True)
+        raise typer.Exit(2)
+    quiet_console(work_dir)
+    run_stage(STAGES[name], Ctx(params, work_dir.resolve()), track=False)
+
+
+@app.command("params")
+def show_params(
+    profile: Profile = "demo",
+    schema: Annotated[bool, typer.Option(help="Print the JSON schema of every key, with defaults.")] = False,
+) -> None:
+    """Print the resolved params (code defaults + params/base.yaml + the profile) as YAML."""
+    import yaml
+
+    from components.config import Params
+
+    if schema:
+        typer.echo(json.dumps(Params.model_json_schema(), indent=2, ensure_ascii=False))
+        return
+    params = _setup(Path("."), profile)
+    typer.echo(yaml.safe_dump(params.model_dump(mode="json"), allow_unicode=True, sort_keys=False))
+
+
+@app.command()
+def dvc(profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
+    """Write dvc.yaml and params.yaml (the resolved profile) from the stage registry."""
+    params = _setup(work_dir, profile)
+    from flows.versioning import write_dvc_files
+
+    for path in write_dvc_files(params, profile, work_dir.resolve()):
+        typer.echo(f"wrote {path}")
 
 
 @app.command()
@@ -86,25 +171,27 @@ def evaluate(
         str, typer.Option(help="A registry alias (poc, pilot, prod) or a local model folder (ONNX or transformers).")
     ],
     data: Annotated[
-        Path, typer.Option(help='JSONL with lines {"input": ..., "expected": {"category": ..., "priority": ...}}.')
+        Path, typer.Option(help="A labelled JSONL/CSV/Parquet file in the task's terms (input + output fields).")
     ],
     profile: Profile = "demo",
     work_dir: WorkDir = Path("."),
 ) -> None:
-    """Evaluate a model on any labelled JSONL file; the last stdout line is the metrics as one JSON object."""
+    """Evaluate a model on any labelled file; the last stdout line is the metrics as one JSON object."""
     params = _setup(work_dir, profile)
     from components.data import PrepareConfig, load_clean
     from components.evaluate import evaluate_model
+    from components.tasks import load_task
 
+    task = load_task(params.task, work_dir.resolve())
     rejects: list[dict] = []
-    rows = load_clean(data, PrepareConfig(mask_pii=False, min_chars=1), True, rejects, Counter())
+    rows = load_clean(data, PrepareConfig(mask_pii=False, min_chars=1), task, True, rejects, Counter())
     for r in rejects:
         typer.echo(f"skipped {r['file']}:{r['line']}: {r['reason']}", err=True)
     if not rows:
         typer.echo(f"{data}: no valid rows", err=True)
         raise typer.Exit(2)
     chat_model = _load_model(model, params, work_dir)
-    metrics, _ = evaluate_model(chat_model, rows, params.evaluate.max_new_tokens)
+    metrics, _ = evaluate_model(chat_model, task, rows, params.evaluate.max_new_tokens)
     metrics["n"] = int(metrics["n"])
     typer.echo(json.dumps(metrics))
 
@@ -135,7 +222,7 @@ def rollback(stage: Stage = "prod", profile: Profile = "demo", work_dir: WorkDir
     except ValueError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"{params.project.registered_model}@{stage} -> version {version}")
+    typer.echo(f"{params.model_name}@{stage} -> version {version}")
 
 
 @app.command()
@@ -146,7 +233,7 @@ def history(stage: Stage = "prod", profile: Profile = "demo", work_dir: WorkDir 
     from flows.runtime import tracking
 
     tracking(work_dir, params.project.experiment)
-    for entry in registry.history(params.project.registered_model, stage):
+    for entry in registry.history(params.model_name, stage):
         typer.echo(f"{entry['at']}  version {entry['version']}  ({entry.get('note', '')})")
 
 
@@ -166,13 +253,14 @@ def serve(
     ] = True,
     profile: Profile = "demo",
     work_dir: WorkDir = Path("."),
+    overrides: Overrides = None,
 ) -> None:
     """Start the OpenAI-compatible server (/v1/chat/completions, /v1/models, /health, /metrics).
 
     Limits (body size, max_tokens cap, requests in flight, generation timeout), the teacher fallback and how
     often to look for a new alias holder come from params `serve`. `POST /admin/reload` switches at once.
     """
-    params = _setup(work_dir, profile)
+    params = _setup(work_dir, profile, overrides=overrides)
     from contextlib import ExitStack
 
     import uvicorn
@@ -180,9 +268,10 @@ def serve(
     from components.config import Layout
     from components.serve.app import create_app
     from components.serve.reload import ModelHolder, ServedModel
+    from components.tasks import load_task
 
     cfg = params.serve if max_batch_size is None else params.serve.model_copy(update={"max_batch_size": max_batch_size})
-    name = params.project.registered_model
+    name = params.model_name
     if model_path is not None:
         from components.inference import ChatModel
 
@@ -207,12 +296,12 @@ def serve(
         backstop = None
         if fallback and cfg.fallback.teacher is not None:
             from components.serve.fallback import Fallback
-            from components.teacher import open_teacher, resolve_local
+            from components.teacher import open_teacher
 
-            teacher_cfg = resolve_local(cfg.fallback.teacher, work_dir.resolve())
+            task = load_task(params.task, work_dir.resolve())
             try:
-                backstop = Fallback(stack.enter_context(open_teacher(teacher_cfg)), cfg.fallback)
-            except FileNotFoundError as err:
+                backstop = Fallback(stack.enter_context(open_teacher(cfg.fallback.teacher)), cfg.fallback, task)
+            except (FileNotFoundError, ImportError) as err:
                 typer.echo(f"teacher fallback: {err}; or serve without it: --no-fallback", err=True)
                 raise typer.Exit(2) from None
         typer.echo(
@@ -269,22 +358,17 @@ def _load_model(model: str, params, work_dir: Path):
 
     tracking(work_dir, params.project.experiment)
     try:
-        return registry.load_chat_model(params.project.registered_model, model)[0]
+        return registry.load_chat_model(params.model_name, model)[0]
     except ValueError as err:
         typer.echo(f"{model!r} is neither a folder nor a usable alias: {err}", err=True)
         raise typer.Exit(2) from None
 
 
 def _table(metrics: dict[str, dict[str, float]]) -> str:
-    cols = [
-        "category_accuracy",
-        "priority_accuracy",
-        "json_valid_rate",
-        "reply_chrf",
-        "latency_p50_ms",
-        "latency_p95_ms",
-        "size_mb",
-    ]
+    """One row per model, one column per metric (the task's, then validity, latency and size)."""
+    tail = ["json_valid_rate", "exact_match", "latency_p50_ms", "latency_p95_ms", "size_mb"]
+    found = {k for m in metrics.values() for k in m} - {"n"}
+    cols = sorted(found - set(tail)) + [c for c in tail if c in found]
     width = max(map(len, cols)) + 2
     lines = ["model          " + "".join(f"{c:>{width}}" for c in cols)]
     for name, m in metrics.items():

@@ -18,14 +18,20 @@ from flows.runtime import tracking
 @task(name="drift-report")
 def drift_report(profile: str, layout: Layout) -> dict[str, Any]:
     import mlflow
+
     from components import monitor
+    from components.tasks import load_task
 
     params = load_params(profile)
     reference = layout.synthetic / "train.jsonl"
     if not reference.exists():
         reference = layout.prepared / "train.jsonl"
     result = monitor.run(
-        params.monitor, reference=reference, log=layout.inference_log, out_dir=layout.reports / "monitor"
+        params.monitor,
+        task=load_task(params.task, layout.root),
+        reference=reference,
+        log=layout.inference_log,
+        out_dir=layout.reports / "monitor",
     )
     with mlflow.start_run(run_name="monitor"):
         mlflow.set_tag("drift_detected", str(result.drift_detected).lower())

@@ -1,306 +1,129 @@
-"""The pipeline flow: prepare -> synthesize -> finetune -> quantize -> evaluate -> gate + register.
+"""The flows: ``demo_build`` (the offline stand-ins) and ``pipeline`` (prepare -> ... -> gate + register).
 
 Usage:
-    slmops run --profile demo          # or: python -m flows.pipeline demo
+    slmops demo build --profile demo     # generated data, tokenizer, tiny base model (only the demo needs this)
+    slmops run --profile demo            # the pipeline on whatever data:, task:, base_model and teacher say
 
-With ``demo`` or ``smoke`` params the flow first builds the offline stand-ins (data, tokenizer, student
-base model, demo teacher served over HTTP). Every stage is a Prefect task wrapping one component, logged
-as a nested MLflow run under one parent run, and cached by content (see ``flows/stages.py``).
+Every stage is one entry of the registry in ``flows/stages.py``, run here as a Prefect task and logged as a
+nested MLflow run under one parent run; ``dvc.yaml`` runs the same stages (``make repro``).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
-from pydantic import BaseModel
+from prefect.cache_policies import NO_CACHE
 
-from components.config import Layout, Params, load_gates, load_params, resolve_model_path
+from components.config import PARAMS_DIR, Params, load_gates, load_params
 from components.io import sha256_tree
+from flows.runner import log_dataset, run_stage
 from flows.runtime import flatten, tracking
-from flows.stages import code_hash, run_stage
+from flows.stages import DEMO, PIPELINE, STAGES, Ctx
 
 
-@task(name="build-demo-stand-ins")
-def build_demo(params: Params, layout: Layout, parent: str) -> None:
-    """Offline stand-ins for what real users download or rent: data, tokenizer, student base, teacher."""
-    from components.demo import generate, models, tokenizer
-    from components.quantize import export_onnx
-
-    d, seed = params.demo, params.project.seed
-    run_stage(
-        "demo-data",
-        config=d.model_dump(include={"n_seed", "n_pool", "n_test"}) | {"seed": seed},
-        inputs=[],
-        code=code_hash("demo/generate.py"),
-        out_dir=layout.raw,
-        parent_run_id=parent,
-        fn=lambda: _Counts(counts=generate.run(seed, d.n_seed, d.n_pool, d.n_test, layout.raw)),
-    )
-    prepare(params, layout, parent)
-    run_stage(
-        "demo-tokenizer",
-        config={"vocab_size": d.vocab_size},
-        inputs=[layout.prepared],
-        code=code_hash("demo/tokenizer.py"),
-        out_dir=layout.tokenizer,
-        parent_run_id=parent,
-        fn=lambda: _Path(path=tokenizer.run(d.vocab_size, prepared=layout.prepared, out_dir=layout.tokenizer)),
-    )
-    model_configs = {  # each model's cache key holds only what builds it
-        "student": d.model_dump(include={"student", "pretrain", "vocab_size"}),
-        "teacher": d.model_dump(
-            include={"teacher", "pretrain", "teacher_pretrain_epochs", "teacher_sft", "vocab_size"}
-        ),
-    }
-    for which, out in (("student", layout.student_base), ("teacher", layout.teacher)):
-        run_stage(
-            f"demo-{which}",
-            config=model_configs[which],
-            inputs=[layout.tokenizer, layout.prepared],
-            code=code_hash("demo/models.py", "finetune.py"),
-            out_dir=out,
-            parent_run_id=parent,
-            fn=lambda which=which, out=out: models.build(
-                which, d, tokenizer_dir=layout.tokenizer, prepared=layout.prepared, out_dir=out, seed=seed
-            ),
-            artifacts=("loss_curve.png",),
-        )
-    run_stage(
-        "demo-teacher-onnx",
-        config={},
-        inputs=[layout.teacher],
-        code=code_hash("quantize.py"),
-        out_dir=layout.teacher_onnx,
-        parent_run_id=parent,
-        fn=lambda: _Path(path=export_onnx(layout.teacher, layout.teacher_onnx)),
-    )
+@task(name="stage", cache_policy=NO_CACHE)
+def stage_task(name: str, ctx: Ctx, parent: str | None) -> dict[str, Any]:
+    return run_stage(STAGES[name], ctx, parent)
 
 
-def prepare(params: Params, layout: Layout, parent: str) -> dict[str, Any]:
-    from components import data
-
-    raw = layout.raw
-    return run_stage(
-        "prepare",
-        config=params.prepare,
-        inputs=[raw],
-        code=code_hash("data.py", "pii.py", "tasks"),
-        out_dir=layout.prepared,
-        parent_run_id=parent,
-        artifacts=("rejects.jsonl",),
-        fn=lambda: data.run(
-            params.prepare,
-            labelled=raw / "seed.jsonl",
-            unlabelled=raw / "pool.jsonl",
-            test=raw / "test.jsonl",
-            out_dir=layout.prepared,
-            seed=params.project.seed,
-        ),
-    )
+def _run_stages(stages, ctx: Ctx, parent: str) -> dict[str, dict[str, Any]]:
+    return {s.name: stage_task.with_options(name=s.name)(s.name, ctx, parent) for s in stages}
 
 
-@task(name="prepare")
-def prepare_task(params: Params, layout: Layout, parent: str) -> dict[str, Any]:
-    return prepare(params, layout, parent)
+@flow(name="slmops-demo-build")
+def demo_build(profile: str = "demo", work_dir: str = ".") -> dict[str, Any]:
+    """Offline stand-ins for what real users bring or download: data, a tokenizer, a student base model."""
+    import mlflow
+
+    ctx = Ctx(load_params(profile), Path(work_dir).resolve())
+    tracking(ctx.root, ctx.params.project.experiment)
+    with mlflow.start_run(run_name=f"demo-build-{profile}") as run:
+        mlflow.set_tag("profile", profile)
+        return _run_stages(DEMO, ctx, run.info.run_id)
 
 
-@task(name="synthesize")
-def synthesize(params: Params, layout: Layout, parent: str) -> dict[str, Any]:
-    from components import synthesize as synth
-
-    cfg = _teacher_paths(params, layout).synthesize
-    p = layout.prepared
-    inputs = [p / "train.jsonl", p / "pool.jsonl", p / "test.jsonl"] + (
-        [Path(cfg.teacher.serve_local)] if getattr(cfg.teacher, "serve_local", None) else []
-    )
-    return run_stage(
-        "synthesize",
-        config=cfg,
-        inputs=inputs,
-        code=code_hash("synthesize.py", "teacher", "tasks", "dedup.py", "pii.py", "inference.py", "serve"),
-        out_dir=layout.synthetic,
-        parent_run_id=parent,
-        artifacts=("rejects.jsonl",),
-        fn=lambda: synth.run(
-            cfg,
-            train=p / "train.jsonl",
-            pool=p / "pool.jsonl",
-            test=p / "test.jsonl",
-            out_dir=layout.synthetic,
-            cache_path=layout.state / "teacher_cache.sqlite",
-            seed=params.project.seed,
-        ),
-    )
-
-
-@task(name="finetune")
-def finetune(params: Params, layout: Layout, parent: str) -> dict[str, Any]:
-    from components import finetune as ft
-
-    base = resolve_model_path(params.finetune.base_model, layout.root)
-    inputs = [layout.synthetic / "train.jsonl", layout.prepared / "val.jsonl"] + (
-        [Path(base)] if Path(base).exists() else []
-    )
-    return run_stage(
-        "finetune",
-        config=params.finetune,
-        inputs=inputs,
-        code=code_hash("finetune.py", "tasks"),
-        out_dir=layout.student,
-        parent_run_id=parent,
-        artifacts=("loss_curve.png", "log_history.json"),
-        fn=lambda: ft.run(
-            params.finetune,
-            train=layout.synthetic / "train.jsonl",
-            val=layout.prepared / "val.jsonl",
-            base_model=base,
-            out_dir=layout.student,
-            seed=params.project.seed,
-        ),
-    )
-
-
-@task(name="quantize")
-def quantize(params: Params, layout: Layout, parent: str) -> dict[str, Any]:
-    from components import quantize as q
-
-    return run_stage(
-        "quantize",
-        config=params.quantize,
-        inputs=[layout.student],
-        code=code_hash("quantize.py"),
-        out_dir=layout.student_onnx,
-        parent_run_id=parent,
-        fn=lambda: q.run(params.quantize, model_dir=layout.student, out_dir=layout.student_onnx),
-    )
-
-
-@task(name="evaluate")
-def evaluate(params: Params, layout: Layout, parent: str) -> dict[str, Any]:
-    from components import evaluate as ev
-    from components.inference import ChatModel
-    from components.tasks import ticket_triage as task
-    from components.teacher.chat import TeacherChat
-
-    out = layout.reports / "eval"
-    int8 = layout.student_onnx / "int8"
-    teacher_cfg = _teacher_paths(params, layout).synthesize.teacher
-
-    def run() -> ev.EvaluateResult:
-        models = {
-            "student": ev.Candidate(chat=ChatModel.load(layout.student), folder=layout.student),
-            "student_int8": ev.Candidate(chat=ChatModel.load(int8), folder=int8),
-        }
-        if not params.evaluate.evaluate_teacher:
-            return ev.run(params.evaluate, test=layout.prepared / "test.jsonl", models=models, out_dir=out)
-        with TeacherChat.open(teacher_cfg) as teacher:
-            teacher_candidate = ev.Candidate(chat=teacher, prompt=task.build_teacher_messages)
-            return ev.run(
-                params.evaluate,
-                test=layout.prepared / "test.jsonl",
-                models={"teacher": teacher_candidate, **models},
-                out_dir=out,
-            )
-
-    return run_stage(
-        "evaluate",
-        config=params.evaluate,
-        inputs=[layout.prepared / "test.jsonl", layout.student, int8],
-        code=code_hash("evaluate.py", "inference.py", "tasks"),
-        out_dir=out,
-        parent_run_id=parent,
-        artifacts=("metrics.json", "comparison.csv"),
-        fn=run,
-    )
-
-
-@task(name="gate-and-register")
-def gate_and_register(params: Params, layout: Layout, metrics: dict[str, float]) -> dict[str, Any]:
-    """Check the ``poc`` gates on the int8 model; if they pass, register it and point ``poc`` at it."""
+@task(name="gate-and-register", cache_policy=NO_CACHE)
+def gate_and_register(ctx: Ctx, metrics: dict[str, float]) -> dict[str, Any]:
+    """Check the ``poc`` gates on the served form; if they pass, register it and point ``poc`` at it."""
     from components import registry
     from components.gates import decide
 
-    decision = decide(metrics, None, load_gates().poc, stage="poc")
+    params = ctx.params
+    decision = decide(metrics, None, load_gates(PARAMS_DIR / params.gates).poc, stage="poc")
     out: dict[str, Any] = decision.model_dump()
     if decision.passed:
-        name, model_dir = params.project.registered_model, layout.student_onnx / "int8"
+        name, model_dir = params.model_name, ctx.layout.student_onnx / "int8"
         holder = registry.alias_version(name, "poc")
         if holder is not None and registry.version_sha256(name, holder) == sha256_tree(model_dir):
-            out |= {"version": holder, "unchanged": True}  # a rerun of the same model: no duplicate version
-            return out
-        version = registry.register(model_dir, name, metrics)
+            return out | {"version": holder, "unchanged": True}  # a rerun of the same model: no duplicate version
+        version = registry.register(model_dir, name, metrics, ctx.task)
         registry.set_alias(name, "poc", version)
         out["version"] = version
     return out
 
 
-@flow(name="slmops-pipeline", log_prints=True)
-def pipeline(profile: str = "demo", work_dir: str = ".") -> dict[str, Any]:
+@flow(name="slmops-pipeline")
+def pipeline(profile: str = "demo", work_dir: str = ".", overrides: list[str] | None = None) -> dict[str, Any]:
     import mlflow
 
-    params = load_params(profile)
-    layout = Layout(root=Path(work_dir).resolve())
-    experiment_id = tracking(layout.root, params.project.experiment)
+    params = load_params(profile, overrides=overrides or [])
+    ctx = Ctx(params, Path(work_dir).resolve())
+    experiment_id = tracking(ctx.root, params.project.experiment)
     with mlflow.start_run(run_name=f"pipeline-{profile}") as parent_run:
         parent = parent_run.info.run_id
-        mlflow.log_params({k: str(v)[:500] for k, v in flatten(params.model_dump(mode="json")).items()})
-        mlflow.set_tag("profile", profile)
-        if params.finetune.base_model == "models/student_base":  # the offline demo's own base model
-            build_demo(params, layout, parent)
-        else:
-            prepare_task(params, layout, parent)
-        synthesize(params, layout, parent)
-        finetune(params, layout, parent)
-        quantize(params, layout, parent)
-        result = evaluate(params, layout, parent)
-        for model_name, values in result["metrics"].items():
+        _log_params(params, profile)
+        if overrides:
+            mlflow.set_tag("overrides", " ".join(overrides)[:5000])
+        results = _run_stages(PIPELINE, ctx, parent)
+        metrics = results["evaluate"]["metrics"]
+        for model_name, values in metrics.items():
             mlflow.log_metrics({f"{model_name}.{k}": v for k, v in values.items()})
-        mlflow.log_table(_comparison_table(result["metrics"]), artifact_file="eval/comparison.json")
-        mlflow.log_artifacts(str(layout.reports / "eval"), artifact_path="eval")
-        decision = gate_and_register(params, layout, result["metrics"]["student_int8"])
+        _log_evaluation(ctx, metrics)
+        decision = gate_and_register(ctx, metrics["student_int8"])
         mlflow.set_tag("poc_gate", "passed" if decision["passed"] else "failed")
         if params.dvc.commit:
             from flows.versioning import dvc_commit_and_push
 
-            lock = dvc_commit_and_push(layout.root)
+            lock = dvc_commit_and_push(ctx.root)
             if lock is not None:
                 mlflow.log_artifact(str(lock))
-    summary = {
+        if (ctx.root / "logs" / "slmops.log").exists():  # the full log: library output, warnings, tracebacks
+            mlflow.log_artifact(str(ctx.root / "logs" / "slmops.log"), artifact_path="logs")
+    return {
         "run_id": parent,
         "experiment_id": experiment_id,
-        "metrics": result["metrics"],
+        "metrics": metrics,
         "gate": decision,
-        "reports": str(layout.reports),
+        "reports": str(ctx.layout.reports),
     }
-    print(json.dumps(summary, indent=2))
-    return summary
 
 
-def _teacher_paths(params: Params, layout: Layout) -> Params:
-    """Resolve a relative ``serve_local`` model folder against the work dir."""
-    from components.teacher import resolve_local
+def _log_params(params: Params, profile: str) -> None:
+    import mlflow
 
-    teacher = resolve_local(params.synthesize.teacher, layout.root)
-    return params.model_copy(update={"synthesize": params.synthesize.model_copy(update={"teacher": teacher})})
+    mlflow.log_params({k: str(v)[:500] for k, v in flatten(params.model_dump(mode="json")).items()})
+    mlflow.set_tags({"profile": profile, "task": params.task})
+
+
+def _log_evaluation(ctx: Ctx, metrics: dict[str, dict[str, float]]) -> None:
+    """The parent run shows what was trained on and tested on (datasets), the side-by-side metrics, and every
+    model's per-example predictions as tables the MLflow UI can compare across runs."""
+    import mlflow
+    import pandas as pd
+
+    from components.io import load_jsonl
+
+    log_dataset(ctx.layout.synthetic / "train.jsonl", "training")
+    log_dataset(ctx.layout.prepared / "test.jsonl", "evaluation")
+    mlflow.log_table(_comparison_table(metrics), artifact_file="eval/comparison.json")
+    for model in metrics:
+        rows = load_jsonl(ctx.layout.reports / "eval" / f"predictions_{model}.jsonl")
+        mlflow.log_table(pd.json_normalize(rows), artifact_file=f"eval/predictions_{model}.json")
+    mlflow.log_artifacts(str(ctx.layout.reports / "eval"), artifact_path="eval")
 
 
 def _comparison_table(metrics: dict[str, dict[str, float]]) -> dict[str, list]:
     columns = sorted({k for m in metrics.values() for k in m})
     return {"model": list(metrics), **{c: [metrics[m].get(c) for m in metrics] for c in columns}}
-
-
-class _Counts(BaseModel):
-    counts: dict[str, int]
-
-
-class _Path(BaseModel):
-    path: Path
-
-
-if __name__ == "__main__":
-    import sys
-
-    pipeline(profile=sys.argv[1] if len(sys.argv) > 1 else "demo")

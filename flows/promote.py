@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from components import registry
-from components.config import Layout, Params, load_gates
+from components.config import PARAMS_DIR, Layout, Params, load_gates
 from components.gates import decide
 from flows.runtime import tracking
 
@@ -46,17 +46,17 @@ def promote(params: Params, work_dir: Path, to: str, gates_file: Path | None = N
         raise ValueError(f"--to must be one of {sorted(SOURCE)}, got {to!r}")
     tracking(work_dir, params.project.experiment)
     with promotion_lock(Layout(root=work_dir.resolve()).state / "promotion.lock"):
-        return _promote(params.project.registered_model, to, gates_file)
+        return _promote(params.model_name, to, gates_file or PARAMS_DIR / params.gates)
 
 
 def rollback(params: Params, work_dir: Path, stage: str) -> str:
     """Point ``stage`` back at its previous holder, under the same lock as promotions; returns that version."""
     tracking(work_dir, params.project.experiment)
     with promotion_lock(Layout(root=work_dir.resolve()).state / "promotion.lock"):
-        return registry.rollback(params.project.registered_model, stage)
+        return registry.rollback(params.model_name, stage)
 
 
-def _promote(name: str, to: str, gates_file: Path | None) -> dict[str, Any]:
+def _promote(name: str, to: str, gates_file: Path) -> dict[str, Any]:
     source = SOURCE[to]
     candidate = registry.alias_version(name, source)
     if candidate is None:

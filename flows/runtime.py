@@ -1,8 +1,9 @@
-"""Embedded defaults for a run: where Prefect, MLflow and DVC keep their state, set only when asked.
+"""Embedded defaults for a run: where Prefect, MLflow and DVC keep their state, quiet consoles, a full log file.
 
 Usage:
-    configure(Path("."))     # before importing prefect: PREFECT_HOME etc. inside the work dir
-    tracking(Path("."), "slmops")   # MLflow on SQLite + a local artifact folder, unless MLFLOW_TRACKING_URI is set
+    configure(Path("."), offline=True)   # before importing prefect: PREFECT_HOME etc. inside the work dir
+    log_file = quiet_console(Path("."))  # library chatter and warnings to logs/slmops.log, not the terminal
+    tracking(Path("."), "slmops")        # MLflow on SQLite + a local artifact folder, unless MLFLOW_TRACKING_URI is set
 
 Nothing here runs at import time. Every default is ``setdefault``: a value already in the environment
 (a real Prefect server's ``PREFECT_API_URL``, a shared ``MLFLOW_TRACKING_URI``) wins.
@@ -10,29 +11,61 @@ Nothing here runs at import time. Every default is ``setdefault``: a value alrea
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
-def configure(work_dir: Path) -> None:
+
+def configure(work_dir: Path, offline: bool = False) -> None:
     work_dir = work_dir.resolve()
     defaults = {
         "PREFECT_HOME": str(work_dir / ".prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_LOGGING_LEVEL": "WARNING",  # Prefect's own chatter; stage lines are printed, not logged
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "DVC_SITE_CACHE_DIR": str(work_dir / ".dvc-site-cache"),
         "DVC_NO_ANALYTICS": "1",
         "MLFLOW_TRACKING_URI": f"sqlite:///{work_dir / 'mlruns.db'}",
-        "HF_HUB_OFFLINE": "1",  # never download weights or data at run time
-        "HF_DATASETS_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "HF_DATASETS_CACHE": str(work_dir / ".cache" / "datasets"),
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_CONFIGURE_LOGGING": "false",  # its records go to the log file with everything else
     }
+    if offline:  # params project.offline: never download weights or data at run time
+        defaults |= dict.fromkeys(OFFLINE_VARS, "1")
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect's SQLite needs the folder
+
+
+def quiet_console(work_dir: Path) -> Path:
+    """Send library logs and Python warnings (TracerWarnings, deprecations) to ``logs/slmops.log``; keep the
+    terminal for the stage lines and progress bars. Returns the log file (logged to MLflow by the flows)."""
+    log_file = work_dir.resolve() / "logs" / "slmops.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").propagate = False
+    logging.getLogger("py.warnings").addHandler(handler)
+    for name in ("transformers", "datasets", "optimum", "trl", "peft", "mlflow", "alembic", "httpx", "onnxruntime"):
+        lib = logging.getLogger(name)
+        lib.handlers.clear()  # their own stderr handlers
+        lib.propagate = True
+        lib.setLevel(logging.INFO if name in ("transformers", "trl") else logging.WARNING)
+    import optimum.utils.logging as optimum_logging
+    import transformers
+
+    for library_logging in (transformers.logging, optimum_logging):  # each keeps a stderr handler of its own
+        library_logging.disable_default_handler()
+        library_logging.enable_propagation()
+    return log_file
 
 
 def tracking(work_dir: Path, experiment: str) -> str:
@@ -47,6 +80,8 @@ def tracking(work_dir: Path, experiment: str) -> str:
     else:
         experiment_id = found.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
+    # Tell the UI this is model training, so the experiment opens on its runs, not on an empty GenAI overview.
+    mlflow.MlflowClient().set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
     return experiment_id
 
 

@@ -1,91 +1,374 @@
-"""Stage runner shared by the flows: content-addressed caching plus one nested MLflow run per stage.
+"""The stage registry: every stage declared once, with its params keys, inputs, output folder and code.
 
-A stage's cache key is its config, the content hashes of its inputs (not their paths) and the hash of
-the code that computes it. When ``<out_dir>/manifest.json`` already holds that key, the stage is skipped
-and its recorded result returned, so a rerun after a crash resumes at the first unfinished stage.
+Usage:
+    slmops stage prepare --profile demo          # one stage, cached by content (what dvc.yaml runs)
+    slmops dvc --profile demo                    # writes dvc.yaml + params.yaml from this registry
+
+The same declaration drives the Prefect flows (``flows/pipeline.py`` runs ``PIPELINE``, ``slmops demo build``
+runs ``DEMO``), the cache key, the generic stage command and ``dvc.yaml``; a test checks that the committed
+``dvc.yaml`` is what this registry generates. A stage's cache key is the params it reads (dotted keys into
+the resolved params, seed included), the content hashes of its inputs (not their paths) and the hashes of
+the code it runs (always ``config.py`` and ``io.py`` too). A stage whose manifest already holds that key, and
+whose output files still match the hashes recorded when it ran, is reported "cached"; any changed or missing
+output file makes it rerun, saying which.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import time
+import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from components.io import atomic_write_text, read_manifest, sha256_text, sha256_tree
-from flows.runtime import flatten
+from components.config import Layout, Params, SourceConfig, resolve_model_path
+from components.tasks import Task, load_task, spec_path
 
-log = logging.getLogger("slmops")
-COMPONENTS = Path(__file__).resolve().parent.parent / "components"
-
-
-def code_hash(*modules: str) -> str:
-    """Hash of the named component source files/folders (e.g. ``"finetune.py"``, ``"demo"``)."""
-    return sha256_text("".join(sha256_tree(COMPONENTS / m) for m in modules))
+REPO = Path(__file__).resolve().parent.parent
+COMMON_CODE = ("components/config.py", "components/io.py")
+PII_CODE = "components/pii.py"
 
 
-def cache_key(config: Any, inputs: list[Path], code: str) -> str:
-    cfg = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
-    digests = [sha256_tree(p) if p.exists() else "missing" for p in inputs]
-    return sha256_text(json.dumps([cfg, digests, code], sort_keys=True, default=str))
+@dataclass(frozen=True)
+class Ctx:
+    """What a stage needs to find its inputs: the resolved params and the work dir."""
+
+    params: Params
+    root: Path
+
+    @cached_property
+    def task(self) -> Task:
+        return load_task(self.params.task, self.root)
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(root=self.root)
+
+    def source(self, src: SourceConfig | None) -> SourceConfig | None:
+        """A data source with its path made absolute under the work dir."""
+        return None if src is None else src.model_copy(update={"path": str(self.root / src.path)})
 
 
-def _numbers(data: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in flatten(data).items() if isinstance(v, int | float) and not isinstance(v, bool)}
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    params: tuple[str, ...]  # dotted keys of the resolved params the stage reads
+    code: tuple[str, ...]  # repo-relative files/folders it runs, besides COMMON_CODE
+    inputs: Callable[[Ctx], list[Path]]
+    out: Callable[[Ctx], Path]  # the output folder; its manifest.json records the cache key and output hashes
+    run: Callable[[Ctx], BaseModel]
+    summary: Callable[[dict[str, Any]], str]  # the figure that matters, for the console line
+    artifacts: tuple[str, ...] = field(default=())  # files (globs) of the output folder logged to MLflow
+    datasets: tuple[tuple[str, str], ...] = field(default=())  # (file in the output folder, MLflow input context)
+    metrics: Callable[[Ctx], Path] | None = None  # a flat metrics file for `dvc metrics` / `dvc exp show`
 
 
-def run_stage(
-    name: str,
-    *,
-    config: Any,
-    inputs: list[Path],
-    code: str,
-    out_dir: Path,
-    fn: Callable[[], BaseModel],
-    parent_run_id: str | None,
-    artifacts: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """Run ``fn`` unless ``out_dir`` already holds a result for the same key; log it to MLflow either way."""
-    import mlflow
+def module_file(ref: str) -> str | None:
+    """The repo-relative source file of ``module:attr`` when it lives in this repo (else None)."""
+    spec = importlib.util.find_spec(ref.partition(":")[0])
+    origin = Path(spec.origin) if spec and spec.origin else None
+    return origin.relative_to(REPO).as_posix() if origin and origin.is_relative_to(REPO) else None
 
-    key = cache_key(config, inputs, code)
-    manifest = read_manifest(out_dir) or {}
-    cached = manifest.get("cache_key") == key and "result" in manifest
-    if cached:
-        log.warning("stage %s: cached (inputs, params and code unchanged)", name)
-        result = manifest["result"]
-    else:
-        log.warning("stage %s: running", name)
-        started = time.perf_counter()
-        result = fn().model_dump(mode="json")
-        seconds = round(time.perf_counter() - started, 1)
-        log.warning("stage %s: done in %.1f s", name, seconds)
-        manifest = read_manifest(out_dir) or {}
-        manifest |= {
-            "cache_key": key,
-            "seconds": seconds,
-            "result": {k: v for k, v in result.items() if k != "log_history"},
-        }
-        atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2, default=str))
 
-    with mlflow.start_run(run_name=name, nested=parent_run_id is not None, parent_run_id=parent_run_id):
-        mlflow.set_tag("cached", str(cached).lower())
-        if "seconds" in manifest:  # time of the run that computed it, also when this one was cached
-            mlflow.log_metric("stage_seconds", manifest["seconds"])
-        if isinstance(config, BaseModel):
-            mlflow.log_params({k: str(v)[:500] for k, v in flatten(config.model_dump(mode="json")).items()})
-        mlflow.log_metrics(_numbers({k: v for k, v in result.items() if k != "log_history"}))
-        for step, entry in enumerate(result.get("log_history", [])):
-            mlflow.log_metrics(
-                {k: v for k, v in entry.items() if k in ("loss", "eval_loss", "learning_rate")},
-                step=int(entry.get("step", step)),
-            )
-        mlflow.log_artifact(str(out_dir / "manifest.json"))
-        for artifact in artifacts:
-            if (out_dir / artifact).exists():
-                mlflow.log_artifact(str(out_dir / artifact))
+def code_deps(stage: Stage, ctx: Ctx) -> list[str]:
+    """Every code path a stage's result depends on: its own, the shared ones, user modules it loads."""
+    deps = [*COMMON_CODE, *stage.code]
+    if "task" in stage.params and ":" in ctx.params.task:
+        deps.append(module_file(ctx.params.task))
+    teacher = ctx.params.synthesize.teacher
+    if any(k.startswith("synthesize") for k in stage.params) and teacher.kind == "callable":
+        deps.append(module_file(teacher.target))
+    if stage.name == "demo_data" and ctx.task.spec.demo_generator:
+        deps.append(module_file(ctx.task.spec.demo_generator))
+    return sorted({d for d in deps if d})
+
+
+def input_paths(stage: Stage, ctx: Ctx) -> list[Path]:
+    """The stage's declared inputs plus the task spec file when it reads ``task``."""
+    paths = stage.inputs(ctx)
+    spec = spec_path(ctx.params.task, ctx.root) if "task" in stage.params else None
+    return paths + ([spec] if spec is not None else [])
+
+
+def _sources(ctx: Ctx) -> list[Path]:
+    return [ctx.root / s.path for s in ctx.params.data.sources().values()]
+
+
+def _local_base(ctx: Ctx) -> list[Path]:
+    base = Path(resolve_model_path(ctx.params.finetune.base_model, ctx.root))
+    return [base] if base.exists() else []
+
+
+# ---------------------------------------------------------------- how each stage calls its component
+
+
+def _demo_data(ctx: Ctx) -> BaseModel:
+    from components.demo import write_data
+
+    d, generator = ctx.params.demo, ctx.task.spec.demo_generator
+    if generator is None:
+        raise ValueError(f"task {ctx.task.name!r} names no demo_generator: the demo cannot make data for it")
+    seed, out = ctx.params.project.seed, ctx.root / d.out_dir
+    counts = write_data(generator, seed, d.n_seed, d.n_pool, d.n_test, out, **d.generator_options)
+    return _Counts(counts=counts)
+
+
+def _demo_tokenizer(ctx: Ctx) -> BaseModel:
+    from components.demo import tokenizer
+
+    out = tokenizer.run(
+        ctx.params.demo.vocab_size,
+        task=ctx.task,
+        raw_dir=ctx.root / ctx.params.demo.out_dir,
+        out_dir=ctx.layout.tokenizer,
+    )
+    return _Vocab(path=out, vocab_size=ctx.params.demo.vocab_size)
+
+
+def _demo_student_base(ctx: Ctx) -> BaseModel:
+    from components.demo.models import build_base
+
+    p, layout = ctx.params, ctx.layout
+    return build_base(
+        p.demo,
+        ctx.task,
+        tokenizer_dir=layout.tokenizer,
+        raw_dir=ctx.root / p.demo.out_dir,
+        out_dir=layout.student_base,
+        seed=p.project.seed,
+    )
+
+
+def _prepare(ctx: Ctx) -> BaseModel:
+    from components import data
+
+    p = ctx.params
+    if p.data.labelled is None:
+        raise ValueError("data.labelled is not set: name your labelled file in params (see README)")
+    return data.run(
+        p.prepare,
+        task=ctx.task,
+        labelled=ctx.source(p.data.labelled),
+        unlabelled=ctx.source(p.data.unlabelled),
+        test=ctx.source(p.data.test),
+        out_dir=ctx.layout.prepared,
+        seed=p.project.seed,
+        test_fraction=p.data.test_fraction,
+    )
+
+
+def _synthesize(ctx: Ctx) -> BaseModel:
+    from components import synthesize
+
+    prepared = ctx.layout.prepared
+    return synthesize.run(
+        ctx.params.synthesize,
+        task=ctx.task,
+        train=prepared / "train.jsonl",
+        pool=prepared / "pool.jsonl",
+        test=prepared / "test.jsonl",
+        out_dir=ctx.layout.synthetic,
+        cache_path=ctx.layout.state / "teacher_cache.sqlite",
+        seed=ctx.params.project.seed,
+    )
+
+
+def _finetune(ctx: Ctx) -> BaseModel:
+    from components import finetune
+
+    p, layout = ctx.params, ctx.layout
+    return finetune.run(
+        p.finetune,
+        task=ctx.task,
+        train=layout.synthetic / "train.jsonl",
+        val=layout.prepared / "val.jsonl",
+        base_model=resolve_model_path(p.finetune.base_model, ctx.root),
+        out_dir=layout.student,
+        seed=p.project.seed,
+    )
+
+
+def _quantize(ctx: Ctx) -> BaseModel:
+    from components import quantize
+
+    return quantize.run(ctx.params.quantize, model_dir=ctx.layout.student, out_dir=ctx.layout.student_onnx)
+
+
+def _evaluate(ctx: Ctx) -> BaseModel:
+    import json
+
+    from components import evaluate
+    from flows.runtime import flatten
+
+    p, layout = ctx.params, ctx.layout
+    result = evaluate.run_models(
+        p.evaluate,
+        task=ctx.task,
+        test=layout.prepared / "test.jsonl",
+        student=layout.student,
+        quantized=layout.student_onnx / "int8",
+        teacher=p.synthesize.teacher if p.evaluate.evaluate_teacher else None,
+        out_dir=layout.reports / "eval",
+    )
+    _metrics_file(ctx).write_text(json.dumps(flatten(result.metrics), indent=1))  # for `dvc exp show`
     return result
+
+
+def _metrics_file(ctx: Ctx) -> Path:
+    return ctx.layout.reports / "metrics.json"
+
+
+class _Counts(BaseModel):
+    counts: dict[str, int]
+
+
+class _Vocab(BaseModel):
+    path: Path
+    vocab_size: int
+
+
+# ---------------------------------------------------------------- the figure each stage line shows
+
+
+def _n(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _join(parts: dict[str, Any]) -> str:
+    return " · ".join(f"{k} {_n(v)}" for k, v in parts.items() if v is not None)
+
+
+def _prepare_summary(r: dict) -> str:
+    return _join(r["counts"] | {"rejected": sum(r["rejected"].values()), "PII masked": sum(r["pii_masked"].values())})
+
+
+def _synthesize_summary(r: dict) -> str:
+    accepted = r["counts"].get("teacher_label", 0) + r["counts"].get("teacher_augment", 0)
+    parts = {"asked": r["counts"]["asked"], "accepted": accepted, "rejected": sum(r["rejected"].values())}
+    return _join(parts | {"teacher calls": r["teacher_calls"], "cached": r["cache_hits"], "rows": r["counts"]["total"]})
+
+
+def _finetune_summary(r: dict) -> str:
+    parts = {"examples": r["train_examples"], "loss": r["final_train_loss"], "eval loss": r["eval_loss"]}
+    return f"{r['method']} · " + _join(parts)
+
+
+def _evaluate_summary(r: dict) -> str:
+    served = r["metrics"].get("student_int8", {})
+    shown = [k for k in served if k not in ("n", "latency_p50_ms", "latency_p95_ms", "size_mb", "exact_match")][:3]
+    return "student_int8 " + _join({k: served[k] for k in shown} | {"p95 ms": served.get("latency_p95_ms")})
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in [
+        Stage(
+            name="demo_data",
+            params=(
+                "project.seed",
+                "task",
+                "demo.n_seed",
+                "demo.n_pool",
+                "demo.n_test",
+                "demo.out_dir",
+                "demo.generator_options",
+            ),
+            code=("components/demo/__init__.py",),
+            inputs=lambda ctx: [],
+            out=lambda ctx: ctx.root / ctx.params.demo.out_dir,
+            run=_demo_data,
+            summary=lambda r: _join(r["counts"]),
+        ),
+        Stage(
+            name="demo_tokenizer",
+            params=("task", "demo.out_dir", "demo.vocab_size"),
+            code=("components/demo/tokenizer.py", "components/demo/models.py", PII_CODE),
+            inputs=lambda ctx: [ctx.root / ctx.params.demo.out_dir],
+            out=lambda ctx: ctx.layout.tokenizer,
+            run=_demo_tokenizer,
+            summary=lambda r: _join({"vocab": r["vocab_size"]}),
+        ),
+        Stage(
+            name="demo_student_base",
+            params=("project.seed", "demo.out_dir", "demo.student", "demo.pretrain"),
+            code=("components/demo/models.py", "components/finetune.py", PII_CODE),
+            inputs=lambda ctx: [ctx.layout.tokenizer, ctx.root / ctx.params.demo.out_dir],
+            out=lambda ctx: ctx.layout.student_base,
+            run=_demo_student_base,
+            summary=lambda r: _join({"params": r["params"], "loss": r["final_loss"]}),
+            artifacts=("loss_curve.png",),
+        ),
+        Stage(
+            name="prepare",
+            params=("project.seed", "task", "data", "prepare"),
+            code=("components/data.py", PII_CODE, "components/tasks"),
+            inputs=_sources,
+            out=lambda ctx: ctx.layout.prepared,
+            run=_prepare,
+            summary=_prepare_summary,
+            artifacts=("rejects.jsonl",),
+            datasets=(("train.jsonl", "training"), ("val.jsonl", "validation"), ("test.jsonl", "evaluation")),
+        ),
+        Stage(
+            name="synthesize",
+            params=("project.seed", "task", "synthesize"),
+            code=(
+                "components/synthesize.py",
+                "components/teacher",
+                "components/tasks",
+                "components/dedup.py",
+                PII_CODE,
+                "components/inference.py",
+            ),
+            inputs=lambda ctx: [ctx.layout.prepared / f for f in ("train.jsonl", "pool.jsonl", "test.jsonl")],
+            out=lambda ctx: ctx.layout.synthetic,
+            run=_synthesize,
+            summary=_synthesize_summary,
+            artifacts=("rejects.jsonl",),
+            datasets=(("train.jsonl", "training"),),
+        ),
+        Stage(
+            name="finetune",
+            params=("project.seed", "task", "finetune"),
+            code=("components/finetune.py", "components/tasks"),
+            inputs=lambda ctx: (
+                [ctx.layout.synthetic / "train.jsonl", ctx.layout.prepared / "val.jsonl"] + _local_base(ctx)
+            ),
+            out=lambda ctx: ctx.layout.student,
+            run=_finetune,
+            summary=_finetune_summary,
+            artifacts=("loss_curve.png", "log_history.json"),
+        ),
+        Stage(
+            name="quantize",
+            params=("quantize",),
+            code=("components/quantize.py",),
+            inputs=lambda ctx: [ctx.layout.student],
+            out=lambda ctx: ctx.layout.student_onnx,
+            run=_quantize,
+            summary=lambda r: f"fp32 {r['fp32_size_mb']:.2f} MB -> int8 {r['int8_size_mb']:.2f} MB",
+        ),
+        Stage(
+            name="evaluate",
+            params=("task", "evaluate", "synthesize.teacher"),
+            code=(
+                "components/evaluate.py",
+                "components/inference.py",
+                "components/tasks",
+                "components/teacher",
+                "components/quantize.py",
+            ),
+            inputs=lambda ctx: [ctx.layout.prepared / "test.jsonl", ctx.layout.student, ctx.layout.student_onnx],
+            out=lambda ctx: ctx.layout.reports / "eval",
+            run=_evaluate,
+            summary=_evaluate_summary,
+            artifacts=("metrics.json", "comparison.csv", "confusion_*.png"),
+            metrics=_metrics_file,
+        ),
+    ]
+}
+DEMO = [STAGES[n] for n in ("demo_data", "demo_tokenizer", "demo_student_base")]
+PIPELINE = [STAGES[n] for n in ("prepare", "synthesize", "finetune", "quantize", "evaluate")]

@@ -44,14 +44,27 @@ def slmops(
     return proc
 
 
+def _pipeline_run(tmp_path_factory, profile: str) -> dict:
+    """``slmops demo build`` then ``slmops run`` on ``profile`` in a fresh work dir."""
+    work = tmp_path_factory.mktemp(f"{profile}-work")
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns.db'}"}
+    build = slmops("demo", "build", "--profile", profile, "--work-dir", str(work), env=env)
+    proc = slmops("run", "--profile", profile, "--work-dir", str(work), env=env)
+    return {"work": work, "stdout": proc.stdout, "build_stdout": build.stdout, "env": env}
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> dict:
     """One end-to-end pipeline run on the smoke profile, shared by the tests that need trained artifacts."""
-    work = tmp_path_factory.mktemp("smoke-work")
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns.db'}"}
-    os.environ.update(env)  # the in-process registry helpers read the same store
-    proc = slmops("run", "--profile", "smoke", "--work-dir", str(work), env=env)
-    return {"work": work, "stdout": proc.stdout, "env": env}
+    run = _pipeline_run(tmp_path_factory, "smoke")
+    os.environ.update(run["env"])  # the in-process registry helpers read the same store
+    return run
+
+
+@pytest.fixture(scope="session")
+def reviews_run(tmp_path_factory) -> dict:
+    """The second task (review_insights: a spec plus generated data, no code of its own) on the smoke profile."""
+    return _pipeline_run(tmp_path_factory, "smoke-reviews")
 
 
 @pytest.fixture(scope="session")
@@ -65,15 +78,18 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     from components.demo.tokenizer import run as train_tokenizer
     from components.io import write_jsonl
     from components.quantize import export_onnx, quantize_int8
+    from components.tasks import load_task
 
     root = tmp_path_factory.mktemp("tiny")
     sets = generate(1, 60, 120, 20)
-    prepared = root / "prepared"
+    prepared, raw = root / "prepared", root / "raw"
     write_jsonl(prepared / "train.jsonl", sets["seed"])
     write_jsonl(prepared / "val.jsonl", sets["seed"][:5])
     write_jsonl(prepared / "pool.jsonl", sets["pool"])
     write_jsonl(prepared / "test.jsonl", sets["test"])
-    train_tokenizer(512, prepared=prepared, out_dir=root / "tokenizer")
+    for name in ("seed", "pool"):
+        write_jsonl(raw / f"{name}.jsonl", sets[name])
+    train_tokenizer(512, task=load_task("ticket_triage"), raw_dir=raw, out_dir=root / "tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
     model = init_model(TinyModelConfig(hidden_size=64, num_layers=2, intermediate_size=128, num_heads=2), tokenizer)
     model.save_pretrained(root / "model")
@@ -88,3 +104,13 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
         "onnx": root / "onnx",
         "int8": root / "int8",
     }
+
+
+SLOW_FIXTURES = {"tiny_models", "smoke_run", "reviews_run"}  # they train or export models
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that trains, exports or benchmarks is `slow`: `make test-fast` (-m "not slow") skips it."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from components.config import FinetuneConfig, QuantizeConfig
-from components.tasks import ticket_triage
+from components.tasks import load_task
 
 SMALL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "max_position_embeddings": 256}
 
@@ -79,6 +79,8 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     },
 }
 
+task = load_task("ticket_triage")
+
 
 def build_model(arch: str, tokenizer_dir: Path, out_dir: Path) -> Path:
     import torch
@@ -107,7 +109,7 @@ def _chat_through_server(model_dir: Path) -> dict:
     from components.inference import ChatModel
     from components.serve.app import BackgroundServer
 
-    messages = ticket_triage.build_messages("注文した商品が届きません")
+    messages = task.build_messages("注文した商品が届きません")
     with BackgroundServer.for_model_dir(model_dir, "student") as server:
         body = {"model": "student", "messages": messages, "max_tokens": 8, "temperature": 0}
         response = httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=120)
@@ -134,7 +136,7 @@ def test_architecture_goes_from_qlora_to_a_served_int4_answer(arch, tiny_models,
         val=None,
         base_model=str(base),
         out_dir=tmp_path / "student",
-        task=ticket_triage,
+        task=task,
     )
     assert trained.global_step == 3 and trained.final_train_loss == trained.final_train_loss
 

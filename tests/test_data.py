@@ -9,6 +9,9 @@ from components.data import near_dup_key, run
 from components.demo.generate import generate, overlap_report
 from components.io import load_jsonl
 from components.pii import find_pii
+from components.tasks import load_task
+
+TASK = load_task("ticket_triage")
 
 
 def test_generator_sizes_and_no_test_input_in_training_inputs():
@@ -60,6 +63,7 @@ def test_prepare_reports_bad_rows_with_line_numbers_and_keeps_good_ones(tmp_path
     )
     result = run(
         PrepareConfig(val_fraction=0.0),
+        task=TASK,
         labelled=tmp_path / "seed.jsonl",
         unlabelled=None,
         test=tmp_path / "test.jsonl",
@@ -90,6 +94,7 @@ def test_prepare_reads_csv(tmp_path):
     )
     run(
         PrepareConfig(val_fraction=0.0, min_chars=1),
+        task=TASK,
         labelled=tmp_path / "seed.csv",
         unlabelled=None,
         test=tmp_path / "test.jsonl",
@@ -100,12 +105,13 @@ def test_prepare_reads_csv(tmp_path):
 
 
 def test_prepared_demo_splits_do_not_overlap_and_hold_no_pii(tmp_path):
-    from components.demo.generate import run as generate_run
+    from components.demo import write_data
 
-    generate_run(3, 150, 300, 60, tmp_path / "raw")
+    write_data("components.demo.generate:generate", 3, 150, 300, 60, tmp_path / "raw")
     raw = tmp_path / "raw"
     run(
         PrepareConfig(),
+        task=TASK,
         labelled=raw / "seed.jsonl",
         unlabelled=raw / "pool.jsonl",
         test=raw / "test.jsonl",
@@ -120,3 +126,74 @@ def test_prepared_demo_splits_do_not_overlap_and_hold_no_pii(tmp_path):
     for name in ("train", "val", "test", "pool"):
         for row in load_jsonl(tmp_path / "p" / f"{name}.jsonl"):
             assert not find_pii(row["input"]), row["input"]
+
+
+REVIEWS = load_task("review_insights")
+REVIEW_ROWS = [
+    {
+        "id": "r1",
+        "review": "翌日に届きました。コスパが最高です。",
+        "rating": 5,
+        "aspects": ["delivery", "price"],
+        "summary": "配送・価格に満足。",
+    },
+    {
+        "id": "r2",
+        "review": "すぐに壊れてしまいました。",
+        "rating": 1,
+        "aspects": ["quality"],
+        "summary": "品質に不満。",
+    },
+    {
+        "id": "r3",
+        "review": "見た目がおしゃれです。説明書が分かりにくいです。",
+        "rating": 3,
+        "aspects": ["design", "usability"],
+        "summary": "デザインに満足、使いやすさに不満。",
+    },
+    {"id": "r4", "review": "梱包が丁寧でした。", "rating": 9, "aspects": ["delivery"], "summary": "配送に満足。"},
+]
+
+
+def _prepare_reviews(tmp_path, labelled, columns=None, name="out"):
+    from components.config import SourceConfig
+
+    src = SourceConfig(path=str(labelled), columns=columns or {})
+    cfg = PrepareConfig(val_fraction=0.0, min_chars=1)
+    result = run(
+        cfg, task=REVIEWS, labelled=src, unlabelled=None, test=None, out_dir=tmp_path / name, test_fraction=0.3
+    )
+    return result, {split: load_jsonl(tmp_path / name / f"{split}.jsonl") for split in ("train", "test")}
+
+
+def test_csv_jsonl_and_parquet_with_a_column_mapping_prepare_the_same_rows(tmp_path):
+    import pandas as pd
+
+    renamed = [
+        {"text": r["review"], "stars": r["rating"], **{k: r[k] for k in ("id", "aspects", "summary")}}
+        for r in REVIEW_ROWS
+    ]
+    columns = {"review": "text", "rating": "stars"}
+    _write(tmp_path / "rows.jsonl", [json.dumps(r, ensure_ascii=False) for r in renamed])
+    frame = pd.DataFrame(renamed)
+    frame.assign(aspects=frame["aspects"].map("|".join)).to_csv(tmp_path / "rows.csv", index=False)
+    frame.to_parquet(tmp_path / "rows.parquet")
+    outs = {
+        kind: _prepare_reviews(tmp_path, tmp_path / f"rows.{kind}", columns, kind)
+        for kind in ("jsonl", "csv", "parquet")
+    }
+    rows = {kind: splits for kind, (_, splits) in outs.items()}
+    assert rows["csv"] == rows["jsonl"] == rows["parquet"]
+    # rating 9 is outside the spec's 1..5: rejected with its line, never silently dropped
+    rejects = {kind: load_jsonl(tmp_path / kind / "rejects.jsonl") for kind in outs}
+    assert [(r["line"], r["reason"].split(":")[0]) for r in rejects["jsonl"]] == [(4, "expected.rating")]
+    assert [r["line"] for r in rejects["csv"]] == [5]  # the CSV header is line 1
+
+
+def test_without_a_test_source_a_test_set_is_split_off_leak_free(tmp_path):
+    rows = REVIEW_ROWS[:3] + [dict(r, id=r["id"] + "-twin", review=r["review"] + " ") for r in REVIEW_ROWS[:3]]
+    _write(tmp_path / "rows.jsonl", [json.dumps(r, ensure_ascii=False) for r in rows])
+    result, splits = _prepare_reviews(tmp_path, tmp_path / "rows.jsonl")
+    assert result.counts["test"] >= 1 and result.rejected["duplicate_labelled"] == 3
+    train_keys = {near_dup_key(r["input"]) for r in splits["train"]}
+    assert not train_keys & {near_dup_key(r["input"]) for r in splits["test"]}

@@ -10,8 +10,12 @@ from components.evaluate import evaluate_model
 from components.finetune import run
 from components.inference import ChatModel
 from components.io import load_jsonl
+from components.tasks import load_task
+
+task = load_task("ticket_triage")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["qlora", "lora", "full"])
 def test_finetune_changes_weights_and_beats_the_untrained_model(tiny_models, tmp_path, method):
     from transformers import AutoModelForCausalLM
@@ -27,6 +31,7 @@ def test_finetune_changes_weights_and_beats_the_untrained_model(tiny_models, tmp
     prepared = tiny_models["prepared"]
     result = run(
         cfg,
+        task=task,
         train=prepared / "train.jsonl",
         val=prepared / "val.jsonl",
         base_model=str(tiny_models["model"]),
@@ -45,8 +50,8 @@ def test_finetune_changes_weights_and_beats_the_untrained_model(tiny_models, tmp
     assert changed, "no parameter changed"
 
     rows = load_jsonl(prepared / "test.jsonl")[:10]
-    untrained, _ = evaluate_model(ChatModel.load(tiny_models["model"]), rows, max_new_tokens=48)
-    trained, _ = evaluate_model(ChatModel.load(tmp_path / "student"), rows, max_new_tokens=48)
+    untrained, _ = evaluate_model(ChatModel.load(tiny_models["model"]), task, rows, max_new_tokens=48)
+    trained, _ = evaluate_model(ChatModel.load(tmp_path / "student"), task, rows, max_new_tokens=48)
     assert trained["reply_chrf"] > untrained["reply_chrf"] + 10
     assert trained["json_valid_rate"] > untrained["json_valid_rate"]
 

@@ -13,9 +13,11 @@ import pytest
 
 from components.config import FinetuneConfig
 from components.finetune import last_checkpoint, run
-from components.tasks import ticket_triage
+from components.tasks import load_task
 
 MAX_STEPS = 60
+
+task = load_task("ticket_triage")
 
 
 def _cfg(**training) -> FinetuneConfig:
@@ -31,9 +33,10 @@ import sys
 from pathlib import Path
 from components.config import FinetuneConfig
 from components.finetune import run
-from components.tasks import ticket_triage
+from components.tasks import load_task
 cfg = FinetuneConfig.model_validate_json(sys.argv[1])
-run(cfg, train=Path(sys.argv[2]), val=None, base_model=sys.argv[3], out_dir=Path(sys.argv[4]), task=ticket_triage)
+task = load_task("ticket_triage")
+run(cfg, train=Path(sys.argv[2]), val=None, base_model=sys.argv[3], out_dir=Path(sys.argv[4]), task=task)
 """
 
 
@@ -67,7 +70,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_to_the_same_final_step(ti
     assert 0 < killed_at < MAX_STEPS
 
     resumed = run(
-        cfg.model_copy(update={"resume": True}), train=train, val=None, base_model=base, out_dir=out, task=ticket_triage
+        cfg.model_copy(update={"resume": True}), train=train, val=None, base_model=base, out_dir=out, task=task
     )
     assert resumed.resumed_from_step == killed_at
     assert resumed.global_step == MAX_STEPS
@@ -86,7 +89,7 @@ def test_early_stopping_stops_qlora_on_a_rising_eval_loss(tiny_models, tmp_path)
         val=prepared / "val.jsonl",
         base_model=str(tiny_models["model"]),
         out_dir=tmp_path / "s",
-        task=ticket_triage,
+        task=task,
     )
     evals = [h["eval_loss"] for h in result.log_history if "eval_loss" in h]
     assert result.global_step < 200 and len(evals) >= 3

@@ -17,7 +17,9 @@ from components.parity import (
     decide_parity,
     label_of,
 )
-from components.tasks import ticket_triage
+from components.tasks import load_task
+
+task = load_task("ticket_triage")
 
 
 def _step(name: str, reference: str, output: float = 1.0, label: float = 1.0, logit: float | None = None):
@@ -52,8 +54,8 @@ def test_decide_parity_names_the_step_that_diverged():
 def test_labels_are_the_categorical_fields_of_the_parsed_answer():
     a = '{"category": "billing", "priority": "high", "reply": "確認します"}'
     b = '{"category": "billing", "priority": "high", "reply": "お待ちください"}'
-    assert label_of(ticket_triage, a) == label_of(ticket_triage, b) == (("category", "billing"), ("priority", "high"))
-    assert label_of(ticket_triage, "not json") is None
+    assert label_of(task, a) == label_of(task, b) == (("category", "billing"), ("priority", "high"))
+    assert label_of(task, "not json") is None
 
 
 def _corrupt_int8(src, dst):
@@ -81,7 +83,7 @@ def test_the_chain_agrees_and_a_corrupted_int8_weight_is_refused(tiny_models, tm
     from components.serve.app import BackgroundServer
 
     rows = load_jsonl(tiny_models["prepared"] / "test.jsonl")[:6]
-    prompts = [ticket_triage.build_messages(r["input"]) for r in rows]
+    prompts = [task.build_messages(r["input"]) for r in rows]
     merged = ParityModel.local("merged", ChatModel.load(tiny_models["model"]))
     onnx_fp32 = ParityModel.local("onnx_fp32", ChatModel.load(tiny_models["onnx"]))
     thresholds = ParityThresholds(min_output_agreement=0.8, min_label_agreement=0.8, max_prefill_logit_diff=1e-3)
@@ -96,7 +98,7 @@ def test_the_chain_agrees_and_a_corrupted_int8_weight_is_refused(tiny_models, tm
                 ParityModel.local("int8", ChatModel.load(folder), fp32=False),
                 ParityModel.http("served", server.base_url, "student"),
             ]
-            figures = compare_chain(prompts, chain, ticket_triage, max_tokens=12)
+            figures = compare_chain(prompts, chain, task, max_tokens=12)
         decision = decide_parity(figures, thresholds)
         by_step = {s.step: s for s in figures.steps}
         assert by_step["onnx_fp32"].max_prefill_logit_diff < 1e-3

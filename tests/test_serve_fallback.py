@@ -10,9 +10,11 @@ from components.inference import ChatModel, Completion
 from components.io import load_jsonl
 from components.serve.app import BackgroundServer, create_app
 from components.serve.fallback import Fallback
+from components.tasks import load_task
 from components.teacher.openai import OpenAITeacher
 from tests.fake_teacher import FakeTeacher, label_json
 
+TASK = load_task("ticket_triage")
 TEACHER_ANSWER = label_json("shipping", "high", "配送状況を確認いたします。")
 
 
@@ -23,7 +25,7 @@ def _teacher_cfg(fake: FakeTeacher) -> OpenAITeacherConfig:
 def _serve(model: ChatModel, fake: FakeTeacher, log, **fallback):
     cfg = FallbackConfig(teacher=_teacher_cfg(fake), **fallback)
     teacher = OpenAITeacher(cfg.teacher)
-    app = create_app(model, "slm", log, ServeConfig(max_tokens_cap=32), fallback=Fallback(teacher, cfg))
+    app = create_app(model, "slm", log, ServeConfig(max_tokens_cap=32), fallback=Fallback(teacher, cfg, TASK))
     return BackgroundServer(app), teacher
 
 
@@ -108,7 +110,7 @@ def test_token_probabilities_are_reported_when_asked(untrained):
 
 def test_fallback_reasons():
     valid = label_json()
-    fb = Fallback(teacher=None, cfg=FallbackConfig(min_confidence=0.5))  # type: ignore[arg-type]
+    fb = Fallback(teacher=None, cfg=FallbackConfig(min_confidence=0.5), task=TASK)  # type: ignore[arg-type]
 
     def completion(text: str, min_p: float | None, mean_p: float | None = None) -> Completion:
         return Completion(
@@ -123,7 +125,7 @@ def test_fallback_reasons():
     assert fb.reason(completion(valid, 0.9, 0.95)) is None
     assert fb.reason(completion(valid, 0.4, 0.95)) == "low_confidence"
     assert fb.reason(completion('{"category": "billing"', 0.9, 0.95)) == "invalid_output"  # cut off
-    mean = Fallback(teacher=None, cfg=FallbackConfig(min_confidence=0.5, confidence="mean_token"))  # type: ignore[arg-type]
+    mean = Fallback(teacher=None, cfg=FallbackConfig(min_confidence=0.5, confidence="mean_token"), task=TASK)  # type: ignore[arg-type]
     assert mean.reason(completion(valid, 0.4, 0.95)) is None
     assert mean.reason(completion(valid, 0.4, 0.45)) == "low_confidence"
 
@@ -131,8 +133,9 @@ def test_fallback_reasons():
 def test_serve_refuses_to_start_when_the_configured_teacher_is_missing(tiny_models, tmp_path):
     from tests.conftest import slmops
 
-    # The demo profile falls back to the demo teacher, which this empty work dir does not have.
+    # A fallback teacher that cannot be opened (here: a callable whose module does not exist) stops the start.
     args = ("serve", "--model-path", str(tiny_models["int8"]), "--work-dir", str(tmp_path), "--port", "1")
-    proc = slmops(*args, "--profile", "demo", check=False)
+    teacher = 'serve.fallback.teacher={kind: callable, target: "no_such_module:answer"}'
+    proc = slmops(*args, "--profile", "smoke", "--set", teacher, check=False)
     assert proc.returncode == 2
-    assert "models/teacher_onnx" in proc.stderr and "--no-fallback" in proc.stderr
+    assert "no_such_module" in proc.stderr and "--no-fallback" in proc.stderr

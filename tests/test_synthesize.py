@@ -13,9 +13,11 @@ from components.config import CostConfig, OpenAITeacherConfig, SynthesizeConfig
 from components.dedup import NearDupIndex
 from components.io import load_jsonl, write_jsonl
 from components.synthesize import RejectRateExceeded, run
-from components.tasks import ticket_triage as task
+from components.tasks import load_task
 from components.teacher.base import TeacherUnavailable
 from tests.fake_teacher import FakeTeacher, label_json
+
+task = load_task("ticket_triage")
 
 TEST_INPUT = "テスト用の問い合わせで、ノートPCの画面が真っ暗になりました。"
 
@@ -58,6 +60,7 @@ def _inputs(tmp: Path, pool: list[str], gold_extra: list[dict] | None = None) ->
 def _synthesize(cfg: SynthesizeConfig, paths: dict[str, Path], tmp_path: Path, out: str = "out"):
     return run(
         cfg,
+        task=task,
         train=paths["train"],
         pool=paths["pool"],
         test=paths["test"],
@@ -77,7 +80,7 @@ BAD_ANSWERS = {  # pool text -> (content, finish_reason, expected reject reason)
     "悪い回答2 スキーマ": ('{"category": "spam", "priority": "high", "reply": "x"}', "stop", "schema_violation"),
     "悪い回答3 途中で切れる": (label_json(), "length", "truncated"),
     "悪い回答4 拒否": ("I'm sorry, I cannot help with that.", "stop", "refusal"),
-    "悪い回答5 システム": (task.SYSTEM_PROMPT + " はい。", "stop", "echoes_system_prompt"),
+    "悪い回答5 システム": (task.spec.teacher_instructions + " はい。", "stop", "echoes_system_prompt"),
     "悪い回答6 入力のコピー、長い問い合わせ文です。": (
         label_json(reply="悪い回答6 入力のコピー、長い問い合わせ文です。"),
         "stop",

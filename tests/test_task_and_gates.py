@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from components.config import GateThresholds
 from components.gates import decide
-from components.tasks import ticket_triage as task
+from components.tasks import load_task
+
+task = load_task("ticket_triage")
 
 GOOD = '{"category": "billing", "priority": "high", "reply": "確認いたします。"}'
 
@@ -39,26 +41,29 @@ CANDIDATE = {
 
 
 def test_gate_passes_when_every_threshold_holds():
-    d = decide(CANDIDATE, None, GateThresholds(min_category_accuracy=0.9, max_p95_latency_ms=100, max_size_mb=5))
+    gate = GateThresholds(min={"category_accuracy": 0.9}, max={"latency_p95_ms": 100, "size_mb": 5})
+    d = decide(CANDIDATE, None, gate)
     assert d.passed and d.reasons == []
 
 
 def test_gate_lists_every_failed_check():
-    d = decide(CANDIDATE, None, GateThresholds(min_category_accuracy=0.95, max_p95_latency_ms=10, max_size_mb=1))
+    gate = GateThresholds(min={"category_accuracy": 0.95}, max={"latency_p95_ms": 10, "size_mb": 1})
+    d = decide(CANDIDATE, None, gate)
     assert not d.passed
     assert len(d.reasons) == 3 and {k for k, ok in d.checks.items() if not ok} == {
-        "min_category_accuracy",
-        "max_p95_latency_ms",
-        "max_size_mb",
+        "min.category_accuracy",
+        "max.latency_p95_ms",
+        "max.size_mb",
     }
 
 
 def test_champion_rule_blocks_a_regression_beyond_the_margin():
-    rule = GateThresholds(max_regression_vs_champion=0.01)
+    rule = GateThresholds(max_regression_vs_champion={"category_accuracy": 0.01})
     assert decide(CANDIDATE, {"category_accuracy": 0.925}, rule).passed  # within the margin
     d = decide(CANDIDATE, {"category_accuracy": 0.95}, rule)
     assert not d.passed and "champion" in d.reasons[0]
 
 
 def test_missing_metric_fails_the_gate():
-    assert not decide({}, None, GateThresholds(min_json_valid_rate=0.5)).passed
+    d = decide({}, None, GateThresholds(min={"json_valid_rate": 0.5}))
+    assert not d.passed and "not reported" in d.reasons[0]

@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 
 from components.config import CallableTeacherConfig, OpenAITeacherConfig, SamplingConfig, TransformersTeacherConfig
-from components.tasks import ticket_triage as task
+from components.tasks import load_task
 from components.teacher import open_teacher
 from components.teacher.base import TeacherUnavailable
 from components.teacher.cache import ResponseCache, complete_cached
 from components.teacher.openai import TokenBucket
 from tests.conftest import REPO
 from tests.fake_teacher import FakeTeacher, label_json
+
+task = load_task("ticket_triage")
 
 
 def _cfg(url: str, **kw) -> OpenAITeacherConfig:

@@ -1,7 +1,8 @@
-"""Seeded generator for the ``ticket_triage`` demo data: gold seed set, unlabelled pool, gold test set.
+"""Seeded generator of Japanese customer-support inquiries (the demo task's data): gold seed set, unlabelled
+pool, gold test set.
 
 Usage:
-    python -m components.demo.generate --profile demo --out-dir data/raw
+    slmops demo build --profile demo      # the task spec names this generator (demo_generator)
 
 Inquiries are composed from independent parts (greeting, context with random slots, a category-specific
 problem, optional PII contact line, an urgency cue, a closing), so texts vary enough that no test input
@@ -11,11 +12,7 @@ full-width characters are planted on purpose so the prepare stage has real work 
 
 from __future__ import annotations
 
-import argparse
 import random
-from pathlib import Path
-
-from components.io import write_jsonl, write_manifest
 
 PRODUCTS = [
     "ワイヤレスイヤホン",
@@ -249,7 +246,10 @@ def _pii_line(rng: random.Random) -> str:
     return f"マイナンバーは{n(1000, 9999)} {n(1000, 9999)} {n(1000, 9999)}です。"
 
 
-def make_inquiry(rng: random.Random, category: str) -> dict:
+def make_inquiry(rng: random.Random, category: str, phrasing_share: float = 1.0) -> dict:
+    """One inquiry of ``category``; its problem sentence is drawn from the first ``phrasing_share`` of the
+    category's phrasings (1.0: all of them)."""
+    problems = PROBLEMS[category][: max(1, round(len(PROBLEMS[category]) * phrasing_share))]
     priority = rng.choices(["urgent", "high", "medium", "low"], weights=PRIORITY_WEIGHTS[category])[0]
     slots = {
         "product": rng.choice(PRODUCTS),
@@ -261,7 +261,7 @@ def make_inquiry(rng: random.Random, category: str) -> dict:
         "amount": f"{rng.randint(5, 300) * 100:,}",
         "code": f"E{rng.randint(100, 999)}",
     }
-    parts = [rng.choice(GREETINGS), rng.choice(CONTEXTS), rng.choice(PROBLEMS[category])]
+    parts = [rng.choice(GREETINGS), rng.choice(CONTEXTS), rng.choice(problems)]
     if rng.random() < 0.3:
         parts.append(_pii_line(rng))
     parts += [rng.choice(URGENCY[priority]), rng.choice(CLOSINGS)]
@@ -281,8 +281,14 @@ def make_inquiry(rng: random.Random, category: str) -> dict:
     }
 
 
-def generate(seed: int, n_seed: int, n_pool: int, n_test: int) -> dict[str, list[dict]]:
-    """Return ``{"seed": [...], "pool": [...], "test": [...]}`` with inputs unique across all three sets."""
+def generate(
+    seed: int, n_seed: int, n_pool: int, n_test: int, seed_phrasing_share: float = 1.0
+) -> dict[str, list[dict]]:
+    """Return ``{"seed": [...], "pool": [...], "test": [...]}`` with inputs unique across all three sets.
+
+    ``seed_phrasing_share`` < 1 narrows the gold seed set to that share of each category's phrasings, while
+    the pool and the test set use them all: the student starts from a narrower slice of the world than the
+    teacher knows, and only the teacher's labels on the pool can teach it the rest."""
     rng = random.Random(seed)
     categories = list(PROBLEMS)
     seen: set[str] = set()
@@ -290,7 +296,8 @@ def generate(seed: int, n_seed: int, n_pool: int, n_test: int) -> dict[str, list
     for name, size in (("test", n_test), ("seed", n_seed), ("pool", n_pool)):
         rows: list[dict] = []
         while len(rows) < size:
-            row = make_inquiry(rng, categories[len(rows) % len(categories)])
+            share = seed_phrasing_share if name == "seed" else 1.0
+            row = make_inquiry(rng, categories[len(rows) % len(categories)], share)
             if row["input"] in seen:
                 continue
             seen.add(row["input"])
@@ -311,26 +318,3 @@ def overlap_report(sets: dict[str, list[dict]]) -> dict[str, float]:
     train = {r["input"] for r in sets["seed"]} | {r["input"] for r in sets["pool"]}
     test = [r["input"] for r in sets["test"]]
     return {"test_in_train_exact": sum(t in train for t in test) / max(1, len(test))}
-
-
-def run(seed: int, n_seed: int, n_pool: int, n_test: int, out_dir: Path) -> dict[str, int]:
-    sets = generate(seed, n_seed, n_pool, n_test)
-    counts = {name: write_jsonl(out_dir / f"{name}.jsonl", rows) for name, rows in sets.items()}
-    write_manifest(out_dir, stage="generate", seed=seed, counts=counts, **overlap_report(sets))
-    return counts
-
-
-def main() -> None:
-    from components.config import load_params
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default=None)
-    parser.add_argument("--out-dir", type=Path, default=Path("data/raw"))
-    args = parser.parse_args()
-    params = load_params(args.profile)
-    d = params.demo
-    print(run(params.project.seed, d.n_seed, d.n_pool, d.n_test, args.out_dir))
-
-
-if __name__ == "__main__":
-    main()

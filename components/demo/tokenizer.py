@@ -1,19 +1,20 @@
-"""Train the demo's byte-level BPE tokenizer (with a ChatML-style chat template) on the shipped corpus.
+"""Train the demo's byte-level BPE tokenizer (with a ChatML-style chat template) on the generated corpus.
 
 Usage:
-    python -m components.demo.tokenizer --profile demo --prepared data/prepared --out-dir models/tokenizer
+    slmops demo build --profile demo
 
-Stands in for the tokenizer a real user gets with a hub model. Trained on training-side text only (never
-the test set). Byte-level, so any input, including text it never saw, still encodes.
+Stands in for the tokenizer a real user gets with a hub model. Trained on training-side text only (the seed
+and pool inputs, PII-masked, plus the task's prompts and the seed set's answers; never the test set).
+Byte-level, so any input, including text it never saw, still encodes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from components.demo.generate import REPLIES, REPLY_SUFFIX
-from components.io import load_jsonl, write_manifest
-from components.tasks import ticket_triage as task
+from components.demo.models import generated_rows, training_texts
+from components.io import write_manifest
+from components.tasks import Task
 
 SPECIAL_TOKENS = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
@@ -22,17 +23,15 @@ CHAT_TEMPLATE = (
 )
 
 
-def corpus(prepared: Path) -> list[str]:
-    texts = [r["input"] for name in ("train", "val", "pool") for r in load_jsonl(prepared / f"{name}.jsonl")]
+def corpus(task: Task, raw_dir: Path) -> list[str]:
+    texts = training_texts(task, raw_dir)
     # The prompt and answer formats are part of "the language" a real base model already knows.
-    texts += [task.SYSTEM_PROMPT, task.AUGMENT_PROMPT] * 50
-    for category, reply in REPLIES.items():
-        for priority, suffix in REPLY_SUFFIX.items():
-            texts += [task.format_output({"category": category, "priority": priority, "reply": reply + suffix})] * 20
+    texts += [task.prompt_template_text()] * 50
+    texts += [task.format_output(r["expected"]) for r in generated_rows(task, raw_dir, "seed")] * 3
     return texts
 
 
-def run(vocab_size: int, *, prepared: Path, out_dir: Path) -> Path:
+def run(vocab_size: int, *, task: Task, raw_dir: Path, out_dir: Path) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -40,9 +39,12 @@ def run(vocab_size: int, *, prepared: Path, out_dir: Path) -> Path:
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size,
+        show_progress=False,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    bpe.train_from_iterator(corpus(prepared), trainer)
+    bpe.train_from_iterator(corpus(task, raw_dir), trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         pad_token="<|pad|>",
@@ -55,20 +57,3 @@ def run(vocab_size: int, *, prepared: Path, out_dir: Path) -> Path:
     tokenizer.save_pretrained(out_dir)
     write_manifest(out_dir, stage="tokenizer", vocab_size=len(tokenizer))
     return out_dir
-
-
-def main() -> None:
-    import argparse
-
-    from components.config import load_params
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default=None)
-    parser.add_argument("--prepared", type=Path, required=True)
-    parser.add_argument("--out-dir", type=Path, required=True)
-    args = parser.parse_args()
-    print(run(load_params(args.profile).demo.vocab_size, prepared=args.prepared, out_dir=args.out_dir))
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,7 @@
 
 Usage:
     with open_teacher(cfg.teacher) as teacher:
-        fallback = Fallback(teacher, cfg)
+        fallback = Fallback(teacher, cfg, task)
         reason = fallback.reason(completion)            # None, "invalid_output" or "low_confidence"
         answer = fallback.answer(messages, max_tokens)  # the teacher's Completion, or None if it failed too
 
@@ -20,15 +20,15 @@ import logging
 from components import pii
 from components.config import FallbackConfig, SamplingConfig
 from components.inference import Completion
-from components.tasks import ticket_triage as task
+from components.tasks import Task
 from components.teacher.base import Teacher, TeacherUnavailable
 
 log = logging.getLogger(__name__)
 
 
 class Fallback:
-    def __init__(self, teacher: Teacher, cfg: FallbackConfig):
-        self.teacher, self.cfg = teacher, cfg
+    def __init__(self, teacher: Teacher, cfg: FallbackConfig, task: Task):
+        self.teacher, self.cfg, self.task = teacher, cfg, task
 
     @property
     def needs_scores(self) -> bool:
@@ -36,7 +36,7 @@ class Fallback:
 
     def reason(self, completion: Completion) -> str | None:
         """Why the student's answer should not be sent as it is, or None when it may."""
-        if self.cfg.on_invalid_output and task.parse_output(completion.text)[0] is None:
+        if self.cfg.on_invalid_output and self.task.parse_output(completion.text)[0] is None:
             return "invalid_output"
         if self.cfg.min_confidence is not None:
             score = completion.min_token_prob if self.cfg.confidence == "min_token" else completion.mean_token_prob
@@ -50,14 +50,14 @@ class Fallback:
         ``max_tokens`` is the client's, if it set one; else ``fallback.max_tokens``.
         """
         user_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        request = task.build_teacher_messages(pii.mask(user_text))
+        request = self.task.build_teacher_messages(pii.mask(user_text))
         sampling = SamplingConfig(temperature=0.0, max_tokens=max_tokens or self.cfg.max_tokens)
         try:
-            response = self.teacher.complete([request], sampling, task.response_format())[0]
+            response = self.teacher.complete([request], sampling, self.task.response_format())[0]
         except TeacherUnavailable as err:
             log.warning("teacher fallback failed: %s", err)
             return None
-        why = response.error or task.parse_output(response.text or "")[1]  # a transport error, or the answer's
+        why = response.error or self.task.parse_output(response.text or "")[1]  # a transport error, or the answer's
         if why is not None:
             log.warning("teacher fallback failed: %s; the student's answer is sent", why)
             return None

@@ -1,6 +1,10 @@
 """A teacher that is a Python function ``module:function(messages: list[dict]) -> str``.
 
 Usage (params): ``synthesize.teacher: {kind: callable, target: "my_rules.engine:label"}``
+
+If the function has a ``version`` attribute (a zero-argument callable returning a string, e.g. a hash of the
+rules it applies), it is appended to ``model``: the model version in provenance and in the response-cache key
+then changes whenever the rules do, so a changed rule set is never answered from a stale cache.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ class CallableTeacher:
             raise ValueError(f"teacher.target must look like 'module:function', got {cfg.target!r}")
         self.fn = getattr(importlib.import_module(module), name)
         self.teacher_id = f"callable:{cfg.target}"
-        self.model_version = cfg.model
+        version = getattr(self.fn, "version", None)
+        self.model_version = f"{cfg.model}+{version()}" if callable(version) else cfg.model
 
     def complete(
         self,

@@ -1,8 +1,8 @@
 """Validation of teacher answers: every answer is accepted or rejected with exactly one reason.
 
 Usage:
-    label, reason = check_label(response, prompt_text)   # reason is None when accepted
-    text, reason = check_new_input(response, example, train_index, test_index)
+    label, reason = check_label(task, response, prompt_text)   # reason is None when accepted
+    text, reason = check_new_input(task, response, example, train_index, test_index)
 
 Reject reasons (counted in the synthesize manifest and MLflow as ``rejected.<reason>``):
 ``teacher_error`` (transport failure or HTTP error after retries), ``truncated`` (finish_reason "length"),
@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import re
 
+from pydantic import BaseModel
+
 from components import pii
 from components.dedup import NearDupIndex, jaccard, signature
-from components.tasks import ticket_triage as task
+from components.tasks import Task
 from components.teacher.base import TeacherResponse
 
 REFUSAL = re.compile(r"I('m| am) sorry|I can(no|')t (help|assist)|as an AI|お答えできません|対応いたしかねます", re.I)
@@ -46,15 +48,15 @@ def planted_payloads(text: str) -> list[str]:
     return [q for s in planted for groups in _QUOTED.findall(s) for q in groups if q]
 
 
-def _echoes(output: str, prompt_text: str) -> str | None:
-    if task.SYSTEM_PROMPT[:60] in output:
+def _echoes(task: Task, output: str, prompt_text: str) -> str | None:
+    if task.spec.teacher_instructions[:60] in output:
         return "echoes_system_prompt"
     if INJECTION.search(output) or any(p in output for p in planted_payloads(prompt_text)):
         return "echoes_injection"
     return None
 
 
-def check_label(response: TeacherResponse, prompt_text: str) -> tuple[task.Label | None, str | None]:
+def check_label(task: Task, response: TeacherResponse, prompt_text: str) -> tuple[BaseModel | None, str | None]:
     """Validate one labelling answer. Returns ``(label, None)`` or ``(None, reject_reason)``."""
     if response.error:
         return None, f"teacher_error:{response.error}"
@@ -63,21 +65,22 @@ def check_label(response: TeacherResponse, prompt_text: str) -> tuple[task.Label
         return None, "truncated"
     if not text.strip():
         return None, "empty"
-    if reason := _echoes(text, prompt_text):
+    if reason := _echoes(task, text, prompt_text):
         return None, reason
     if REFUSAL.search(text):
         return None, "refusal"
     label, reason = task.parse_output(text)
     if label is None:
         return None, reason
-    if len(prompt_text) > 20 and prompt_text in label.reply:
+    texts = {name: getattr(label, name) for name in task.text_fields}
+    if len(prompt_text) > 20 and any(prompt_text in value for value in texts.values()):
         return None, "echoes_input"
-    # The reply is written by the teacher: mask any PII it produced before it reaches a training file.
-    return label.model_copy(update={"reply": pii.mask(label.reply)}), None
+    # Text fields are written by the teacher: mask any PII it produced before it reaches a training file.
+    return label.model_copy(update={name: pii.mask(value) for name, value in texts.items()}), None
 
 
 def check_new_input(
-    response: TeacherResponse, example: str, train_index: NearDupIndex, test_index: NearDupIndex
+    task: Task, response: TeacherResponse, example: str, train_index: NearDupIndex, test_index: NearDupIndex
 ) -> tuple[str | None, str | None]:
     """Validate one self-instruct answer (a new inquiry written from ``example``)."""
     if response.error:
@@ -87,7 +90,7 @@ def check_new_input(
     text = pii.mask((response.text or "").strip())
     if len(text) < 5:
         return None, "empty"
-    if reason := _echoes(text, example):
+    if reason := _echoes(task, text, example):
         return None, reason
     if REFUSAL.search(text):
         return None, "refusal"

@@ -1,0 +1,91 @@
+"""A task is data: every shipped spec loads; a bad spec fails at load naming the key; metrics per field type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.tasks import TASKS_DIR, load_task
+
+SPECS = sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
+
+
+def test_two_different_tasks_ship():
+    assert {"ticket_triage", "review_insights"} <= set(SPECS)
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_every_shipped_spec_loads_and_its_schema_round_trips(name):
+    task = load_task(name)
+    schema = task.response_format()["json_schema"]["schema"]
+    assert set(schema["required"]) == set(task.fields)
+    assert task.build_messages("x")[-1]["content"].endswith("x")
+    assert task.metric_names[:2] == ["json_valid_rate", "exact_match"]
+
+
+def _spec(tmp_path: Path, **changes) -> Path:
+    data = yaml.safe_load((TASKS_DIR / "review_insights.yaml").read_text(encoding="utf-8"))
+    for dotted, value in changes.items():
+        node = data
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        if value is None:
+            del node[last]
+        else:
+            node[last] = value
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"output.rating.type": "percentage"}, "output.rating.type"),
+        ({"output.aspects.values": None}, "output.aspects"),
+        ({"output.summary.metrics": ["accuracy"]}, "do not apply to a text field"),
+        ({"teacher_instructions": None}, "teacher_instructions: Field required"),
+        ({"student_prompt": "no placeholder"}, "student_prompt must contain '{input}'"),
+        ({"output.rating.typo": 1}, "output.rating.typo: Extra inputs are not permitted"),
+    ],
+)
+def test_a_bad_spec_fails_at_load_naming_the_key(tmp_path, changes, expected):
+    path = _spec(tmp_path, **changes)
+    with pytest.raises(ValueError) as err:
+        load_task(str(path))
+    assert expected in str(err.value) and str(path) in str(err.value)
+
+
+def test_metrics_per_field_type():
+    task = load_task("review_insights")
+    good = '{"rating": 4, "aspects": ["price", "quality"], "summary": "価格・品質に満足。"}'
+    off = '{"rating": 2, "aspects": ["price"], "summary": "価格に満足。"}'
+    gold = {"rating": 4, "aspects": ["price", "quality"], "summary": "価格・品質に満足。"}
+    m = task.compute_metrics([good, off, "not json"], [gold] * 3)
+    assert m["json_valid_rate"] == pytest.approx(2 / 3) and m["exact_match"] == pytest.approx(1 / 3)
+    assert m["rating_accuracy"] == pytest.approx(1 / 3)
+    assert m["rating_mae"] == pytest.approx(1.0)  # over valid answers: |4-4| and |2-4|
+    assert m["aspects_set_accuracy"] == pytest.approx(1 / 3)
+    assert m["aspects_micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 0 + 3))  # tp 3, fn 3 (1 + 2 for the invalid)
+    assert 0 < m["summary_chrf"] < 100
+
+
+def test_macro_f1_punishes_ignoring_a_class():
+    task = load_task("ticket_triage")
+    out = '{"category": "billing", "priority": "low", "reply": "x"}'
+    m = task.compute_metrics([out] * 4, [{"category": c, "priority": "low"} for c in ["billing"] * 3 + ["other"]])
+    assert m["category_accuracy"] == 0.75 and m["category_macro_f1"] < 0.5
+
+
+def test_no_module_outside_tasks_names_a_task():
+    root = Path(__file__).resolve().parent.parent
+    named = [
+        str(p.relative_to(root))
+        for folder in ("components", "flows")
+        for p in (root / folder).rglob("*.py")
+        if "ticket_triage" in p.read_text(encoding="utf-8") and "components/tasks" not in p.as_posix()
+    ]
+    assert named == []
