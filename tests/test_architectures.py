@@ -150,6 +150,7 @@ def test_architecture_goes_from_qlora_to_a_served_int4_answer(arch, tiny_models,
 
     ops = [n.op_type for n in onnx.load(str(result.candidates["int4"].dir / "model.onnx")).graph.node]
     assert ops.count("MatMulNBits") > 4 * SMALL["num_hidden_layers"]  # attention + MLP per layer, LM head
+    assert "GatherBlockQuantized" in ops  # the embedding is 4-bit too
     for form in result.candidates.values():
         answer = _chat_through_server(form.dir)
         choice = answer["choices"][0]
