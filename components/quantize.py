@@ -124,12 +124,16 @@ def _fold_transposed_weights(model) -> int:
         weight = numpy_helper.to_array(inits[src.input[0]], base_dir="")
         if weight.ndim != 2 or perm not in (None, [1, 0]):
             continue
-        name = f"{src.input[0]}_transposed"
+        name = f"{src.input[0]}_T_folded"  # not "_transposed": exporters already name the Transpose output so
         if name not in inits:
             inits[name] = numpy_helper.from_array(weight.T.copy(), name)
             model.graph.initializer.append(inits[name])
         node.input[1] = name
         folded += 1
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    dead = [n for n in model.graph.node if n.op_type == "Transpose" and not any(o in used for o in n.output)]
+    for node in dead:  # so the fp32 original is dropped once the embedding's Gather is quantized too
+        model.graph.node.remove(node)
     return folded
 
 
