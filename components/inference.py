@@ -33,6 +33,20 @@ class Completion(BaseModel):
     logprobs: list[dict] | None = None
 
 
+def fix_cache_shapes(model) -> None:
+    """Take the KV-cache shape (KV heads, head size) from the exported graph itself.
+
+    optimum-onnx's ``ORTModelForCausalLM`` guesses it from the config by model type and gets GQA families it
+    does not list (phi3, gemma2: KV heads taken as attention heads) and an explicit ``head_dim`` (gemma2)
+    wrong, so their first generation step fails on the empty cache's shape.
+    """
+    shapes = getattr(model, "input_shapes", {})
+    key = next((shapes[n] for n in getattr(model, "key_value_input_names", []) if n.endswith(".key")), None)
+    if key is None or len(key) != 4 or not all(isinstance(d, int) for d in (key[1], key[3])):
+        return
+    model.num_key_value_heads, model.embed_size_per_head = key[1], key[3]
+
+
 class ContextWindowExceeded(ValueError):
     pass
 
@@ -58,6 +72,7 @@ class ChatModel:
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3
             model = ORTModelForCausalLM.from_pretrained(path, session_options=options)
+            fix_cache_shapes(model)
             return cls(model, tokenizer, "onnxruntime", path)
         import torch
         from transformers import AutoModelForCausalLM

@@ -1,17 +1,22 @@
-"""Quantize stage: optimum ONNX export of the fine-tuned model, then ONNX Runtime dynamic int8.
+"""Quantize stage: optimum ONNX export of the fine-tuned model, then ONNX Runtime int8 and/or int4.
 
 Usage:
     slmops stage quantize --profile demo
 
-Writes ``fp32/`` (the exported graph with KV cache) and ``int8/`` (weights quantized to 8 bits, activations
-quantized on the fly), each a folder ONNX Runtime and optimum's ``ORTModelForCausalLM`` load directly, with
-the tokenizer and generation config beside the graph.
+Writes ``fp32/`` (the exported graph with KV cache) and one folder per quantized form, named after it:
+``int8/`` (dynamic quantization: weights 8-bit, activations quantized on the fly) and ``int4/`` (weight-only
+blockwise 4-bit through ONNX Runtime's MatMulNBits, round-to-nearest or HQQ). Each folder loads directly in
+ONNX Runtime and optimum's ``ORTModelForCausalLM``, with the tokenizer and generation config beside the graph.
+``quantize.candidates`` writes several forms; ``choose_candidate`` picks the smallest that passes the gates.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -19,11 +24,19 @@ from components.config import QuantizeConfig
 from components.io import write_manifest
 
 
+class QuantizedForm(BaseModel):
+    weight_type: str
+    dir: Path
+    size_mb: float
+
+
 class QuantizeResult(BaseModel):
     fp32_dir: Path
-    int8_dir: Path
     fp32_size_mb: float
+    # The form named by ``quantize.weight_type`` (kept under these names for the flow; int8 by default).
+    int8_dir: Path
     int8_size_mb: float
+    candidates: dict[str, QuantizedForm]  # every form written, by weight type
 
 
 def dir_size_mb(path: Path) -> float:
@@ -41,13 +54,17 @@ def export_onnx(model_dir: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def quantize_int8(onnx_dir: Path, out_dir: Path, weight_type: str = "int8") -> Path:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+def _copy_side_files(onnx_dir: Path, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for file in onnx_dir.iterdir():  # tokenizer, configs: everything but the graph
         if file.is_file() and not file.name.startswith("model.onnx") and file.name != "manifest.json":
             shutil.copy2(file, out_dir / file.name)
+
+
+def quantize_int8(onnx_dir: Path, out_dir: Path, weight_type: str = "int8") -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    _copy_side_files(onnx_dir, out_dir)
     quantize_dynamic(
         onnx_dir / "model.onnx",
         out_dir / "model.onnx",
@@ -56,11 +73,95 @@ def quantize_int8(onnx_dir: Path, out_dir: Path, weight_type: str = "int8") -> P
     return out_dir
 
 
+def quantize_int4(onnx_dir: Path, out_dir: Path, cfg: QuantizeConfig | None = None) -> Path:
+    """Weight-only 4-bit MatMul weights (``MatMulNBits``), blockwise along the input dimension."""
+    import onnx
+    from onnxruntime.quantization import matmul_nbits_quantizer as mnb
+
+    cfg = cfg or QuantizeConfig(weight_type="int4")
+    algo = (
+        mnb.HQQWeightOnlyQuantConfig(block_size=cfg.int4_block_size, bits=4)
+        if cfg.int4_algorithm == "hqq"
+        else mnb.DefaultWeightOnlyQuantConfig(
+            block_size=cfg.int4_block_size,
+            is_symmetric=cfg.int4_symmetric,
+            accuracy_level=cfg.int4_accuracy_level,
+            # The embedding too (GatherBlockQuantized): at 150k vocab it is a quarter of a 0.5B model.
+            op_types_to_quantize=("MatMul", "Gather") if cfg.int4_embeddings else ("MatMul",),
+            quant_axes=(("MatMul", 0), ("Gather", 1)),
+        )
+    )
+    _copy_side_files(onnx_dir, out_dir)
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    model = onnx.load(str(onnx_dir / "model.onnx"))
+    _fold_transposed_weights(model)
+    quantizer = mnb.MatMulNBitsQuantizer(model, nodes_to_exclude=list(cfg.int4_nodes_to_exclude), algo_config=algo)
+    quantizer.process()
+    # Small enough for one file below 2 GB up to a few billion parameters; larger ones keep external data.
+    large = sum(f.stat().st_size for f in onnx_dir.glob("model.onnx*")) > 8e9
+    quantizer.model.save_model_to_file(str(out_dir / "model.onnx"), use_external_data_format=large)
+    return out_dir
+
+
+def _fold_transposed_weights(model) -> int:
+    """Give ``MatMul(x, Transpose(W))`` (a tied LM head reusing the embedding) its own constant ``W.T``.
+
+    MatMulNBits only quantizes a MatMul whose weight is a constant; with tied embeddings the LM head (for
+    Qwen2.5-0.5B, 136M of its 494M parameters) would otherwise stay fp32. Returns how many were folded.
+    """
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    producers = {out: n for n in model.graph.node for out in n.output}
+    folded = 0
+    for node in model.graph.node:
+        if node.op_type != "MatMul" or len(node.input) < 2:
+            continue
+        src = producers.get(node.input[1])
+        if src is None or src.op_type != "Transpose" or src.input[0] not in inits:
+            continue
+        perm = next((list(a.ints) for a in src.attribute if a.name == "perm"), None)
+        weight = numpy_helper.to_array(inits[src.input[0]], base_dir="")
+        if weight.ndim != 2 or perm not in (None, [1, 0]):
+            continue
+        name = f"{src.input[0]}_T_folded"  # not "_transposed": exporters already name the Transpose output so
+        if name not in inits:
+            inits[name] = numpy_helper.from_array(weight.T.copy(), name)
+            model.graph.initializer.append(inits[name])
+        node.input[1] = name
+        folded += 1
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    dead = [n for n in model.graph.node if n.op_type == "Transpose" and not any(o in used for o in n.output)]
+    for node in dead:  # so the fp32 original is dropped once the embedding's Gather is quantized too
+        model.graph.node.remove(node)
+    return folded
+
+
+def quantize_form(onnx_dir: Path, out_dir: Path, weight_type: str, cfg: QuantizeConfig) -> Path:
+    if weight_type == "int4":
+        return quantize_int4(onnx_dir, out_dir, cfg)
+    return quantize_int8(onnx_dir, out_dir, weight_type)
+
+
 def run(cfg: QuantizeConfig, *, model_dir: Path, out_dir: Path) -> QuantizeResult:
     fp32 = export_onnx(model_dir, out_dir / "fp32")
-    int8 = quantize_int8(fp32, out_dir / "int8", cfg.weight_type)
+    forms = {}
+    for weight_type in dict.fromkeys([*cfg.forms, cfg.weight_type]):
+        folder = quantize_form(fp32, out_dir / weight_type, weight_type, cfg)
+        forms[weight_type] = QuantizedForm(weight_type=weight_type, dir=folder, size_mb=dir_size_mb(folder))
+    main = forms[cfg.weight_type]
     result = QuantizeResult(
-        fp32_dir=fp32, int8_dir=int8, fp32_size_mb=dir_size_mb(fp32), int8_size_mb=dir_size_mb(int8)
+        fp32_dir=fp32, fp32_size_mb=dir_size_mb(fp32), int8_dir=main.dir, int8_size_mb=main.size_mb, candidates=forms
     )
     write_manifest(out_dir, stage="quantize", **result.model_dump(mode="json"))
     return result
+
+
+def choose_candidate(
+    metrics_by_candidate: Mapping[str, dict[str, Any]],
+    sizes: Mapping[str, float],
+    gate_fn: Callable[[dict[str, Any]], bool],
+) -> str | None:
+    """The smallest candidate whose metrics pass ``gate_fn`` (ties: the first given), or None if none passes."""
+    passing = [name for name, metrics in metrics_by_candidate.items() if gate_fn(metrics)]
+    return min(passing, key=lambda name: sizes[name]) if passing else None
