@@ -145,19 +145,19 @@ def run_models(
     task: Task,
     test: Path,
     student: Path,
-    quantized: Path,
+    quantized: dict[str, Path],
     teacher: TeacherConfig | None,
     out_dir: Path,
 ) -> EvaluateResult:
-    """The pipeline's comparison on one test set: the teacher (if given), the trained student, the served form."""
+    """The pipeline's comparison on one test set: the teacher (if given), the trained student and every quantized
+    form (``quantized``: weight type -> folder), named ``student_<weight type>``."""
     from contextlib import ExitStack
 
     from components.inference import ChatModel
 
-    models = {
-        "student": Candidate(chat=ChatModel.load(student), folder=student),
-        "student_int8": Candidate(chat=ChatModel.load(quantized), folder=quantized),
-    }
+    models = {"student": Candidate(chat=ChatModel.load(student), folder=student)}
+    for form, folder in quantized.items():
+        models[f"student_{form}"] = Candidate(chat=ChatModel.load(folder), folder=folder)
     with ExitStack() as stack:
         if teacher is not None:
             from components.teacher.chat import TeacherChat

@@ -45,20 +45,29 @@ def demo_build(profile: str = "demo", work_dir: str = ".") -> dict[str, Any]:
 
 
 @task(name="gate-and-register", cache_policy=NO_CACHE)
-def gate_and_register(ctx: Ctx, metrics: dict[str, float]) -> dict[str, Any]:
-    """Check the ``poc`` gates on the served form; if they pass, register it and point ``poc`` at it."""
+def gate_and_register(ctx: Ctx, metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Check the ``poc`` gates on every quantized form; register the smallest that passes and point ``poc`` at it.
+
+    With one form (``quantize.weight_type``, the default) that is the plain gate. The other forms' metrics are
+    in the same MLflow run (``student_<form>.*``), so the size/quality trade-off is visible per run."""
     from components import registry
     from components.gates import decide
+    from components.quantize import choose_candidate
 
-    params = ctx.params
-    decision = decide(metrics, None, load_gates(PARAMS_DIR / params.gates).poc, stage="poc")
-    out: dict[str, Any] = decision.model_dump()
+    params, gates = ctx.params, load_gates(PARAMS_DIR / ctx.params.gates).poc
+    forms = {form: metrics[f"student_{form}"] for form in params.quantize.forms}
+    chosen = choose_candidate(
+        forms, {f: m.get("size_mb", 0.0) for f, m in forms.items()}, lambda m: decide(m, None, gates).passed
+    )
+    form = chosen or params.quantize.weight_type
+    decision = decide(forms[form], None, gates, stage="poc")
+    out: dict[str, Any] = decision.model_dump() | {"form": form}
     if decision.passed:
-        name, model_dir = params.model_name, ctx.layout.student_onnx / "int8"
+        name, model_dir = params.model_name, ctx.layout.student_onnx / form
         holder = registry.alias_version(name, "poc")
         if holder is not None and registry.version_sha256(name, holder) == sha256_tree(model_dir):
             return out | {"version": holder, "unchanged": True}  # a rerun of the same model: no duplicate version
-        version = registry.register(model_dir, name, metrics, ctx.task)
+        version = registry.register(model_dir, name, forms[form], ctx.task)
         registry.set_alias(name, "poc", version)
         out["version"] = version
     return out
@@ -81,8 +90,8 @@ def pipeline(profile: str = "demo", work_dir: str = ".", overrides: list[str] | 
         for model_name, values in metrics.items():
             mlflow.log_metrics({f"{model_name}.{k}": v for k, v in values.items()})
         _log_evaluation(ctx, metrics)
-        decision = gate_and_register(ctx, metrics["student_int8"])
-        mlflow.set_tag("poc_gate", "passed" if decision["passed"] else "failed")
+        decision = gate_and_register(ctx, metrics)
+        mlflow.set_tags({"poc_gate": "passed" if decision["passed"] else "failed", "served_form": decision["form"]})
         if params.dvc.commit:
             from flows.versioning import dvc_commit_and_push
 

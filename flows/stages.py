@@ -210,7 +210,7 @@ def _evaluate(ctx: Ctx) -> BaseModel:
         task=ctx.task,
         test=layout.prepared / "test.jsonl",
         student=layout.student,
-        quantized=layout.student_onnx / "int8",
+        quantized={form: layout.student_onnx / form for form in p.quantize.forms},
         teacher=p.synthesize.teacher if p.evaluate.evaluate_teacher else None,
         out_dir=layout.reports / "eval",
     )
@@ -258,9 +258,9 @@ def _finetune_summary(r: dict) -> str:
 
 
 def _evaluate_summary(r: dict) -> str:
-    served = r["metrics"].get("student_int8", {})
+    name, served = next(((k, v) for k, v in r["metrics"].items() if k.startswith("student_")), ("", {}))
     shown = [k for k in served if k not in ("n", "latency_p50_ms", "latency_p95_ms", "size_mb", "exact_match")][:3]
-    return "student_int8 " + _join({k: served[k] for k in shown} | {"p95 ms": served.get("latency_p95_ms")})
+    return f"{name} " + _join({k: served[k] for k in shown} | {"p95 ms": served.get("latency_p95_ms")})
 
 
 STAGES: dict[str, Stage] = {
@@ -354,7 +354,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="evaluate",
-            params=("task", "evaluate", "synthesize.teacher"),
+            params=("task", "evaluate", "synthesize.teacher", "quantize.weight_type", "quantize.candidates"),
             code=(
                 "components/evaluate.py",
                 "components/inference.py",

@@ -131,6 +131,9 @@ def test_the_second_task_runs_from_a_spec_and_data_alone(reviews_run):
         mlflow.set_tracking_uri(previous)
     parent = runs[runs["tags.mlflow.runName"] == "pipeline-smoke-reviews"].iloc[0]
     assert parent["tags.task"] == "review_insights" and parent["metrics.student_int8.aspects_micro_f1"] >= 0
+    # quantize.candidates [int8, int4]: both evaluated in the same run, the smallest passing one registered
+    assert parent["metrics.student_int4.size_mb"] < parent["metrics.student_int8.size_mb"]
+    assert parent["tags.served_form"] == "int4"
     synthetic = load_jsonl(reviews_run["work"] / "data" / "synthetic" / "train.jsonl")
     assert {r["source"] for r in synthetic} == {"gold", "teacher_label"}
     assert all(set(r["expected"]) == {"rating", "aspects", "summary"} for r in synthetic)

@@ -38,7 +38,7 @@ def _keys(params, root: Path) -> dict[str, str]:
         ("evaluate.max_new_tokens=32", {"evaluate"}),
         ("finetune.training.epochs=1", {"finetune"}),
         ("synthesize.teacher.model=other", {"synthesize", "evaluate"}),
-        ("quantize.weight_type=uint8", {"quantize"}),
+        ("quantize.weight_type=uint8", {"quantize", "evaluate"}),  # evaluate reads the form it serves
         ("demo.vocab_size=600", {"demo_tokenizer"}),
         ("data.test_fraction=0.2", {"prepare"}),
     ],
