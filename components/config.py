@@ -414,12 +414,22 @@ class GateThresholds(Strict):
     max_regression_vs_champion: dict[str, float] = {}
 
 
+class ParityThresholds(Strict):
+    """What was trained is what is served: per step of trained -> merged -> ONNX fp32 -> quantized -> served,
+    against the step before it (``components/parity.py``). Failing blocks registration."""
+
+    min_output_agreement: float = Field(0.9, ge=0.0, le=1.0)  # share of identical greedy answers
+    min_label_agreement: float = Field(0.95, ge=0.0, le=1.0)  # share with the same parsed label
+    max_prefill_logit_diff: float | None = Field(1e-2, gt=0.0)  # fp32 pairs only; None: not checked
+
+
 class Gates(Strict):
     """Each stage at least as strict as the one before it: a model that passes prod passes pilot and poc."""
 
     poc: GateThresholds
     pilot: GateThresholds
     prod: GateThresholds
+    parity: ParityThresholds = ParityThresholds()  # checked before any version is registered
 
     @model_validator(mode="after")
     def _stricter_each_stage(self) -> Gates:

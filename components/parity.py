@@ -21,20 +21,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from components.config import ParityThresholds
 from components.gates import Decision
 
 Messages = list[dict[str, str]]
-
-
-class ParityThresholds(BaseModel):
-    """Per step, against the step before it. Lives in ``gates.yaml`` under ``parity:``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    min_output_agreement: float = Field(0.9, ge=0.0, le=1.0)  # share of identical greedy answers
-    min_label_agreement: float = Field(0.95, ge=0.0, le=1.0)  # share with the same parsed label
-    max_prefill_logit_diff: float | None = Field(1e-2, gt=0.0)  # fp32 pairs only; None: not checked
 
 
 class ParityModel:
@@ -186,3 +178,50 @@ def decide_parity(figures: ParityFigures, thresholds: ParityThresholds) -> Decis
         if failures:
             reasons.append(f"parity: {s.step} diverged from {s.reference}: " + "; ".join(failures))
     return Decision(stage="parity", passed=not reasons, reasons=reasons, checks=checks)
+
+
+class ParityResult(BaseModel):
+    out_dir: Path
+    figures: ParityFigures
+    agreement: dict[str, float]  # figures.flat(): what MLflow shows per step
+
+
+def run(
+    task: Any,
+    *,
+    test: Path,
+    base_model: str,
+    student: Path,
+    onnx_fp32: Path,
+    quantized: Path,
+    out_dir: Path,
+    examples: int = 50,
+    max_tokens: int = 96,
+) -> ParityResult:
+    """The chain for one pipeline run: trained (base + adapter, when LoRA/QLoRA wrote one) -> merged -> ONNX fp32
+    -> quantized -> the quantized model behind a real HTTP server, on the first ``examples`` test inputs."""
+    import json
+
+    from components.inference import ChatModel
+    from components.io import load_jsonl, write_manifest
+    from components.serve.app import BackgroundServer, create_app
+
+    prompts = [task.build_messages(r["input"]) for r in load_jsonl(test)[:examples]]
+    chain = (
+        [ParityModel.local("trained", adapter_model(base_model, student / "adapter"))]
+        if (student / "adapter" / "adapter_config.json").exists()
+        else []
+    )
+    chain += [
+        ParityModel.local("merged", ChatModel.load(student)),
+        ParityModel.local("onnx_fp32", ChatModel.load(onnx_fp32)),
+    ]
+    served = ChatModel.load(quantized)
+    chain.append(ParityModel.local("quantized", served, fp32=False))
+    with BackgroundServer(create_app(served, "student", None)) as server:
+        chain.append(ParityModel.http("served", server.base_url, "student"))
+        figures = compare_chain(prompts, chain, task, max_tokens)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "parity.json").write_text(json.dumps(figures.model_dump(), indent=1))
+    write_manifest(out_dir, stage="parity", **figures.flat())
+    return ParityResult(out_dir=out_dir, figures=figures, agreement=figures.flat())

@@ -45,8 +45,9 @@ def demo_build(profile: str = "demo", work_dir: str = ".") -> dict[str, Any]:
 
 
 @task(name="gate-and-register", cache_policy=NO_CACHE)
-def gate_and_register(ctx: Ctx, metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """Check the ``poc`` gates on every quantized form; register the smallest that passes and point ``poc`` at it.
+def gate_and_register(ctx: Ctx, metrics: dict[str, dict[str, float]], parity: dict[str, Any]) -> dict[str, Any]:
+    """Check parity (trained -> ... -> served) and the ``poc`` gates on every quantized form; register the smallest
+    form that passes and point ``poc`` at it. Failing parity registers nothing, naming the step that diverged.
 
     With one form (``quantize.weight_type``, the default) that is the plain gate. The other forms' metrics are
     in the same MLflow run (``student_<form>.*``), so the size/quality trade-off is visible per run."""
@@ -90,7 +91,7 @@ def pipeline(profile: str = "demo", work_dir: str = ".", overrides: list[str] | 
         for model_name, values in metrics.items():
             mlflow.log_metrics({f"{model_name}.{k}": v for k, v in values.items()})
         _log_evaluation(ctx, metrics)
-        decision = gate_and_register(ctx, metrics)
+        decision = gate_and_register(ctx, metrics, results["parity"]["figures"])
         mlflow.set_tags({"poc_gate": "passed" if decision["passed"] else "failed", "served_form": decision["form"]})
         if params.dvc.commit:
             from flows.versioning import dvc_commit_and_push

@@ -222,6 +222,29 @@ def _metrics_file(ctx: Ctx) -> Path:
     return ctx.layout.reports / "metrics.json"
 
 
+def _parity(ctx: Ctx) -> BaseModel:
+    from components import parity
+
+    p, layout = ctx.params, ctx.layout
+    return parity.run(
+        ctx.task,
+        test=layout.prepared / "test.jsonl",
+        base_model=resolve_model_path(p.finetune.base_model, ctx.root),
+        student=layout.student,
+        onnx_fp32=layout.student_onnx / "fp32",
+        quantized=layout.student_onnx / p.quantize.weight_type,
+        out_dir=layout.reports / "parity",
+        max_tokens=p.evaluate.max_new_tokens,
+    )
+
+
+def _parity_summary(r: dict) -> str:
+    steps = r["figures"]["steps"]
+    return " · ".join(f"{s['step']} {s['output_agreement']:.2f}/{s['label_agreement']:.2f}" for s in steps) + (
+        "  (output/label agreement with the step before)"
+    )
+
+
 class _Counts(BaseModel):
     counts: dict[str, int]
 
@@ -369,7 +392,19 @@ STAGES: dict[str, Stage] = {
             artifacts=("metrics.json", "comparison.csv", "confusion_*.png"),
             metrics=_metrics_file,
         ),
+        Stage(
+            name="parity",
+            params=("task", "evaluate.max_new_tokens", "quantize.weight_type", "finetune.base_model"),
+            code=("components/parity.py", "components/inference.py", "components/serve", "components/tasks"),
+            inputs=lambda ctx: (
+                [ctx.layout.prepared / "test.jsonl", ctx.layout.student, ctx.layout.student_onnx] + _local_base(ctx)
+            ),
+            out=lambda ctx: ctx.layout.reports / "parity",
+            run=_parity,
+            summary=_parity_summary,
+            artifacts=("parity.json",),
+        ),
     ]
 }
 DEMO = [STAGES[n] for n in ("demo_data", "demo_tokenizer", "demo_student_base")]
-PIPELINE = [STAGES[n] for n in ("prepare", "synthesize", "finetune", "quantize", "evaluate")]
+PIPELINE = [STAGES[n] for n in ("prepare", "synthesize", "finetune", "quantize", "evaluate", "parity")]
