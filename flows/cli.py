@@ -90,7 +90,9 @@ def run(profile: Profile = "demo", work_dir: WorkDir = Path("."), overrides: Ove
     summary = pipeline(profile=profile, work_dir=str(work_dir), overrides=overrides or [])
     typer.echo("\n" + _table(summary["metrics"]))
     store = f"sqlite:///{(work_dir / 'mlruns.db').resolve()}"
-    typer.echo(f"\nMLflow run: {summary['run_id']}  (browse: mlflow ui --backend-store-uri {store})")
+    typer.echo(f"\nMLflow run: {summary['run_id']}  (browse: mlflow ui --backend-store-uri {store}, or make mlflow-ui)")
+    page = f"#/experiments/{summary['experiment_id']}/runs/{summary['run_id']}?workflowType=machine_learning"
+    typer.echo(f"MLflow UI:  http://127.0.0.1:5000/{page}")
     typer.echo(f"Reports:    {summary['reports']}")
     typer.echo("poc gate:   " + _gate_line(summary["gate"]))
 
