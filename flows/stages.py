@@ -99,8 +99,10 @@ def _sources(ctx: Ctx) -> list[Path]:
 
 
 def _local_base(ctx: Ctx) -> list[Path]:
+    """The base model folder when it is local: it exists, or the demo build writes it (so dvc.yaml lists it
+    whether or not the demo was built yet). A hub id is not an input."""
     base = Path(resolve_model_path(ctx.params.finetune.base_model, ctx.root))
-    return [base] if base.exists() else []
+    return [base] if base.exists() or base.resolve() == ctx.layout.student_base.resolve() else []
 
 
 # ---------------------------------------------------------------- how each stage calls its component

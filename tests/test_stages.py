@@ -35,10 +35,10 @@ def _keys(params, root: Path) -> dict[str, str]:
     ("override", "expected"),
     [
         ("project.seed=7", {"demo_data", "demo_student_base", "prepare", "synthesize", "finetune"}),
-        ("evaluate.max_new_tokens=32", {"evaluate"}),
+        ("evaluate.max_new_tokens=32", {"evaluate", "parity"}),  # parity answers with the same budget
         ("finetune.training.epochs=1", {"finetune"}),
         ("synthesize.teacher.model=other", {"synthesize", "evaluate"}),
-        ("quantize.weight_type=uint8", {"quantize", "evaluate"}),  # evaluate reads the form it serves
+        ("quantize.weight_type=uint8", {"quantize", "evaluate", "parity"}),  # both read the form that is served
         ("demo.vocab_size=600", {"demo_tokenizer"}),
         ("data.test_fraction=0.2", {"prepare"}),
     ],
@@ -93,7 +93,7 @@ def test_dvc_repro_runs_the_registry_stages_and_tracks_params_per_key(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(resolved, allow_unicode=True))
     status = run(str(bin_dir / "dvc"), "status")
     changed = {s.name for s in DEMO + PIPELINE if f"{s.name}:" in status}
-    assert changed == {"evaluate"}, status
+    assert changed == {"evaluate", "parity"}, status
 
     # An experiment on a finetune key reruns finetune and what follows it, and `dvc exp show` compares it.
     run(str(bin_dir / "slmops"), "dvc", "--profile", "smoke-reviews", "--work-dir", str(tmp_path))
