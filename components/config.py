@@ -270,7 +270,7 @@ class HarvestConfig(Strict):
     low_confidence: float = Field(0.5, gt=0.0, le=1.0)  # least certain token under this: "low_confidence"
     # A row whose nearest training input is less similar than this (cosine, char n-gram TF-IDF) lies in a
     # region the training data does not cover: "drifted_region".
-    novelty_similarity: float = Field(0.5, gt=0.0, le=1.0)
+    novelty_similarity: float = Field(0.3, gt=0.0, le=1.0)
     include_unflagged: bool = True  # fill the batch with ordinary traffic once the flagged rows are in
     min_chars: int = Field(5, ge=1)
 
