@@ -253,8 +253,10 @@ class MonitorConfig(Strict):
     semantic_p_value: float = Field(0.001, gt=0.0, lt=1.0)
     semantic_min_effect: float = Field(0.6, ge=0.5, lt=1.0)
     semantic_max_reference: int = Field(3000, ge=50)  # reference rows used (a seeded sample of larger files)
-    # Predicted-label distribution of every enum field vs the reference labels: chi-square, drift under this.
+    # Predicted-label distribution of every enum field vs the reference labels: drift when the chi-square
+    # p-value is under ``label_p_value`` and the total-variation distance reaches ``label_min_distance``.
     label_p_value: float = Field(0.001, gt=0.0, lt=1.0)
+    label_min_distance: float = Field(0.1, gt=0.0, le=1.0)
     # Rates of the window (absolute ceilings: the reference has no served answers to compare with).
     max_fallback_rate: float = Field(0.2, ge=0.0, le=1.0)  # answers the teacher gave instead of the student
     max_invalid_rate: float = Field(0.1, ge=0.0, le=1.0)  # answers that fail the task's schema
