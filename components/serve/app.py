@@ -23,7 +23,8 @@ answer is sent; ``slmops monitor`` reads the rows with status 200):
     id, ts (UTC ISO), model, model_version, status (200, or 504 for a timeout), stream (bool),
     served_by ("student" | "teacher"), fallback (null | "invalid_output" | "low_confidence"),
     input (the last user message, PII-masked), output (the answer sent, PII-masked), latency_ms,
-    prompt_tokens, completion_tokens, finish_reason ("stop" | "length" | "time")
+    prompt_tokens, completion_tokens, finish_reason ("stop" | "length" | "time"),
+    min_token_prob (the student's least certain token probability; only when the fallback computed it)
 Requests refused before generating (4xx, 429) are counted in ``/metrics`` only.
 """
 
@@ -290,6 +291,7 @@ def create_app(
                 max_time=cfg.generation_timeout_s,
                 scores=scores,
             )
+            confidence = completion.min_token_prob  # the student's, kept when the teacher's answer replaces it
             if completion.finish_reason != "time" and fallback is not None:
                 reason = fallback.reason(completion)
                 if reason is not None:
@@ -305,6 +307,8 @@ def create_app(
         finally:
             slots.release()
         fields = {"model_version": served.version, "served_by": served_by, "fallback": reason}
+        if confidence is not None:
+            fields["min_token_prob"] = round(confidence, 6)
         if completion.finish_reason == "time":
             record(request_id, messages, completion, time.perf_counter() - started, status=504, **fields)
             metrics.error("timeout")
