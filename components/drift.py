@@ -39,6 +39,13 @@ class Signal(BaseModel):
     threshold: float
     p_value: float | None = None
     detail: str = ""
+    grew: list[str] = []  # label signals: the values whose share rose by at least half the distance threshold
+
+
+def drifted_values(signals: Sequence[Signal]) -> dict[str, list[str]]:
+    """``{"category": ["other"]}``: the predicted values that grew in drifted label signals (harvest puts rows
+    answered with them first: ``harvest.run(..., drifted_values=...)``)."""
+    return {s.name.removeprefix("label:"): s.grew for s in signals if s.name.startswith("label:") and s.drifted}
 
 
 def semantic_signal(reference: Sequence[str], current: Sequence[str], cfg: MonitorConfig, seed: int = 0) -> Signal:
@@ -104,6 +111,7 @@ def label_signals(
         distance = 0.5 * sum(abs(a - b) for a, b in share.values())
         p = float(chi2_contingency([[ref[v] for v in values], [cur[v] for v in values]])[1])
         grew = max(values, key=lambda v: share[v][1] - share[v][0])
+        rising = [v for v in values if share[v][1] - share[v][0] >= cfg.label_min_distance / 2]
         signals.append(
             Signal(
                 name=f"label:{name}",
@@ -112,6 +120,7 @@ def label_signals(
                 threshold=cfg.label_min_distance,
                 p_value=p,
                 detail=f"{grew} {share[grew][0]:.2f} -> {share[grew][1]:.2f} (total variation {distance:.2f})",
+                grew=rising,
             )
         )
     return signals

@@ -11,7 +11,7 @@ import pytest
 from components import pii
 from components.config import MonitorConfig
 from components.demo.generate import generate, gold_reply
-from components.drift import label_signals, predicted, rate_signals, semantic_signal
+from components.drift import drifted_values, label_signals, predicted, rate_signals, semantic_signal
 from components.io import write_jsonl
 from components.monitor import run
 from components.tasks import load_task
@@ -97,6 +97,7 @@ def test_a_skewed_answer_distribution_raises_the_label_signal(reference):
     signals = {s.name: s for s in label_signals(task, reference, predicted(task, skewed), CFG)}
     assert signals["label:category"].drifted and "other" in signals["label:category"].detail
     assert not signals["label:priority"].drifted
+    assert drifted_values(list(signals.values())) == {"category": ["other"]}  # what harvest puts first
 
 
 def test_fallback_invalid_and_low_confidence_rates(reference):
