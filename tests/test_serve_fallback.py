@@ -98,6 +98,8 @@ def test_the_confidence_threshold_decides_who_answers(untrained, tmp_path, thres
             url = f"http://127.0.0.1:{server.port}"
             assert _ask(url).headers["x-slmops-served-by"] == served_by
             assert _fallback_counts(url) == ({"low_confidence": 1.0} if served_by == "teacher" else {})
+    [row] = load_jsonl(tmp_path / "log.jsonl")  # the student's confidence is logged, whoever answered
+    assert row["served_by"] == served_by and 0 < row["min_token_prob"] < 1
 
 
 def test_token_probabilities_are_reported_when_asked(untrained):

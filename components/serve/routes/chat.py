@@ -94,6 +94,7 @@ def _answer(req: ChatRequest, state: ServerState, served: ServedModel, messages:
     except ContextWindowExceeded as err:
         state.metrics.error("context_window")
         return error(400, str(err), param="messages")
+    confidence = completion.min_token_prob  # the student's, kept when the teacher's answer replaces it
     if not completion.timed_out and fallback is not None:
         reason = fallback.reason(completion)
         if reason is not None:
@@ -104,6 +105,8 @@ def _answer(req: ChatRequest, state: ServerState, served: ServedModel, messages:
             else:
                 completion, served_by = answer, "teacher"
     fields = {"model_version": served.version, "served_by": served_by, "fallback": reason}
+    if confidence is not None:  # the monitor's confidence signal and the harvest's low_confidence read it
+        fields["min_token_prob"] = round(confidence, 6)
     latency_s = time.perf_counter() - started
     if completion.timed_out:
         _record(state, request_id, messages, completion, latency_s, **fields)
