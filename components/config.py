@@ -644,13 +644,10 @@ class Layout(BaseModel):
     def _p(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
 
-    raw = property(lambda self: self._p("data", "raw"))
     prepared = property(lambda self: self._p("data", "prepared"))
     synthetic = property(lambda self: self._p("data", "synthetic"))
     tokenizer = property(lambda self: self._p("models", "tokenizer"))
     student_base = property(lambda self: self._p("models", "student_base"))
-    teacher = property(lambda self: self._p("models", "teacher"))
-    teacher_onnx = property(lambda self: self._p("models", "teacher_onnx"))
     student = property(lambda self: self._p("models", "student"))
     student_onnx = property(lambda self: self._p("models", "student_onnx"))
     reports = property(lambda self: self._p("reports"))
