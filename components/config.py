@@ -190,6 +190,25 @@ class PrepareConfig(Strict):
     mask_pii: bool = True
 
 
+PIILabel = Literal[
+    "NAME", "ADDRESS", "PHONE", "EMAIL", "CARD", "MYNUMBER", "POSTAL", "BANK_ACCOUNT", "PASSPORT", "DRIVER_LICENSE"
+]
+
+
+class PIIConfig(Strict):
+    """What ``components.pii`` masks, on every path (prepare, teacher prompts and replies, the inference log, the
+    server's fallback, ``slmops pii``). The default is strict: every entity, a low threshold, GiNZA's NER on."""
+
+    entities: list[PIILabel] = Field(default_factory=lambda: list(PIILabel.__args__), min_length=1)
+    # Findings scored under this are kept in the text. Validated formats score 0.75-0.95, a format whose shape
+    # alone is ambiguous (7 digits, 2 letters + 7 digits) 0-0.4 until a context word (口座, 旅券 …) lifts it.
+    score_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    # GiNZA's statistical NER for names the dictionary lacks: tens of ms per text (the server's hot path uses the
+    # dictionary-only pass regardless; see components/pii/__init__.py).
+    ner: bool = True
+    allow_list: list[str] = []  # exact strings never masked (a company's own name that looks like a person's)
+
+
 class SamplingConfig(Strict):
     temperature: float = 0.0
     top_p: float = 1.0
@@ -459,6 +478,7 @@ class Params(Strict):
     harvest: HarvestConfig = HarvestConfig()
     loop: LoopConfig = LoopConfig()
     dvc: DvcConfig = DvcConfig()
+    pii: PIIConfig = PIIConfig()
 
     @property
     def model_name(self) -> str:

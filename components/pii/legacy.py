@@ -1,10 +1,12 @@
-"""Mask personal data in Japanese (and English) text before it is stored, sent to a teacher, or logged.
+"""The regex masker slmops used before the Presidio one (kept for ``benchmarks/pii.py``'s side-by-side figures).
 
 Usage:
-    echo "電話は090-1234-5678です" | slmops pii mask      # -> 電話は[PHONE]です
+    python -c "from components.pii import legacy; print(legacy.mask('電話は090-1234-5678です'))"
 
-Text is NFKC-normalised first, so full-width digits (０９０－…) are caught too. Order matters: the longer,
-more specific patterns (card, My Number) run before phone numbers so a card is not half-masked as a phone.
+Known gaps it is kept to measure (issue 14): no names, no street-level addresses, no bank accounts or passports,
+any 12-digit number is a My Number and any 13-19 digit number a card. Text is NFKC-normalised first, so
+full-width digits (０９０－…) are caught too. Order matters: the longer, more specific
+patterns (card, My Number) run before phone numbers so a card is not half-masked as a phone.
 """
 
 from __future__ import annotations
@@ -60,6 +62,21 @@ def mask(text: str, counts: Counter[str] | None = None) -> str:
         if counts is not None and n:
             counts[label] += n
     return text
+
+
+def spans(text: str) -> list[tuple[str, int, int]]:
+    """``(label, start, end)`` of what :func:`mask` replaces, as offsets into ``normalize(text)``.
+
+    The patterns run in the same order as in :func:`mask`; a match is blanked out with private-use characters of the
+    same length (instead of ``[LABEL]``) so later patterns cannot match it and the offsets stay valid.
+    """
+    text = normalize(text)
+    found = []
+    for label, pattern in PATTERNS:
+        for m in pattern.finditer(text):
+            found.append((label, m.start(), m.end()))
+        text = pattern.sub(lambda m: "\ue000" * len(m.group(0)), text)
+    return sorted(found, key=lambda f: f[1])
 
 
 def find_pii(text: str) -> list[tuple[str, str]]:
