@@ -197,15 +197,17 @@ PIILabel = Literal[
 
 class PIIConfig(Strict):
     """What ``components.pii`` masks, on every path (prepare, teacher prompts and replies, the inference log, the
-    server's fallback, ``slmops pii``). The default is strict: every entity, a low threshold, GiNZA's NER on."""
+    server's fallback, ``slmops pii``). Strict by default: every entity type, threshold 0.5."""
 
     entities: list[PIILabel] = Field(default_factory=lambda: list(PIILabel.__args__), min_length=1)
     # Findings scored under this are kept in the text. Validated formats score 0.75-0.95, a format whose shape
     # alone is ambiguous (7 digits, 2 letters + 7 digits) 0-0.4 until a context word (口座, 旅券 …) lifts it.
     score_threshold: float = Field(0.5, ge=0.0, le=1.0)
-    # GiNZA's statistical NER for names the dictionary lacks: tens of ms per text (the server's hot path uses the
-    # dictionary-only pass regardless; see components/pii/__init__.py).
-    ner: bool = True
+    # GiNZA's statistical NER model on top of the dictionary (Sudachi) names and the address grammar. Measured on
+    # benchmarks/data (benchmarks/pii.py): +1 name of 57 on one set, +0 on the other, at ~30x the cost (~55 ms
+    # instead of ~2 ms per 200 characters, 19 instead of ~700 rows/s), so off by default. The server's
+    # synchronous log row never uses it (latency budget); prepare, the teacher and `slmops pii` do when it is on.
+    ner: bool = False
     allow_list: list[str] = []  # exact strings never masked (a company's own name that looks like a person's)
 
 

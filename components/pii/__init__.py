@@ -55,14 +55,25 @@ def _pieces(text: str) -> Iterable[tuple[int, str]]:
 
 
 def _resolve(text: str, results, offset: int = 0) -> list[Found]:
-    """Overlaps go to the higher score, then the longer span; placeholders already in the text are not PII."""
+    """Overlaps go to the higher score, then the longer span; what a loser covers beyond the winner is still masked,
+    as its own finding. Placeholders already in the text (``[PHONE]``) are not PII."""
     taken = [(m.start(), m.end()) for m in _PLACEHOLDER.finditer(text)]
     kept = []
     for r in sorted(results, key=lambda r: (-r.score, r.start - r.end, r.start)):
-        if all(r.end <= s or r.start >= e for s, e in taken):
-            taken.append((r.start, r.end))
-            kept.append(Found(PLACEHOLDERS[r.entity_type], offset + r.start, offset + r.end, r.score, ""))
+        for start, end in _uncovered(r.start, r.end, taken):
+            start += len(text[start:end]) - len(text[start:end].lstrip())
+            end -= len(text[start:end]) - len(text[start:end].rstrip())
+            if re.search(r"\w", text[start:end]):
+                taken.append((start, end))
+                kept.append(Found(PLACEHOLDERS[r.entity_type], offset + start, offset + end, r.score, ""))
     return sorted(kept, key=lambda f: f.start)
+
+
+def _uncovered(start: int, end: int, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    pieces = [(start, end)]
+    for s, e in taken:
+        pieces = [p for a, b in pieces for p in ((a, min(b, s)), (max(a, e), b)) if p[0] < p[1]]
+    return pieces
 
 
 def _analyze_kwargs(cfg: PIIConfig) -> dict:

@@ -81,7 +81,8 @@ def analyzer(ner: bool):
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
 
-    from components.pii.names import AddressRecognizer, GinzaPersonRecognizer, PersonRecognizer, RomajiNameRecognizer
+    from components.pii.address import AddressRecognizer
+    from components.pii.names import GinzaPersonRecognizer, PersonRecognizer, RomajiNameRecognizer
     from components.pii.recognizers import STRUCTURED
 
     class RecognizerContext(ContextAwareEnhancer):

@@ -36,6 +36,8 @@ class JaPatternRecognizer(PatternRecognizer):
     PATTERNS: tuple[tuple[str, str, float], ...] = ()  # (name, regex, base score)
     CONTEXT: tuple[str, ...] = ()
     CONTEXT_SCORE = 0.85
+    # Words before a match that say it is something else (品番 100-2003 is a product, not a postal code).
+    NOT_CONTEXT: tuple[str, ...] = ()
     WINDOW = 20
     AFTER = 8
     FLAGS = 0
@@ -55,10 +57,10 @@ class JaPatternRecognizer(PatternRecognizer):
         """The score of a candidate before context: ``base``, or 0 when its checks fail."""
         return base
 
-    def has_context(self, text: str, start: int, end: int) -> bool:
+    def has_context(self, text: str, start: int, end: int, words: tuple[str, ...] | None = None) -> bool:
         before = text[max(0, start - self.WINDOW) : start].rsplit("\n", 1)[-1].lower()
         after = text[end : end + self.AFTER].split("\n", 1)[0].lower()
-        return any(word in before or word in after for word in self.CONTEXT)
+        return any(word in before or word in after for word in (self.CONTEXT if words is None else words))
 
     def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None) -> list[RecognizerResult]:
         results = []
@@ -67,6 +69,8 @@ class JaPatternRecognizer(PatternRecognizer):
                 group = "pii" if "pii" in regex.groupindex else 0
                 start, end = m.span(group)
                 score = self.validate(m.group(group), base)
+                if self.NOT_CONTEXT and self.has_context(text, start, start, self.NOT_CONTEXT):
+                    score = 0.0
                 if self.CONTEXT and score < self.CONTEXT_SCORE and self.has_context(text, start, end):
                     score = self.CONTEXT_SCORE
                 if score > 0:
@@ -147,6 +151,10 @@ class CreditCardRecognizer(JaPatternRecognizer):
         return base if luhn_ok(number) and card_issuer(number) else 0.0
 
 
+# A phone number may be glued to its label (TEL03-1234-5678, ＴＥＬ（03）…) but not to other letters or digits.
+PHONE_BEFORE = r"(?:(?<![0-9A-Za-z+\-_])|(?<=TEL)|(?<=Tel)|(?<=tel)|(?<=FAX)|(?<=Fax)|(?<=fax))"
+
+
 class PhoneRecognizer(JaPatternRecognizer):
     """Japanese phone numbers (電気通信番号規則): 0 + 9 digits, or 0[5789]0 / 0800 + 8 digits; +81 drops the 0.
 
@@ -159,7 +167,7 @@ class PhoneRecognizer(JaPatternRecognizer):
     PATTERNS = (
         (
             "domestic",
-            NOT_BEFORE
+            PHONE_BEFORE
             + rf"(?:\(0\d{{1,4}}\)|0\d{{1,4}}){G}(?:\(\d{{1,4}}\)|\d{{1,4}}){G}(?:\d{{1,4}}{G})?\d{{3,4}}"
             + NOT_AFTER,
             0.75,
@@ -193,17 +201,29 @@ class PostalCodeRecognizer(JaPatternRecognizer):
         ("unbroken", NOT_BEFORE + r"\d{7}" + NOT_AFTER, 0.0),
     )
     CONTEXT = ("郵便", "〒", "zip", "postal", "post code", "postcode")
+    NOT_CONTEXT = ("品番", "型番", "商品", "製品", "注文", "sku", "item", "product", "model", "order", "part")
 
 
 class BankAccountRecognizer(JaPatternRecognizer):
     """口座番号: 7 digits (banks), or ゆうちょ 記号 5 digits + 番号 8 digits; only with a banking word nearby."""
 
     ENTITY = "JP_BANK_ACCOUNT"
+    PATTERNS = (("bank", NOT_BEFORE + r"\d{7}" + NOT_AFTER, 0.0),)
+    CONTEXT = ("口座", "普通", "当座", "預金", "貯金", "振込", "振り込み", "account", "acct", "a/c")
+    CONTEXT_SCORE = 0.9
+    WINDOW = 25
+
+
+class YuchoAccountRecognizer(JaPatternRecognizer):
+    """ゆうちょ銀行: 記号 (5 digits, starting 1) and 番号 (up to 8 digits), together (10120-12345671) or labelled."""
+
+    ENTITY = "JP_BANK_ACCOUNT"
     PATTERNS = (
-        ("bank", NOT_BEFORE + r"\d{7}" + NOT_AFTER, 0.0),
-        ("yucho", NOT_BEFORE + rf"\d{{5}}[{DASH}\s]?\d{{8}}" + NOT_AFTER, 0.3),
+        ("together", NOT_BEFORE + rf"1\d{{4}}[{DASH}\s]?\d{{8}}" + NOT_AFTER, 0.3),
+        ("symbol", r"記号[:：]?\s?(?P<pii>1\d{4})" + NOT_AFTER, 0.3),
+        ("number", r"(?<!電話)番号[:：]?\s?(?P<pii>\d{5,8})" + NOT_AFTER, 0.0),
     )
-    CONTEXT = ("口座", "普通", "当座", "預金", "貯金", "振込", "振り込み", "ゆうちょ", "記号", "account", "acct", "a/c")
+    CONTEXT = ("ゆうちょ", "記号", "振替", "貯金", "口座")
     CONTEXT_SCORE = 0.9
     WINDOW = 25
 
@@ -249,6 +269,7 @@ STRUCTURED = (
     PhoneRecognizer,
     PostalCodeRecognizer,
     BankAccountRecognizer,
+    YuchoAccountRecognizer,
     PassportRecognizer,
     DriverLicenseRecognizer,
     EmailRecognizer,
