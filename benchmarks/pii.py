@@ -175,9 +175,8 @@ def main() -> None:
     results = {name: score(cases, fn) for name, fn in predictors.items()}
     labels = [*STRUCTURED, *FREE_TEXT]
     print(f"{len(cases)} cases, {sum(len(c['gold']) for c in cases)} gold entities; R = recall, P = precision")
-    print(
-        "new = Presidio + GiNZA incl. its NER model (pii.ner: true), fast = without the NER model (the default), legacy = the old regex masker\n"
-    )
+    print("new = Presidio + GiNZA with its NER model (pii.ner: true); fast = the same without it (the default);")
+    print("legacy = the old regex masker\n")
     table(results, labels)
     for name, fn in predictors.items():
         kept, total = must_survive(cases, fn)
