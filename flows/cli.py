@@ -9,6 +9,7 @@ Usage:
     slmops serve --alias prod --port 8000
     slmops monitor
     echo "電話は090-1234-5678" | slmops pii mask
+    slmops pii scan data/raw/*.jsonl
 """
 
 from __future__ import annotations
@@ -327,13 +328,48 @@ def schedule(
     serve_deployments(profile, str(work_dir.resolve()), retrain_cron, monitor_cron)
 
 
+def _pii_config(profile: str):
+    from components.config import ParamsError, load_params
+
+    try:
+        return load_params(profile).pii
+    except ParamsError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
+
+
 @pii_app.command("mask")
-def pii_mask() -> None:
-    """Read text lines on stdin, write them masked (NFKC + PII placeholders) to stdout."""
+def pii_mask(profile: Profile = "demo") -> None:
+    """Read text lines on stdin, write them masked (NFKC + typed placeholders such as [NAME], [PHONE]) to stdout."""
     from components.pii import mask
 
+    cfg = _pii_config(profile)
     for line in sys.stdin:
-        sys.stdout.write(mask(line.rstrip("\n")) + "\n")
+        sys.stdout.write(mask(line.rstrip("\n"), cfg=cfg) + "\n")
+
+
+@pii_app.command("scan")
+def pii_scan(
+    files: Annotated[list[Path], typer.Argument(help="JSONL, CSV/TSV or plain-text files.")],
+    profile: Profile = "demo",
+) -> None:
+    """Report suspected PII as file:line: TYPE (field), never the value. Exit 1 if any is found, 2 on a bad file."""
+    from components.pii.scan import scan_file
+
+    cfg = _pii_config(profile)
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        typer.echo(f"not a readable file: {', '.join(missing)}", err=True)
+        raise typer.Exit(2)
+    counts: Counter[str] = Counter()
+    for path in files:
+        for finding in scan_file(path, cfg):
+            typer.echo(str(finding))
+            counts[finding.label] += 1
+    summary = ", ".join(f"{label} {n}" for label, n in counts.most_common()) or "nothing"
+    typer.echo(f"suspected PII in {len(files)} file(s): {summary}", err=True)
+    if counts:
+        raise typer.Exit(1)
 
 
 def _load_model(model: str, params, work_dir: Path):
