@@ -141,13 +141,33 @@ def throughput(texts: list[str], fn) -> float:
     return len(texts) / (time.perf_counter() - start)
 
 
+def prepare_rows_per_s(texts: list[str], n: int = 1000) -> float:
+    """The prepare stage's own reader and cleaner (``components.data.load_clean``) on n unlabelled rows."""
+    import tempfile
+    from collections import Counter
+
+    from components.config import PrepareConfig
+    from components.data import load_clean
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pool.jsonl"
+        rows = [{"id": str(i), "input": texts[i % len(texts)]} for i in range(n)]
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        start = time.perf_counter()
+        load_clean(path, PrepareConfig(max_chars=4000), False, [], Counter())
+        return n / (time.perf_counter() - start)
+
+
 def speed(cases: list[dict]) -> None:
     texts = inquiries(cases)
+    answer = '{"category": "shipping", "priority": "high", "reply": "配送状況を確認し、担当者よりご連絡いたします。"}'
     print(f"\nspeed: {len(texts)} inquiries of 200 characters; latency of one mask() call, ms")
     modes = {
         "legacy regex": lambda t: legacy.mask(t),
         "fast (ner=False)": lambda t: pii.mask(t, ner=False),
         "full (ner=True)": lambda t: pii.mask(t, ner=True),
+        # what the server adds per request: the inquiry and the answer, masked before the log row is written
+        "serving log row": lambda t: (pii.mask(t, ner=False), pii.mask(answer, ner=False)),
     }
     for name, fn in modes.items():
         p50, p95 = latency(texts, fn)
@@ -155,9 +175,11 @@ def speed(cases: list[dict]) -> None:
     rows = (texts * (1 + 300 // len(texts)))[:300]
     print(f"batch: {len(rows)} rows, rows/s")
     print(f"  {'legacy regex':<18} {throughput(rows, lambda r: [legacy.mask(t) for t in r]):8.0f}")
+    print(f"  {'mask() per row':<18} {throughput(rows, lambda r: [pii.mask(t, ner=False) for t in r]):8.0f}")
     for ner in (False, True):
         name = f"mask_many ner={ner}"
         print(f"  {name:<18} {throughput(rows, lambda r, ner=ner: pii.mask_many(r, ner=ner)):8.0f}")
+    print(f"  {'prepare (default)':<18} {prepare_rows_per_s(texts):8.0f}   (components.data.load_clean, 1000 rows)")
 
 
 def main() -> None:
