@@ -29,7 +29,7 @@ from components.tasks import Task, load_task, spec_path
 
 REPO = Path(__file__).resolve().parent.parent
 COMMON_CODE = ("components/config.py", "components/io.py")
-PII_CODE = "components/pii.py"
+PII_CODE = "components/pii"
 
 
 @dataclass(frozen=True)
