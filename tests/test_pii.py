@@ -65,6 +65,7 @@ def pii_engine():
         ("My name is Hiroshi Suzuki.", "NAME", "Suzuki"),
         ("担当の佐藤さん", "NAME", "佐藤"),
         ("高橋部長に確認", "NAME", "高橋"),
+        ("経理部の上野と申します", "NAME", "上野"),  # 上野 is a place name too
         ("東京都千代田区丸の内一丁目9番2号 グラントウキョウサウスタワー15階", "ADDRESS", "15階"),
         ("愛知県名古屋市中区栄3-4-5 サカエビル302号室まで", "ADDRESS", "302"),
         ("大阪府大阪市北区梅田３丁目１番地", "ADDRESS", "梅田"),
@@ -100,6 +101,8 @@ def test_each_format_is_masked_with_its_type(text, label, value):
         "7654321",  # 7 digits with no banking word
         "TK1234567",  # passport shape with no passport word
         "お客様各位、担当者様",
+        "出身は大阪です",  # a place name that is also a surname needs an honorific to be a person
+        "上野駅で待ち合わせ",
     ],
 )
 def test_ordinary_text_survives(text):

@@ -99,12 +99,13 @@ class PersonRecognizer(EntityRecognizer):
 
 
 def has_name_context(text: str, start: int, end: int, after_only: bool = False) -> bool:
-    """An honorific or title right after the span, or (unless ``after_only``) a name label shortly before it."""
+    """An honorific, title or と申します right after the span; unless ``after_only`` (a place name that may be a
+    surname: 大阪です is not a person), also です/より after it or a name label shortly before it."""
     after = text[end : end + 6].lstrip().lower()
     before = text[max(0, start - 12) : start].lower()
-    if after.startswith(HONORIFICS + TITLES + NAME_CONTEXT_AFTER):
+    if after.startswith(HONORIFICS + TITLES + ("と申します", "と申し")):
         return True
-    return not after_only and any(w in before for w in NAME_FIELDS)
+    return not after_only and (after.startswith(NAME_CONTEXT_AFTER) or any(w in before for w in NAME_FIELDS))
 
 
 def _given_name_after(doc, i: int) -> bool:
