@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from components import pii
-from components.config import PrepareConfig, SourceConfig
+from components.config import PIIConfig, PrepareConfig, SourceConfig
 from components.io import read_jsonl, write_jsonl, write_manifest
 from components.tasks import Task
 
@@ -103,7 +103,12 @@ def map_record(raw: dict[str, Any], src: SourceConfig, task: Task) -> dict[str, 
 
 
 def _clean(
-    record: dict[str, Any], cfg: PrepareConfig, task: Task, labelled: bool, masked: Counter[str]
+    record: dict[str, Any],
+    cfg: PrepareConfig,
+    task: Task,
+    labelled: bool,
+    masked: Counter[str],
+    pii_cfg: PIIConfig | None = None,
 ) -> tuple[dict | None, str | None]:
     text = record.get("input")
     if not isinstance(text, str):
@@ -122,26 +127,36 @@ def _clean(
             return None, f"expected.{'.'.join(map(str, first['loc']))}: {first['msg']}"
         for name in task.text_fields:  # a reference text (a reply, a summary) may quote personal data too
             if cfg.mask_pii and isinstance(expected.get(name), str):
-                expected[name] = pii.mask(expected[name], masked)
+                expected[name] = pii.mask(expected[name], masked, pii_cfg)
         out["expected"] = expected
     return out, None
 
 
 def load_clean(
-    src: SourceConfig | Path, cfg: PrepareConfig, task: Task, labelled: bool, rejects: list[dict], masked: Counter[str]
+    src: SourceConfig | Path,
+    cfg: PrepareConfig,
+    task: Task,
+    labelled: bool,
+    rejects: list[dict],
+    masked: Counter[str],
+    pii_cfg: PIIConfig | None = None,
 ) -> list[dict]:
-    """Valid rows of one source; every bad one is appended to ``rejects`` with its file, line and reason."""
+    """Valid rows of one source; every bad one is appended to ``rejects`` with its file, line and reason.
+
+    With ``cfg.mask_pii`` the inputs are masked by ``pii_cfg`` (``params.pii``) in one batched pass."""
     src = src if isinstance(src, SourceConfig) else SourceConfig(path=str(src))
     rows = []
-    read = [(line, map_record(raw, src, task) if raw is not None else None, error) for line, raw, error in _raw_rows(src)]
+    read = [
+        (line, map_record(raw, src, task) if raw is not None else None, error) for line, raw, error in _raw_rows(src)
+    ]
     if cfg.mask_pii:  # one batched pass (nlp.pipe) instead of one masker call per row
         records = [r for _, r, _ in read if r is not None and isinstance(r.get("input"), str)]
-        for record, text in zip(records, pii.mask_many([r["input"] for r in records], masked), strict=True):
+        for record, text in zip(records, pii.mask_many([r["input"] for r in records], masked, pii_cfg), strict=True):
             record["input"] = text
     for line, mapped, error in read:
         record = None
         if mapped is not None:
-            record, error = _clean(mapped, cfg, task, labelled, masked)
+            record, error = _clean(mapped, cfg, task, labelled, masked, pii_cfg)
         if error or record is None:
             rejects.append({"file": src.path, "line": line, "reason": error})
             continue
@@ -185,12 +200,13 @@ def run(
     out_dir: Path,
     seed: int = 42,
     test_fraction: float = 0.15,
+    pii_cfg: PIIConfig | None = None,
 ) -> PrepareResult:
     rejects: list[dict] = []
     masked: Counter[str] = Counter()
-    test_rows = load_clean(test, cfg, task, True, rejects, masked) if test else []
-    gold_rows = load_clean(labelled, cfg, task, True, rejects, masked)
-    pool_rows = load_clean(unlabelled, cfg, task, False, rejects, masked) if unlabelled else []
+    test_rows = load_clean(test, cfg, task, True, rejects, masked, pii_cfg) if test else []
+    gold_rows = load_clean(labelled, cfg, task, True, rejects, masked, pii_cfg)
+    pool_rows = load_clean(unlabelled, cfg, task, False, rejects, masked, pii_cfg) if unlabelled else []
     reasons: Counter[str] = Counter(r["reason"].split(":")[0] for r in rejects)
     dedupe = _Deduper(reasons)
     rng = random.Random(seed)

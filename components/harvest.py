@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from components import pii
-from components.config import HarvestConfig
+from components.config import HarvestConfig, PIIConfig
 from components.dedup import NearDupIndex, signature
 from components.io import load_jsonl, sha256_text
 from components.logtail import LogRow, Watermark, read_new
@@ -220,13 +220,17 @@ def _traffic_row(row: LogRow, why: list[str], novelty: float, batch: int) -> Tra
     return TrafficRow(id=f"traffic-{r['id']}", input=r["input"], provenance=provenance)
 
 
-def _check_pii(rows: list[TrafficRow]) -> None:
-    """Refuse the batch if any row still holds personal data; the message names rows and kinds, not values."""
+def _check_pii(rows: list[TrafficRow], pii_cfg: PIIConfig | None = None) -> None:
+    """Refuse the batch if any row still holds personal data (``params.pii``'s masker, one batched pass); the
+    message names rows and kinds, not values."""
+    if not rows:
+        return
+    texts = [t for row in rows for t in (row.input, row.provenance.served_output or "")]
+    found = pii.analyze_many(texts, pii_cfg)
     leaks = []
-    for row in rows:
-        found = pii.find_pii(row.input) + pii.find_pii(row.provenance.served_output or "")
-        if found:
-            leaks.append(f"{row.provenance.log_id} ({', '.join(sorted({label for label, _ in found}))})")
+    for row, pair in zip(rows, zip(found[::2], found[1::2], strict=True), strict=True):
+        if labels := sorted({f.label for f in pair[0] + pair[1]}):
+            leaks.append(f"{row.provenance.log_id} ({', '.join(labels)})")
     if leaks:
         raise PiiLeft(f"{len(leaks)} row(s) still hold personal data, nothing written: {'; '.join(leaks[:10])}")
 
@@ -249,8 +253,11 @@ def run(
     train: Sequence[Path],
     eval_sets: Sequence[Path],
     drifted_values: dict[str, list[str]] | None = None,
+    pii_cfg: PIIConfig | None = None,
 ) -> HarvestResult:
-    """Harvest the log's new answered rows into ``out_dir/batch-<n>.jsonl`` (see the module docstring)."""
+    """Harvest the log's new answered rows into ``out_dir/batch-<n>.jsonl`` (see the module docstring).
+
+    ``pii_cfg`` is ``params.pii``: the masker that re-scans every row before the batch is written."""
     from components.textsim import nearest_similarity
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -272,7 +279,7 @@ def run(
     selected = _select(flagged, cfg, against, dropped)
     index = len(state.batches) + 1
     batch_rows = [_traffic_row(r, why, n, index) for r, why, n in selected]
-    _check_pii(batch_rows)
+    _check_pii(batch_rows, pii_cfg)
     by_reason = dict(Counter(row.provenance.why[0] for row in batch_rows))
     path = None
     if batch_rows:

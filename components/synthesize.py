@@ -25,7 +25,7 @@ from pydantic import BaseModel, model_validator
 from tqdm.auto import tqdm
 
 from components import pii
-from components.config import SynthesizeConfig
+from components.config import PIIConfig, SynthesizeConfig
 from components.dedup import NearDupIndex, signature
 from components.io import load_jsonl, sha256_text, write_jsonl, write_manifest
 from components.tasks import Task
@@ -128,7 +128,7 @@ def cap_classes(
 
 
 def decontaminate(
-    cfg: SynthesizeConfig, train: Path, pool: Path, test: Path
+    cfg: SynthesizeConfig, train: Path, pool: Path, test: Path, pii_cfg: PIIConfig | None = None
 ) -> tuple[dict[str, list[dict]], Counter[str], NearDupIndex, NearDupIndex]:
     """Drop every gold and pool row that is a near-duplicate of a test input, before anything is sent.
 
@@ -143,7 +143,7 @@ def decontaminate(
     train_index = NearDupIndex(cfg.near_dup_threshold)  # everything trainable: new inputs must differ from it
     for name, path in (("gold", train), ("pool", pool)):
         for row in load_jsonl(path):
-            row = {**row, "input": pii.mask(row["input"])}
+            row = {**row, "input": pii.mask(row["input"], cfg=pii_cfg)}
             sig = signature(row["input"])
             if test_index.find(row["input"], sig) is not None:
                 dropped[name] += 1
@@ -156,8 +156,11 @@ def decontaminate(
 class _Labeller:
     """One stage's conversation with the teacher: cached calls, validation, rejects, usage and provenance."""
 
-    def __init__(self, cfg: SynthesizeConfig, task: Task, teacher, cache: ResponseCache, progress: StageProgress):
+    def __init__(
+        self, cfg: SynthesizeConfig, task: Task, teacher, cache: ResponseCache, progress: StageProgress, pii_cfg=None
+    ):
         self.cfg, self.task, self.teacher, self.cache, self.progress = cfg, task, teacher, cache, progress
+        self.pii_cfg: PIIConfig | None = pii_cfg  # params.pii: what is masked in the teacher's answers
         self.template_hash = sha256_text(task.prompt_template_text())[:16]
         self.rejected: Counter[str] = Counter()
         self.rejects: list[dict[str, Any]] = []
@@ -183,7 +186,7 @@ class _Labeller:
         """Label ``inputs``; with ``wanted`` classes (self-instruct), another class is a label_mismatch."""
 
         def check(i: int, response: TeacherResponse) -> tuple[Any, str | None]:
-            lab, reason = check_label(self.task, response, inputs[i])
+            lab, reason = check_label(self.task, response, inputs[i], self.pii_cfg)
             if lab is not None and wanted is not None and self.task.class_of(lab.model_dump()) != wanted[i]:
                 return None, "label_mismatch"
             return lab, reason
@@ -203,7 +206,7 @@ class _Labeller:
 
     def reject(self, row_id: str, text: str, reason: str, response: TeacherResponse) -> None:
         self.rejected[reason.split(":")[0]] += 1
-        raw = pii.mask(response.text) if response.text else None
+        raw = pii.mask(response.text, cfg=self.pii_cfg) if response.text else None
         self.rejects.append({"id": row_id, "input": text, "reason": reason, "raw": raw})
 
     def accepted_rows(self, rows: list[tuple[str, str, Any, str | None, TeacherResponse]], source: str, sampling):
@@ -254,7 +257,7 @@ def _augment(labeller: _Labeller, asks, test_index: NearDupIndex, train_index: N
     answers = labeller.ask([task.build_augment_messages(c, ex) for c, ex, _ in asks], cfg.augment_sampling)
     new_inputs: list[tuple[str | None, str]] = []
     for (klass, example, i), response in zip(asks, answers, strict=True):
-        text, reason = check_new_input(task, response, example, train_index, test_index)
+        text, reason = check_new_input(task, response, example, train_index, test_index, labeller.pii_cfg)
         if text is None:
             labeller.reject(f"augment-{klass}-{i}", example, reason or "unknown", response)
             continue
@@ -277,16 +280,18 @@ def run(
     out_dir: Path,
     cache_path: Path,
     seed: int = 42,
+    pii_cfg: PIIConfig | None = None,
 ) -> SynthesizeResult:
+    """``pii_cfg`` (``params.pii``) masks every prompt before it is sent and every teacher answer kept."""
     rng = random.Random(seed)
-    kept, decontaminated, test_index, train_index = decontaminate(cfg, train, pool, test)
+    kept, decontaminated, test_index, train_index = decontaminate(cfg, train, pool, test, pii_cfg)
     gold, unlabelled = kept["gold"], kept["pool"][: cfg.max_unlabelled]
     asks = augment_asks(task, gold, cfg.augment_per_category, rng)
     progress = StageProgress(len(unlabelled) + len(asks))
     cache = ResponseCache(cache_path)
     try:
         with open_teacher(cfg.teacher) as teacher:
-            labeller = _Labeller(cfg, task, teacher, cache, progress)
+            labeller = _Labeller(cfg, task, teacher, cache, progress, pii_cfg)
             labels = labeller.label([r["input"] for r in unlabelled])  # 1. label the pool
             rows = [(r["id"], r["input"], *lab) for r, lab in zip(unlabelled, labels, strict=True)]
             accepted = labeller.accepted_rows(rows, "teacher_label", cfg.sampling)
@@ -306,18 +311,19 @@ def run(
     rows, dropped = [{**r, "source": "gold"} for r in gold] + accepted, Counter()
     if task.stratify_by:  # a task with no enum field to balance keeps every accepted row
         rows, dropped = cap_classes(rows, cfg.max_class_share, rng, task.class_of)
-    _write_checked(task, rows, out_dir / "train.jsonl")
+    _write_checked(task, rows, out_dir / "train.jsonl", pii_cfg)
     result = _result(cfg, task, labeller, rows, out_dir, asked, reject_rate, decontaminated, dropped)
     write_manifest(out_dir, stage="synthesize", currency=cfg.cost.currency, **result.model_dump(mode="json"))
     return result
 
 
-def _write_checked(task: Task, rows: list[dict], path: Path) -> None:
+def _write_checked(task: Task, rows: list[dict], path: Path, pii_cfg: PIIConfig | None = None) -> None:
     """The file's contract, checked on every row before it is written: schema, provenance, no PII left."""
     leaks = [
         r["id"]
         for r in rows
-        if pii.find_pii(r["input"]) or any(pii.find_pii(str(r["expected"].get(f, ""))) for f in task.text_fields)
+        if pii.find_pii(r["input"], pii_cfg)
+        or any(pii.find_pii(str(r["expected"].get(f, "")), pii_cfg) for f in task.text_fields)
     ]
     if leaks:  # cannot happen while masking is applied above; checked because the cost of a leak is high
         raise PIILeak(f"unmasked PII in {len(leaks)} synthetic rows, e.g. {leaks[:5]}; nothing was written")

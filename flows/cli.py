@@ -289,7 +289,7 @@ def serve(
     with ExitStack() as stack:
         try:
             task = load_task(params.task, work_dir.resolve())
-            backstop = open_fallback(stack, cfg, task) if fallback else None
+            backstop = open_fallback(stack, cfg, task, params.pii) if fallback else None
         except (FileNotFoundError, ImportError) as err:
             typer.echo(f"teacher fallback: {err}; or serve without it: --no-fallback", err=True)
             raise typer.Exit(2) from None
@@ -297,7 +297,8 @@ def serve(
             f"serving {name} (version {holder.current.version}) on http://{host}:{port}/v1 ; "
             f"inference log: {log_path} ; teacher fallback: {'on' if backstop else 'off'}"
         )
-        uvicorn.run(create_app(holder, name, log_path, cfg, fallback=backstop), host=host, port=port)
+        served = create_app(holder, name, log_path, cfg, fallback=backstop, pii_cfg=params.pii)
+        uvicorn.run(served, host=host, port=port)
 
 
 @app.command()

@@ -160,6 +160,7 @@ def _prepare(ctx: Ctx) -> BaseModel:
         out_dir=ctx.layout.prepared,
         seed=p.project.seed,
         test_fraction=p.data.test_fraction,
+        pii_cfg=p.pii,
     )
 
 
@@ -176,6 +177,7 @@ def _synthesize(ctx: Ctx) -> BaseModel:
         out_dir=ctx.layout.synthetic,
         cache_path=ctx.layout.state / "teacher_cache.sqlite",
         seed=ctx.params.project.seed,
+        pii_cfg=ctx.params.pii,
     )
 
 
@@ -329,7 +331,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="prepare",
-            params=("project.seed", "task", "data", "prepare"),
+            params=("project.seed", "task", "data", "prepare", "pii"),
             code=("components/data.py", PII_CODE, "components/tasks"),
             inputs=_sources,
             out=lambda ctx: ctx.layout.prepared,
@@ -340,7 +342,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="synthesize",
-            params=("project.seed", "task", "synthesize"),
+            params=("project.seed", "task", "synthesize", "pii"),
             code=(
                 "components/synthesize.py",
                 "components/teacher",

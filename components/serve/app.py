@@ -30,7 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from components.config import ServeConfig
+from components.config import PIIConfig, ServeConfig
 from components.inference import ChatModel
 from components.serve.batcher import Batcher
 from components.serve.body_limit import BodySizeLimit
@@ -52,10 +52,12 @@ def create_app(
     model_version: str | None = None,
     fallback: Fallback | None = None,
     keys: KeyRing | None = None,
+    pii_cfg: PIIConfig | None = None,
 ) -> FastAPI:
     """An app serving ``model`` (a fixed model, or a ``ModelHolder`` that can switch to a new alias holder).
 
     ``keys``: the API and admin keys; by default read from ``SLMOPS_API_KEYS`` and ``SLMOPS_ADMIN_KEYS``.
+    ``pii_cfg``: ``params.pii``, what the inference log masks (the fallback gets it from ``open_fallback``).
     """
     cfg = cfg or ServeConfig()
     holder = model if isinstance(model, ModelHolder) else ModelHolder(ServedModel(model, model_version))
@@ -67,7 +69,7 @@ def create_app(
         metrics=metrics,
         batcher=Batcher(cfg.max_batch_size, on_batch=metrics.batch_size.observe),
         keys=keys if keys is not None else KeyRing.from_env(),
-        log=InferenceLog(inference_log, fsync=cfg.log_fsync) if inference_log else None,
+        log=InferenceLog(inference_log, fsync=cfg.log_fsync, pii_cfg=pii_cfg) if inference_log else None,
         fallback=fallback,
     )
 

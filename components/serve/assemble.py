@@ -4,8 +4,8 @@ be reloaded) and the teacher fallback.
 Usage:
     holder = model_holder(name, alias="prod")                       # or model_path=Path("models/...")
     with ExitStack() as stack:
-        backstop = open_fallback(stack, cfg, task)                  # None when not configured
-        app = create_app(holder, name, log_path, cfg, fallback=backstop)
+        backstop = open_fallback(stack, cfg, task, params.pii)     # None when not configured
+        app = create_app(holder, name, log_path, cfg, fallback=backstop, pii_cfg=params.pii)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from pathlib import Path
 
-from components.config import ServeConfig
+from components.config import PIIConfig, ServeConfig
 from components.serve.fallback import Fallback
 from components.serve.reload import ModelHolder, ServedModel
 from components.tasks import Task
@@ -38,12 +38,13 @@ def model_holder(name: str, alias: str | None = None, model_path: Path | None = 
     )
 
 
-def open_fallback(stack: ExitStack, cfg: ServeConfig, task: Task) -> Fallback | None:
+def open_fallback(stack: ExitStack, cfg: ServeConfig, task: Task, pii_cfg: PIIConfig | None = None) -> Fallback | None:
     """The teacher fallback of ``cfg.fallback``, open until ``stack`` closes; None when no teacher is set.
+    ``pii_cfg`` (``params.pii``) masks what the teacher is sent.
 
     Raises ``ImportError`` when a callable teacher's module cannot be imported."""
     if cfg.fallback.teacher is None:
         return None
     from components.teacher import open_teacher
 
-    return Fallback(stack.enter_context(open_teacher(cfg.fallback.teacher)), cfg.fallback, task)
+    return Fallback(stack.enter_context(open_teacher(cfg.fallback.teacher)), cfg.fallback, task, pii_cfg)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 
 from components import pii
-from components.config import FallbackConfig, SamplingConfig
+from components.config import FallbackConfig, PIIConfig, SamplingConfig
 from components.inference import Completion
 from components.tasks import Task
 from components.teacher.base import Teacher, TeacherUnavailable
@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 
 class Fallback:
-    def __init__(self, teacher: Teacher, cfg: FallbackConfig, task: Task):
+    def __init__(self, teacher: Teacher, cfg: FallbackConfig, task: Task, pii_cfg: PIIConfig | None = None):
         self.teacher, self.cfg, self.task = teacher, cfg, task
+        self.pii_cfg = pii_cfg  # params.pii: the masker applied before the teacher sees anything
 
     @property
     def needs_scores(self) -> bool:
@@ -50,7 +51,7 @@ class Fallback:
         ``max_tokens`` is the client's, if it set one; else ``fallback.max_tokens``.
         """
         user_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        request = self.task.build_teacher_messages(pii.mask(user_text))
+        request = self.task.build_teacher_messages(pii.mask(user_text, cfg=self.pii_cfg))
         sampling = SamplingConfig(temperature=0.0, max_tokens=max_tokens or self.cfg.max_tokens)
         try:
             response = self.teacher.complete([request], sampling, self.task.response_format())[0]

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from components import pii
+from components.config import PIIConfig
 from components.inference import Completion
 
 
@@ -28,8 +29,9 @@ class InferenceLog:
     ``append`` returns, so an answer the client received is never missing after a crash. The file is opened
     per row, so it can be rotated (moved away) while the server runs."""
 
-    def __init__(self, path: Path, fsync: bool = True):
+    def __init__(self, path: Path, fsync: bool = True, pii_cfg: PIIConfig | None = None):
         self.path, self.fsync = path, fsync
+        self.pii_cfg = pii_cfg  # params.pii: what ``log_row`` masks
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
@@ -43,9 +45,18 @@ class InferenceLog:
 
 
 def log_row(
-    request_id: str, model_name: str, messages: list[dict], completion: Completion, latency_s: float, **fields
+    request_id: str,
+    model_name: str,
+    messages: list[dict],
+    completion: Completion,
+    latency_s: float,
+    pii_cfg: PIIConfig | None = None,
+    **fields,
 ) -> dict:
-    """One row; ``fields`` override the defaults (status 200, not streamed, answered by the student)."""
+    """One row; ``fields`` override the defaults (status 200, not streamed, answered by the student).
+
+    Input and output are masked by ``pii_cfg`` (``params.pii``) before the row exists. The row is written before
+    the answer is sent, so this is the fast pass even when ``pii.ner`` is on (see components/pii/__init__.py)."""
     user_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
     return {
         "id": request_id,
@@ -56,8 +67,8 @@ def log_row(
         "served_by": "student",
         "fallback": None,
         **fields,
-        "input": pii.mask(user_text),
-        "output": pii.mask(completion.text),
+        "input": pii.mask(user_text, cfg=pii_cfg, ner=False),
+        "output": pii.mask(completion.text, cfg=pii_cfg, ner=False),
         "latency_ms": round(latency_s * 1000, 2),
         "prompt_tokens": completion.prompt_tokens,
         "completion_tokens": completion.completion_tokens,

@@ -20,6 +20,7 @@ import re
 from pydantic import BaseModel
 
 from components import pii
+from components.config import PIIConfig
 from components.dedup import NearDupIndex, jaccard, signature
 from components.tasks import Task
 from components.teacher.base import TeacherResponse
@@ -56,8 +57,11 @@ def _echoes(task: Task, output: str, prompt_text: str) -> str | None:
     return None
 
 
-def check_label(task: Task, response: TeacherResponse, prompt_text: str) -> tuple[BaseModel | None, str | None]:
-    """Validate one labelling answer. Returns ``(label, None)`` or ``(None, reject_reason)``."""
+def check_label(
+    task: Task, response: TeacherResponse, prompt_text: str, pii_cfg: PIIConfig | None = None
+) -> tuple[BaseModel | None, str | None]:
+    """Validate one labelling answer. Returns ``(label, None)`` or ``(None, reject_reason)``; ``pii_cfg`` is
+    ``params.pii`` (the masker applied to the teacher's text fields)."""
     if response.error:
         return None, f"teacher_error:{response.error}"
     text = response.text or ""
@@ -76,18 +80,23 @@ def check_label(task: Task, response: TeacherResponse, prompt_text: str) -> tupl
     if len(prompt_text) > 20 and any(prompt_text in value for value in texts.values()):
         return None, "echoes_input"
     # Text fields are written by the teacher: mask any PII it produced before it reaches a training file.
-    return label.model_copy(update={name: pii.mask(value) for name, value in texts.items()}), None
+    return label.model_copy(update={name: pii.mask(value, cfg=pii_cfg) for name, value in texts.items()}), None
 
 
 def check_new_input(
-    task: Task, response: TeacherResponse, example: str, train_index: NearDupIndex, test_index: NearDupIndex
+    task: Task,
+    response: TeacherResponse,
+    example: str,
+    train_index: NearDupIndex,
+    test_index: NearDupIndex,
+    pii_cfg: PIIConfig | None = None,
 ) -> tuple[str | None, str | None]:
     """Validate one self-instruct answer (a new inquiry written from ``example``)."""
     if response.error:
         return None, f"teacher_error:{response.error}"
     if response.finish_reason in ("length", "time"):
         return None, "truncated"
-    text = pii.mask((response.text or "").strip())
+    text = pii.mask((response.text or "").strip(), cfg=pii_cfg)
     if len(text) < 5:
         return None, "empty"
     if reason := _echoes(task, text, example):

@@ -182,7 +182,8 @@ def _version_header(served: ServedModel) -> dict:
 def _record(state: ServerState, request_id: str, messages, completion: Completion, latency_s: float, **fields):
     state.metrics.answered(completion, latency_s)
     if state.log is not None:
-        state.log.append(log_row(request_id, state.model_name, messages, completion, latency_s, **fields))
+        row = log_row(request_id, state.model_name, messages, completion, latency_s, state.log.pii_cfg, **fields)
+        state.log.append(row)
 
 
 def _stream(req: ChatRequest, state: ServerState, served: ServedModel, messages: list[dict], budget: int):
