@@ -194,3 +194,35 @@ def test_ginza_ner_model_path():
 def test_cli_masks_stdin_line_by_line():
     proc = slmops("pii", "mask", input="電話は090-1234-5678です\nメールはa@b.jp\n普通の文\n中村健一様\n")
     assert proc.stdout.splitlines() == ["電話は[PHONE]です", "メールは[EMAIL]", "普通の文", "[NAME]様"]
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("受付はナカジマ・リョウでした", "受付は[NAME]でした"),  # a katakana full name across ・
+        ("松尾優斗(まつお ゆうと)です", "[NAME]([NAME])です"),  # the tail kanji and the bracketed reading
+        ("氏名：後藤 亜美（ゴトウ アミ）", "氏名:[NAME]([NAME])"),
+        ("オオサカさんに渡しました", "[NAME]さんに渡しました"),  # a katakana place name with an honorific
+        ("Attn: Chloe D'Souza", "Attn: [NAME]"),
+        ("The parcel was signed for by Anna Lee.", "The parcel was signed for by [NAME]."),
+        ("兵庫県姫路市本町68 姫路ハイツ3階305", "[ADDRESS]"),  # 番地 left out; a room after the floor
+        ("大阪市北区中之島5-3-51 グランタワー12号棟803", "[ADDRESS]"),
+        ("神戸市中央区港島中町6丁目1 ポートピアホテル本館", "[ADDRESS]"),
+    ],
+)
+def test_general_name_and_address_rules(text, masked):
+    assert pii.mask(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "This is Windows 11 Home",
+        "To: Customer Support",
+        "注文ID 20241201-5531",  # 8-4 is no My Number grouping, whatever the check digit
+        "名古屋市中区栄町3店で購入",
+        "山田電機で買った",
+    ],
+)
+def test_general_rules_keep_what_is_not_personal(text):
+    assert pii.mask(text) == pii.normalize(text)

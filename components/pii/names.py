@@ -22,8 +22,10 @@ TITLES = ("部長", "課長", "係長", "社長", "専務", "常務", "主任", 
 # Form and mail labels that introduce a name: 氏名：…, 名義人 …, From: …, Name: …
 NAME_FIELDS = (
     "氏名", "名前", "名義", "受取人", "契約者", "申込者", "担当", "宛名", "差出人", "ご依頼主", "依頼者",
+    "連絡先", "宛先", "送り主", "紹介者", "代理人", "保証人", "利用者", "購入者", "会員名", "署名",
     "夫の", "妻の", "息子の", "娘の", "父の", "母の", "兄の", "姉の", "弟の", "妹の", "主人の", "家内の",
     "mr", "ms", "mrs", "miss", "dr", "dear", "name is", "name:", "from:", "i'm", "i am", "this is", "regards",
+    "attn", "contact", "behalf of", "signed by",
 )  # fmt: skip
 NAME_CONTEXT_AFTER = ("と申します", "と申し", "です", "より", "宛")
 
@@ -40,8 +42,56 @@ def make_result(recognizer: EntityRecognizer, entity: str, start: int, end: int,
 
 
 def _is_place_token(token) -> bool:
-    """Many surnames are also place names (上野, 原田): Sudachi may tag them 地名; an honorific decides."""
-    return "固有名詞-地名" in token.tag_ and len(token.text) <= 3
+    """Many surnames are also place names (上野, 原田, ミヤザキ): Sudachi may tag them 地名; an honorific decides."""
+    return "固有名詞-地名" in token.tag_ and (len(token.text) <= 3 or _KATAKANA.fullmatch(token.text) is not None)
+
+
+_KATAKANA = re.compile(r"[ァ-ヴー]{2,}")
+_JOINERS = ("・", "･", "=")  # イトウ・ハナコ, and the = of some forms: the name goes on across them
+
+
+def _name_mask(doc) -> list[bool]:
+    """Which tokens belong to a name: Sudachi 人名 tokens, plus a katakana 固有名詞 beside one (ナカジマ・リョウ:
+    Sudachi knows リョウ as a given name but ナカジマ only as a proper noun)."""
+    named = [_is_name_token(t) for t in doc]
+    for i, t in enumerate(doc):
+        if named[i] or "固有名詞" not in t.tag_ or not _KATAKANA.fullmatch(t.text):
+            continue
+        for j in (i - 2, i + 2) if not t.whitespace_ else (i + 1,):
+            step = doc[min(i, j) + 1] if abs(j - i) == 2 and 0 <= j < len(doc) else None
+            joined = step is None or step.text in _JOINERS
+            if 0 <= j < len(doc) and named[j] and joined and _KATAKANA.fullmatch(doc[j].text):
+                named[i] = True
+    return named
+
+
+def _run_end(doc, named: list[bool], i: int) -> int:
+    """The end of the name run starting at token ``i``: name tokens, across ・ joiners, and adjacent capitalised
+    romaji words when the run is romaji."""
+    end = i + 1
+    while end < len(doc):
+        if named[end] or (_is_latin_word(doc[end]) and doc[i].is_ascii):
+            end += 1
+        elif doc[end].text in _JOINERS and end + 1 < len(doc) and named[end + 1]:
+            end += 2
+        else:
+            break
+    return end
+
+
+def _kanji_tail(doc, end: int) -> bool:
+    """松尾優斗: the dictionary tags 優 as a given name but 斗 as a counter. One more lone kanji that ends the word
+    (no kanji after it) and is no honorific or title belongs to the name."""
+    if end >= len(doc) or not re.fullmatch(r"[一-龯々]", doc[end].text) or doc[end - 1].whitespace_:
+        return False
+    if not re.fullmatch(r"[一-龯々]{1,2}", doc[end - 1].text) or not doc[end - 1].tag_.endswith("名"):
+        return False
+    rest = doc[end + 1].text if end + 1 < len(doc) else ""
+    return (
+        not rest.startswith(HONORIFICS + TITLES)
+        and not doc[end].text.startswith(HONORIFICS + TITLES)
+        and not (re.match(r"[一-龯々]", rest))
+    )
 
 
 def _is_name_token(token) -> bool:
@@ -71,17 +121,18 @@ class PersonRecognizer(EntityRecognizer):
         if nlp_artifacts is None or nlp_artifacts.tokens is None:
             return []
         doc = nlp_artifacts.tokens
+        named = _name_mask(doc)
         results, i = [], 0
         while i < len(doc):
             if _is_place_token(doc[i]) and has_name_context(text, doc[i].idx, doc[i].idx + len(doc[i].text), True):
                 results.append(make_result(self, "PERSON", doc[i].idx, doc[i].idx + len(doc[i].text), 0.7))
-            if not _is_name_token(doc[i]):
+            if not named[i]:
                 i += 1
                 continue
-            start, end = i, i + 1
-            while end < len(doc) and (_is_name_token(doc[end]) or (_is_latin_word(doc[end]) and doc[i].is_ascii)):
-                end += 1
+            start, end = i, _run_end(doc, named, i)
             if end == i + 1 and _given_name_after(doc, i):  # 近藤 誠: the dictionary did not tag 誠
+                end += 1
+            elif _kanji_tail(doc, end):
                 end += 1
             while start > 0 and _is_latin_word(doc[start - 1]) and doc[i].is_ascii:
                 start -= 1
@@ -125,14 +176,21 @@ class RomajiNameRecognizer(EntityRecognizer):
     ``Mr. Tanaka Hiroshi``, ``Emily Clark様``, ``Dear Ms. Kato``, ``My name is …``."""
 
     TITLE = r"(?:Mr|Ms|Mrs|Miss|Dr|Prof)\.?"
-    WORD = rf"(?!{TITLE}\b)(?:[A-Z][a-z]+(?:[\-'][A-Z]?[a-z]+)?|[A-Z]{{2,}})"
+    WORD = rf"(?!{TITLE}\b)(?:(?:[A-Z]')?[A-Z][a-z]+(?:[\-'][A-Z]?[a-z]+)?|[A-Z]{{2,}})"  # O'Neil, Smith-Jones
     NAME = rf"{WORD}(?: {WORD}){{0,2}}"
     KANA_NAME = r"[ァ-ヴー]{2,}(?:\s[ァ-ヴー]{2,})?"  # katakana, as written in 口座名義 and forms
-    LABEL = r"(?i:my name is|i'm|i am|this is|dear|regards,?|sincerely,?|name:|from:)"
+    LABEL = (
+        r"(?i:my name is|dear|regards,?|sincerely,?|name:|from:|cc:|attn:?|attention:|contact(?: person)?:|"
+        r"on behalf of|signed (?:for )?by)"
+    )
+    # Words that often precede a name but also anything else (This is Windows 11): a full name only after them.
+    WEAK_LABEL = r"(?i:i'm|i am|this is|thanks,|colleague,?)"
+    FULL_NAME = rf"{WORD}(?: {WORD}){{1,2}}"
     FIELD = r"(?:氏名|お名前|名前は?|名義人?|口座名義|受取人|契約者|申込者|担当の?|宛名|差出人)[:：]?"
     PATTERNS = (
         re.compile(rf"\b{TITLE}\s(?P<pii>{NAME})"),
         re.compile(rf"{LABEL}\s?(?:{TITLE}\s)?(?P<pii>{NAME})"),
+        re.compile(rf"{WEAK_LABEL}\s(?P<pii>{FULL_NAME}|{WORD}(?=\s?(?:from|of|at|here|speaking)\b|[,.!]|$))"),
         re.compile(rf"{FIELD}\s?(?P<pii>{NAME}|{KANA_NAME})"),
         re.compile(rf"\b(?P<pii>{NAME})\s?(?:様|さま|さん|氏|殿|-san\b|\ssan\b)"),
     )

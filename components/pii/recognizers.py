@@ -91,11 +91,12 @@ def my_number_check_digit(first11: str) -> int:
 
 
 class MyNumberRecognizer(JaPatternRecognizer):
-    """マイナンバー (個人番号): 12 digits, the last a check digit; grouped 4-4-4 or not."""
+    """マイナンバー (個人番号): 12 digits, the last a check digit; grouped 4-4-4 or not at all (an 8-4 reference such
+    as 20251125-0007 is a date-based ID, whatever its last digit)."""
 
     ENTITY = "JP_MY_NUMBER"
     PATTERNS = ((
-        "my_number", NOT_BEFORE + rf"\d{{4}}{SEP}?\d{{4}}{SEP}?\d{{4}}" + NOT_AFTER, 0.8),)  # fmt: skip
+        "my_number", NOT_BEFORE + rf"(?:\d{{12}}|\d{{4}}{SEP}\d{{4}}{SEP}\d{{4}})" + NOT_AFTER, 0.8),)  # fmt: skip
     CONTEXT = ("マイナンバー", "個人番号", "my number", "mynumber", "通知カード", "個人番号カード")
 
     def validate(self, match: str, base: float) -> float:
