@@ -186,9 +186,16 @@ def test_importing_the_masker_loads_no_nlp_library():
 @pytest.mark.slow
 def test_ginza_ner_model_path():
     """The NER model (params pii.ner: true) loads from the installed package and confirms a lone surname."""
+    from components.pii.engine import analyzer
+
     text = "連絡先は佐々木（090-2222-3333）まで"
-    assert mask(text, ner=False) == "連絡先は佐々木([PHONE])まで"
     assert mask(text, ner=True) == "連絡先は[NAME]([PHONE])まで"
+    from components.pii.names import GinzaPersonRecognizer
+
+    norm = pii.normalize(text)
+    artifacts = analyzer(True).nlp_engine.process_text(norm, "ja")
+    by_model = GinzaPersonRecognizer().analyze(norm, ["PERSON"], artifacts)
+    assert [norm[r.start : r.end] for r in by_model] == ["佐々木"]  # the statistical model finds it on its own too
 
 
 def test_cli_masks_stdin_line_by_line():

@@ -11,10 +11,10 @@ each finding is replaced by a typed placeholder: [NAME] [ADDRESS] [PHONE] [EMAIL
 
 Cost: the first call loads GiNZA (seconds, once per process); importing this module loads nothing heavy. Without
 GiNZA's statistical NER model (the default: Sudachi's dictionary names, the address grammar and the patterns) a
-200-character inquiry takes ~2 ms (p95, busy 2-core machine) and prepare runs ~670 rows/s; the NER model
-(``pii.ner: true``) costs ~55-65 ms and 20 rows/s for one more name in 57 on the evaluation set
+200-character inquiry takes ~2.2 ms (p95, busy 2-core machine) and prepare runs ~580 rows/s; the NER model
+(``pii.ner: true``) costs ~70 ms (p95) and 20 rows/s for a few more names on the held-out sets
 (``benchmarks/pii.py``). So the server, which writes each inference-log row before it answers, always masks that
-row with the fast pass (``ner=False``, ~2.5 ms p95 for input and answer): masking happens before the append, so
+row with the fast pass (``ner=False``, ~2.9 ms p95 for input and answer): masking happens before the append, so
 nothing unmasked is ever written, and the NER model is never on a request's critical path.
 """
 
