@@ -44,7 +44,9 @@ def dvc_stages(params: Params, root: Path) -> dict[str, Any]:
             "cmd": f"slmops stage {stage.name} --params-file {PARAMS_FILE}",
             "deps": sorted(set(deps)),
             "params": list(stage.params),
-            "outs": [_rel(stage.out(ctx), ctx.root)],
+            "outs": [
+                {_rel(stage.out(ctx), ctx.root): {"persist": True}} if stage.persist else _rel(stage.out(ctx), ctx.root)
+            ],
         }
         if stage.metrics is not None:
             stages[stage.name]["metrics"] = [{_rel(stage.metrics(ctx), ctx.root): {"cache": False}}]

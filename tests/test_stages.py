@@ -37,7 +37,7 @@ def _keys(params, root: Path) -> dict[str, str]:
         ("project.seed=7", {"demo_data", "demo_student_base", "prepare", "synthesize", "finetune"}),
         ("evaluate.max_new_tokens=32", {"evaluate", "parity"}),  # parity answers with the same budget
         ("finetune.training.epochs=1", {"finetune"}),
-        ("synthesize.teacher.model=other", {"synthesize", "evaluate"}),
+        ("synthesize.teacher.model=other", {"label_traffic", "synthesize", "evaluate"}),
         ("quantize.weight_type=uint8", {"quantize", "evaluate", "parity"}),  # both read the form that is served
         ("demo.vocab_size=600", {"demo_tokenizer"}),
         ("data.test_fraction=0.2", {"prepare"}),
