@@ -306,31 +306,32 @@ def monitor(
     profile: Profile = "demo",
     work_dir: WorkDir = Path("."),
     retrain: Annotated[bool, typer.Option(help="Start the retraining flow when drift is found.")] = True,
+    overrides: Overrides = None,
 ) -> None:
     """Drift report (Evidently) on the latest window of inference traffic; the trigger policy decides whether to
     retrain (K drifted windows in a row, cooldown, enough new rows) and every decision is logged to MLflow."""
-    _setup(work_dir, profile)
+    _setup(work_dir, profile, overrides=overrides)
     from flows.runtime import quiet_console
 
     quiet_console(work_dir)
     from flows.monitor import monitor_flow
 
-    result = monitor_flow(profile=profile, work_dir=str(work_dir), retrain=retrain)
+    result = monitor_flow(profile=profile, work_dir=str(work_dir), retrain=retrain, overrides=overrides or [])
     report = Path(work_dir) / "reports" / "monitor" / "drift_report.html"
     typer.echo(f"drift report: {report}" if report.exists() else f"no report: {result.get('reason')}")
 
 
 @app.command()
-def retrain(profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
+def retrain(profile: Profile = "demo", work_dir: WorkDir = Path("."), overrides: Overrides = None) -> None:
     """Retrain now (what the weekly schedule runs): harvest logged traffic, teacher labels, train, then register
     only a challenger that beats the poc champion on the same gold and recent-traffic rows."""
-    _setup(work_dir, profile, preflight=True)
+    _setup(work_dir, profile, preflight=True, overrides=overrides)
     from flows.runtime import quiet_console
 
     quiet_console(work_dir)
     from flows.loop import retrain as retrain_flow
 
-    result = retrain_flow(profile=profile, work_dir=str(work_dir), reason="scheduled")
+    result = retrain_flow(profile=profile, work_dir=str(work_dir), reason="scheduled", overrides=overrides or [])
     if result.get("started"):
         typer.echo("\n" + _table(result["metrics"]))
         typer.echo("poc gate:   " + _gate_line(result["gate"]))

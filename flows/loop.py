@@ -83,12 +83,14 @@ def auto_promote(ctx: Ctx) -> list[dict[str, Any]]:
 
 
 @flow(name="slmops-retrain", log_prints=True)
-def retrain(profile: str = "demo", work_dir: str = ".", reason: str = "scheduled") -> dict[str, Any]:
+def retrain(
+    profile: str = "demo", work_dir: str = ".", reason: str = "scheduled", overrides: list[str] | None = None
+) -> dict[str, Any]:
     """One retrain under the work dir's retrain lock; a second one while it runs is recorded and skipped.
     ``reason``: why it started (a schedule marks the trigger's cooldown; a drift trigger already did)."""
     from flows.pipeline import pipeline
 
-    params = load_params(profile)
+    params = load_params(profile, overrides=overrides or [])
     ctx = Ctx(params, Path(work_dir).resolve())
     store = TriggerStore(ctx.layout.state / "trigger.json")
     try:
@@ -96,7 +98,7 @@ def retrain(profile: str = "demo", work_dir: str = ".", reason: str = "scheduled
             if reason == "scheduled":
                 store.mark_retrain()
             print(f"retrain ({reason}): harvest -> teacher labels -> train -> champion vs challenger")
-            result = pipeline(profile=profile, work_dir=work_dir, challenge=True)
+            result = pipeline(profile=profile, work_dir=work_dir, overrides=overrides, challenge=True)
     except RetrainRunning as busy:
         decision = store.suppress(str(busy))
         print(decision.line())

@@ -72,12 +72,12 @@ def decide_retrain(ctx: Ctx, drift: dict[str, Any], enabled: bool) -> TriggerDec
         return store.suppress(str(busy))
 
 
-def start_retrain(profile: str, work_dir: str) -> dict[str, Any]:
+def start_retrain(profile: str, work_dir: str, overrides: list[str]) -> dict[str, Any]:
     """The retrain deployment on the Prefect server when there is one, else the retrain flow as a subflow."""
     if os.environ.get("PREFECT_API_URL"):
         from prefect.deployments import run_deployment
 
-        params = {"profile": profile, "work_dir": work_dir, "reason": "drift"}
+        params = {"profile": profile, "work_dir": work_dir, "reason": "drift", "overrides": overrides}
         try:
             run = run_deployment(DRIFT_DEPLOYMENT, parameters=params, timeout=0)
             print(f"retrain deployment {DRIFT_DEPLOYMENT} scheduled: flow run {run.name} ({run.id})")
@@ -86,14 +86,16 @@ def start_retrain(profile: str, work_dir: str) -> dict[str, Any]:
             print(f"could not start {DRIFT_DEPLOYMENT} ({error}); running the retrain here")
     from flows.loop import retrain
 
-    return retrain(profile=profile, work_dir=work_dir, reason="drift")
+    return retrain(profile=profile, work_dir=work_dir, reason="drift", overrides=overrides)
 
 
 @flow(name="slmops-monitor", log_prints=True)
-def monitor_flow(profile: str = "demo", work_dir: str = ".", retrain: bool = True) -> dict[str, Any]:
+def monitor_flow(
+    profile: str = "demo", work_dir: str = ".", retrain: bool = True, overrides: list[str] | None = None
+) -> dict[str, Any]:
     import mlflow
 
-    params: Params = load_params(profile)
+    params: Params = load_params(profile, overrides=overrides or [])
     ctx = Ctx(params, Path(work_dir).resolve())
     tracking(ctx.root, params.project.experiment + "-monitor")
     with mlflow.start_run(run_name="monitor"):
@@ -106,5 +108,5 @@ def monitor_flow(profile: str = "demo", work_dir: str = ".", retrain: bool = Tru
     print(decision.line())
     result["decision"] = decision.model_dump(mode="json")
     if decision.start:
-        result["retrain"] = start_retrain(profile, work_dir)
+        result["retrain"] = start_retrain(profile, work_dir, overrides or [])
     return result

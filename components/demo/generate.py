@@ -315,7 +315,7 @@ def generate(
     for row in sets["pool"]:  # the pool is unlabelled: the teacher labels it
         del row["expected"]
     # Plant exact duplicates (~2%) inside the training-side files for prepare to remove.
-    for name in ("seed", "pool"):
+    for name in ("seed", "pool") if n_seed and n_pool else ():
         extra = [dict(r, id=r["id"] + "-dup") for r in rng.sample(sets[name], max(1, len(sets[name]) // 50))]
         sets[name] += extra
     return sets
