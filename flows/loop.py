@@ -82,7 +82,7 @@ def auto_promote(ctx: Ctx) -> list[dict[str, Any]]:
     return decisions
 
 
-@flow(name="slmops-retrain", log_prints=True)
+@flow(name="slmops-retrain")
 def retrain(
     profile: str = "demo", work_dir: str = ".", reason: str = "scheduled", overrides: list[str] | None = None
 ) -> dict[str, Any]:

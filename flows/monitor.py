@@ -89,7 +89,7 @@ def start_retrain(profile: str, work_dir: str, overrides: list[str]) -> dict[str
     return retrain(profile=profile, work_dir=work_dir, reason="drift", overrides=overrides)
 
 
-@flow(name="slmops-monitor", log_prints=True)
+@flow(name="slmops-monitor")
 def monitor_flow(
     profile: str = "demo", work_dir: str = ".", retrain: bool = True, overrides: list[str] | None = None
 ) -> dict[str, Any]:

@@ -79,12 +79,29 @@ def gate_and_register(
             return out | {"passed": False, "reasons": lost}
     version = registry.register(model_dir, name, metrics[f"student_{form}"], ctx.task)
     registry.set_alias(name, "poc", version)
+    keep_champion(ctx, version)
     out["version"] = version
     if challenge:
         from flows.loop import auto_promote
 
         out["promoted"] = auto_promote(ctx)
     return out
+
+
+def keep_champion(ctx: Ctx, version: str) -> None:
+    """Keep the new ``poc`` holder's trained weights, so a retrain can start from them (``loop.init_from``)."""
+    import json
+    import shutil
+
+    from flows.stages import champion_dir
+
+    target = champion_dir(ctx)
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(ctx.layout.student, staging, ignore=shutil.ignore_patterns("adapter", "checkpoint-*"))
+    (staging / "champion.json").write_text(json.dumps({"version": version, "name": ctx.params.model_name}))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
 
 
 def _choose_form(params: Params, metrics: dict[str, dict[str, float]], gates):
@@ -160,9 +177,12 @@ def _log_evaluation(ctx: Ctx, metrics: dict[str, dict[str, float]]) -> None:
 
     log_dataset(ctx.layout.synthetic / "train.jsonl", "training")
     log_dataset(ctx.layout.prepared / "test.jsonl", "evaluation")
+    log_dataset(ctx.traffic_labelled / "recent.jsonl", "evaluation")
     mlflow.log_table(_comparison_table(metrics), artifact_file="eval/comparison.json")
-    for model in metrics:
-        rows = load_jsonl(ctx.layout.reports / "eval" / f"predictions_{model}.jsonl")
+    for model in metrics:  # recent_<name>: the same model on the recent-traffic eval set (eval/recent/)
+        recent = model.startswith("recent_")
+        folder = ctx.layout.reports / "eval" / ("recent" if recent else "")
+        rows = load_jsonl(folder / f"predictions_{model.removeprefix('recent_')}.jsonl")
         mlflow.log_table(pd.json_normalize(rows), artifact_file=f"eval/predictions_{model}.json")
     mlflow.log_artifacts(str(ctx.layout.reports / "eval"), artifact_path="eval")
 

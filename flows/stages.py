@@ -109,10 +109,23 @@ def _sources(ctx: Ctx) -> list[Path]:
     return [ctx.root / s.path for s in ctx.params.data.sources().values()]
 
 
+def base_model(ctx: Ctx) -> str:
+    """What finetune starts from: the champion's weights when ``loop.init_from: champion`` and a champion was
+    kept (``champion_dir``), else ``finetune.base_model`` (a local folder under the work dir, or a hub id)."""
+    if ctx.params.loop.init_from == "champion" and (champion_dir(ctx) / "config.json").exists():
+        return str(champion_dir(ctx))
+    return resolve_model_path(ctx.params.finetune.base_model, ctx.root)
+
+
+def champion_dir(ctx: Ctx) -> Path:
+    """The trained (merged) weights of the version that last took ``poc``, kept when it was registered."""
+    return ctx.root / "models" / "champion"
+
+
 def _local_base(ctx: Ctx) -> list[Path]:
     """The base model folder when it is local: it exists, or the demo build writes it (so dvc.yaml lists it
     whether or not the demo was built yet). A hub id is not an input."""
-    base = Path(resolve_model_path(ctx.params.finetune.base_model, ctx.root))
+    base = Path(base_model(ctx))
     return [base] if base.exists() or base.resolve() == ctx.layout.student_base.resolve() else []
 
 
@@ -232,7 +245,7 @@ def _finetune(ctx: Ctx) -> BaseModel:
         task=ctx.task,
         train=layout.synthetic / "train.jsonl",
         val=layout.prepared / "val.jsonl",
-        base_model=resolve_model_path(p.finetune.base_model, ctx.root),
+        base_model=base_model(ctx),
         out_dir=layout.student,
         seed=p.project.seed,
     )
@@ -282,7 +295,7 @@ def _parity(ctx: Ctx) -> BaseModel:
     return parity.run(
         ctx.task,
         test=layout.prepared / "test.jsonl",
-        base_model=resolve_model_path(p.finetune.base_model, ctx.root),
+        base_model=base_model(ctx),
         student=layout.student,
         onnx_fp32=layout.student_onnx / "fp32",
         quantized=layout.student_onnx / p.quantize.weight_type,
@@ -470,7 +483,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="finetune",
-            params=("project.seed", "task", "finetune"),
+            params=("project.seed", "task", "finetune", "loop.init_from"),
             code=("components/finetune.py", "components/tasks"),
             inputs=lambda ctx: (
                 [ctx.layout.synthetic / "train.jsonl", ctx.layout.prepared / "val.jsonl"] + _local_base(ctx)
@@ -513,7 +526,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="parity",
-            params=("task", "evaluate.max_new_tokens", "quantize.weight_type", "finetune.base_model"),
+            params=("task", "evaluate.max_new_tokens", "quantize.weight_type", "finetune.base_model", "loop.init_from"),
             code=("components/parity.py", "components/inference.py", "components/serve", "components/tasks"),
             inputs=lambda ctx: (
                 [ctx.layout.prepared / "test.jsonl", ctx.layout.student, ctx.layout.student_onnx] + _local_base(ctx)
