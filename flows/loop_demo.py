@@ -16,7 +16,6 @@ Usage:
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -163,7 +162,8 @@ def run_demo(params: Params, profile: str, work_dir: Path) -> dict[str, Any]:
             if "retrain" in result:
                 retrain = result["retrain"]
                 break
-        after = steps.run("server reload", _wait_for_new_version, url, before, 60.0)
+        promoted = (retrain or {}).get("gate", {}).get("version") not in (None, before)
+        after = steps.run("server reload", _wait_for_new_version, url, before, 120.0) if promoted else before
         figures["after"] = _measure(ctx, steps, after, held_out, "after") if after != before else figures["before"]
     finally:
         server.terminate()
@@ -194,15 +194,28 @@ def _wait_for_new_version(url: str, before: str, timeout: float) -> str:
 
 
 def table(out: dict[str, Any], metric: str) -> str:
-    """The before/after table a person reads."""
+    """The before/after table a person reads, then what the trigger decided on each control window."""
     (before, after), figures = out["versions"], out["figures"]
-    lines = [f"{'':<26}{'before (v' + before + ')':>16}{'after (v' + after + ')':>16}"]
-    for name in figures["before"]:
-        b, a = figures["before"][name].get(metric), figures["after"][name].get(metric)
-        lines.append(f"{name + ' ' + metric:<26}{b:>16.3f}{a:>16.3f}")
+    rows = [
+        (f"{name}: {metric}", f"{figures['before'][name][metric]:.3f}", f"{figures['after'][name][metric]:.3f}")
+        for name in figures["before"]
+    ]
     retrain = out.get("retrain") or {}
-    calls = retrain.get("teacher_calls")
-    if calls is not None:
-        lines.append(f"{'teacher calls (retrain)':<26}{'':>16}{calls:>16}")
-    lines.append(f"{'total wall time':<26}{'':>16}{sum(out['steps'].values()):>15.0f}s")
-    return "\n".join(lines) + "\n" + json.dumps(figures.get("control", []), ensure_ascii=False)
+    if retrain.get("started"):
+        gate = retrain.get("gate", {})
+        verdict = (gate.get("challenge") or {}).get("decision", {})
+        rows.append(
+            ("challenger", "", "won" if verdict.get("passed") else "lost: " + "; ".join(verdict.get("reasons", [])))
+        )
+        rows.append(("teacher calls in the retrain", "", str(retrain.get("teacher_calls", "-"))))
+    else:
+        rows.append(("retrain", "", "not started"))
+    rows.append(("served version", before, after))
+    rows.append(("total wall time", "", f"{sum(out['steps'].values()):.0f} s"))
+    width = max(len(r[0]) for r in rows) + 2
+    lines = [f"{'':<{width}}{'before':>10}{'after':>12}"]
+    lines += [
+        f"{name:<{width}}{b:>10}{a:>12}" if len(a) <= 12 else f"{name:<{width}}{b:>10}  {a}" for name, b, a in rows
+    ]
+    lines += [f"control window {i + 1}: {reason}" for i, reason in enumerate(figures.get("control", []))]
+    return "\n".join(lines)

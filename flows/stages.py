@@ -361,7 +361,8 @@ def _evaluate_summary(r: dict) -> str:
     shown = [k for k in served if k not in ("n", "latency_p50_ms", "latency_p95_ms", "size_mb", "exact_match")][:3]
     line = f"{name} " + _join({k: served[k] for k in shown} | {"p95 ms": served.get("latency_p95_ms")})
     recent = r["metrics"].get(f"recent_{name}")
-    return line + (f" · recent traffic {shown[0]} {_n(recent[shown[0]])}" if recent and shown else "")
+    headline = next((k for k in shown if k.endswith("_accuracy")), shown[0] if shown else None)
+    return line + (f" · recent traffic {headline} {_n(recent[headline])}" if recent and headline else "")
 
 
 STAGES: dict[str, Stage] = {
