@@ -290,13 +290,16 @@ def generate(
     seed_phrasing_share: float = 1.0,
     phrasing_share: float = 1.0,
     shifted: bool = False,
+    n_corpus: int = 0,
 ) -> dict[str, list[dict]]:
     """Return ``{"seed": [...], "pool": [...], "test": [...]}`` with inputs unique across all three sets.
 
     ``phrasing_share`` < 1 is the world at launch: every set uses only that share of each category's
     phrasings, and ``shifted=True`` draws the sets from the other phrasings instead (what traffic brings
     later; the loop demo sends it). ``seed_phrasing_share`` < 1 narrows the gold seed set further, within the
-    launch world: only the teacher's labels on the pool can teach the student the rest."""
+    launch world: only the teacher's labels on the pool can teach the student the rest. ``n_corpus`` adds
+    ``corpus``: unlabelled inquiries from the whole world, the general text a hub model was pretrained on (the
+    demo's base model pretrains on it; no stage trains or evaluates on it)."""
     rng = random.Random(seed)
     categories = list(PROBLEMS)
     seen: set[str] = set()
@@ -312,6 +315,14 @@ def generate(
             rows.append({"id": f"{name}-{len(rows):05d}", **row})
         rng.shuffle(rows)
         sets[name] = rows
+    corpus: list[dict] = []
+    while len(corpus) < n_corpus:
+        row = make_inquiry(rng, categories[len(corpus) % len(categories)])
+        if row["input"] not in seen:
+            seen.add(row["input"])
+            corpus.append({"id": f"corpus-{len(corpus):05d}", "input": row["input"]})
+    if corpus:
+        sets["corpus"] = corpus
     for row in sets["pool"]:  # the pool is unlabelled: the teacher labels it
         del row["expected"]
     # Plant exact duplicates (~2%) inside the training-side files for prepare to remove.
