@@ -5,7 +5,8 @@ Usage:
 
 Writes ``fp32/`` (the exported graph with KV cache) and one folder per quantized form, named after it:
 ``int8/`` (dynamic quantization: weights 8-bit, activations quantized on the fly) and ``int4/`` (weight-only
-blockwise 4-bit through ONNX Runtime's MatMulNBits, round-to-nearest or HQQ). Each folder loads directly in
+blockwise 4-bit through ONNX Runtime's MatMulNBits, round-to-nearest or HQQ; with rtn the embedding is 4-bit
+too, and a tied embedding reads the LM head's 4-bit table instead of keeping a copy). Each folder loads directly in
 ONNX Runtime and optimum's ``ORTModelForCausalLM``, with the tokenizer and generation config beside the graph.
 ``quantize.candidates`` writes several forms; ``choose_candidate`` picks the smallest that passes the gates.
 """
