@@ -232,6 +232,13 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def available_forms(forms: list[str]) -> tuple[list[str], str | None]:
+    """The forms that can be built here, and why the llama.cpp ones were dropped (None when none was)."""
+    if set(GGUF_FORMS) & set(forms) and not llama_cpp_forms.available():
+        return [f for f in forms if f not in GGUF_FORMS], llama_cpp_forms.MISSING
+    return forms, None
+
+
 def _figure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
@@ -263,9 +270,7 @@ def main() -> None:
         print(json.dumps(train_step(args.child, args.work_dir)))
         return
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    skipped = None
-    if set(GGUF_FORMS) & set(args.forms) and not llama_cpp_forms.available():
-        args.forms, skipped = [f for f in args.forms if f not in GGUF_FORMS], llama_cpp_forms.MISSING
+    args.forms, skipped = available_forms(args.forms)
     started = time.perf_counter()
     _run_child_build(args)
     print(f"built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
