@@ -314,7 +314,7 @@ class QuantizeConfig(Strict):
     # MatMulNBits' compute precision for rtn: None (the default, fp32), 4 (int8 compute: faster on CPU).
     int4_accuracy_level: Literal[0, 1, 2, 3, 4] | None = None
     # rtn: quantize the input embedding (Gather) to 4 bits as well; without it, a large-vocabulary model's
-    # fp32 embedding alone can make int4 bigger than int8.
+    # fp32 embedding alone can make int4 bigger than int8. A tied embedding shares the LM head's 4-bit table.
     int4_embeddings: bool = True
     # Keep these MatMul nodes (by node name) in full precision, e.g. the LM head when int4 hurts it most.
     int4_nodes_to_exclude: list[str] = []
