@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format repro mlflow-ui prefect-ui clean
+.PHONY: install demo loop test test-fast lint format repro mlflow-ui prefect-ui clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,6 +18,9 @@ install: $(STAMP)
 demo: install  ## build the offline demo's stand-ins, then run the whole pipeline on the embedded defaults
 	$(VENV)/bin/slmops demo build --profile demo
 	$(VENV)/bin/slmops run --profile demo
+
+loop: install  ## after `make demo`: serve poc, send shifted traffic, drift -> retrain -> champion vs challenger -> promote
+	$(VENV)/bin/slmops loop demo --profile loop
 
 test: install  ## the whole test suite, including one end-to-end smoke flow
 	$(VENV)/bin/pytest -q
@@ -42,4 +45,4 @@ prefect-ui: install
 	PREFECT_HOME=$(CURDIR)/.prefect PREFECT_SERVER_ANALYTICS_ENABLED=false $(VENV)/bin/prefect server start
 
 clean:
-	rm -rf data/raw data/prepared data/synthetic models reports logs mlruns.db mlartifacts .prefect .slmops .cache
+	rm -rf data/raw data/prepared data/synthetic data/traffic data/traffic_labelled models reports logs mlruns.db mlartifacts .prefect .slmops .cache

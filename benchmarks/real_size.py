@@ -4,7 +4,9 @@ Usage:
     .venv/bin/python -m benchmarks.real_size [--work-dir /tmp/real_size] [--new-tokens 32] [--shape qwen2.5-0.5b]
 
 Builds the model from Qwen2.5-0.5B's published config values (no weights are downloaded), exports it to ONNX
-(KV cache), quantizes int8 (dynamic) and int4 (MatMulNBits, block 32 and 128), then measures each form in
+(KV cache), quantizes int8 (dynamic) and int4 (MatMulNBits, block 32 and 128; a tied embedding shares the LM
+head's 4-bit table), and, when llama-cpp-python and gguf are installed (optional), writes llama.cpp's GGUF Q8_0
+and Q4_K_M of the same model (benchmarks/llama_cpp_forms.py). Then it measures each form in
 its own subprocess so peak RSS is per form: file size, load time, time to first token (prompt of
 ``--prompt-tokens``), decode tokens/s at batch 1 and batch 8 (EOS ignored: every form generates exactly
 ``--new-tokens``), peak RSS. Then one QLoRA, LoRA and full fine-tuning step each: time and peak RSS.
@@ -21,6 +23,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchmarks import llama_cpp_forms
 
 SHAPES = {
     # https://huggingface.co/Qwen/Qwen2.5-0.5B/blob/main/config.json (values copied, nothing downloaded)
@@ -53,6 +57,7 @@ SHAPES = {
     },
 }
 FORMS = ("torch_fp32", "onnx_fp32", "int8", "int4_b32", "int4_b128")
+GGUF_FORMS = ("gguf_q8_0", "gguf_q4_k_m")  # llama.cpp, when llama_cpp and gguf are installed
 TRAIN_METHODS = ("qlora", "lora", "full")
 
 
@@ -64,7 +69,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build(shape: str, work: Path) -> None:
+def build(shape: str, work: Path, gguf: bool = False) -> None:
     """The random-init model, its ONNX export and the quantized forms (each step skipped when present)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -85,6 +90,8 @@ def build(shape: str, work: Path) -> None:
     for block in (32, 128):
         if not (work / f"int4_b{block}" / "model.onnx").exists():
             quantize_int4(work / "onnx_fp32", work / f"int4_b{block}", QuantizeConfig(int4_block_size=block))
+    if gguf and not all((work / form / "model.gguf").exists() for form in GGUF_FORMS):
+        _run_child("gguf", work)
 
 
 def export(work: Path) -> None:
@@ -212,7 +219,7 @@ def table(rows: list[dict]) -> str:
         faster = r["decode_tok_s_b1"] / base["decode_tok_s_b1"] if base else float("nan")
         out.append(
             f"| {r['form']} | {r['size_mb']:.0f} | {smaller:.2f} | {r['load_s']:.1f} | {r['ttft_ms']:.0f} | "
-            f"{r['decode_tok_s_b1']:.1f} | {faster:.2f} | {r['decode_tok_s_b8']:.1f} | {r['peak_rss_mb']:.0f} |"
+            f"{r['decode_tok_s_b1']:.1f} | {faster:.2f} | {_figure(r['decode_tok_s_b8'])} | {r['peak_rss_mb']:.0f} |"
         )
     train = [r for r in rows if "step_s" in r]
     if train:
@@ -225,26 +232,45 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def available_forms(forms: list[str]) -> tuple[list[str], str | None]:
+    """The forms that can be built here, and why the llama.cpp ones were dropped (None when none was)."""
+    if set(GGUF_FORMS) & set(forms) and not llama_cpp_forms.available():
+        return [f for f in forms if f not in GGUF_FORMS], llama_cpp_forms.MISSING
+    return forms, None
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/slmops-real-size"))
     parser.add_argument("--shape", choices=list(SHAPES), default="qwen2.5-0.5b")
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--forms", nargs="*", default=list(FORMS))
+    parser.add_argument("--forms", nargs="*", default=[*FORMS, *GGUF_FORMS], choices=[*FORMS, *GGUF_FORMS])
     parser.add_argument("--train", nargs="*", default=list(TRAIN_METHODS), help="fine-tuning methods to time")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "export":
         export(args.work_dir)
         return
+    if args.child == "gguf":
+        llama_cpp_forms.build(args.work_dir)
+        return
     if args.child in FORMS:
         print(json.dumps(measure(args.child, args.work_dir, args.prompt_tokens, args.new_tokens)))
+        return
+    if args.child in GGUF_FORMS:
+        row = llama_cpp_forms.measure(args.child, args.work_dir, args.prompt_tokens, args.new_tokens, peak_rss_mb)
+        print(json.dumps(row))
         return
     if args.child in TRAIN_METHODS:
         print(json.dumps(train_step(args.child, args.work_dir)))
         return
     args.work_dir.mkdir(parents=True, exist_ok=True)
+    args.forms, skipped = available_forms(args.forms)
     started = time.perf_counter()
     _run_child_build(args)
     print(f"built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
@@ -254,11 +280,13 @@ def main() -> None:
     print(json.dumps(rows, indent=1), file=sys.stderr)
     print(f"{args.shape}, prompt {args.prompt_tokens} tokens, {args.new_tokens} new tokens (EOS ignored)\n")
     print(table(rows))
+    if skipped:
+        print(f"\n{skipped}")
 
 
 def _run_child_build(args) -> None:
     """The build runs in this process (it frees the torch model before the ONNX export child starts)."""
-    build(args.shape, args.work_dir)
+    build(args.shape, args.work_dir, gguf=bool(set(GGUF_FORMS) & set(args.forms)))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from components.tasks import DEFAULT_TASK
 
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
-PROFILES = ("demo", "smoke", "smoke-reviews")
+PROFILES = ("demo", "smoke", "smoke-reviews", "loop")
 
 
 class Strict(BaseModel):
@@ -335,7 +335,7 @@ class QuantizeConfig(Strict):
     # MatMulNBits' compute precision for rtn: None (the default, fp32), 4 (int8 compute: faster on CPU).
     int4_accuracy_level: Literal[0, 1, 2, 3, 4] | None = None
     # rtn: quantize the input embedding (Gather) to 4 bits as well; without it, a large-vocabulary model's
-    # fp32 embedding alone can make int4 bigger than int8.
+    # fp32 embedding alone can make int4 bigger than int8. A tied embedding shares the LM head's 4-bit table.
     int4_embeddings: bool = True
     # Keep these MatMul nodes (by node name) in full precision, e.g. the LM head when int4 hurts it most.
     int4_nodes_to_exclude: list[str] = []
@@ -446,11 +446,23 @@ class CompareConfig(Strict):
     seed: int = 0
 
 
+class LoopDemoConfig(Strict):
+    """``slmops loop demo``: traffic from the task's demo generator sent through a real server."""
+
+    control_windows: int = Field(1, ge=0)  # monitor windows of in-distribution traffic first (the control)
+    max_shift_windows: int = Field(4, ge=1)  # windows of shifted traffic sent until a retrain starts
+    eval_rows: int = Field(200, ge=10)  # a held-out shifted slice, never sent: measured before and after
+    dev_set: str | None = None  # a hand-written labelled file (work-dir relative), measured, never sent
+    port: int = Field(8765, ge=1, le=65535)
+    concurrency: int = Field(4, ge=1)  # requests in flight from the demo's client
+
+
 class LoopConfig(Strict):
     """The continuous-improvement loop: trigger, recent-traffic eval split, champion vs challenger."""
 
     trigger: TriggerConfig = TriggerConfig()
     compare: CompareConfig = CompareConfig()
+    demo: LoopDemoConfig = LoopDemoConfig()
     # The most recent labelled harvest held out as the recent-traffic eval set (never trained on): the newest
     # ``recent_eval_rows`` rows if set, else the newest ``recent_eval_fraction`` of them.
     recent_eval_fraction: float = Field(0.2, gt=0.0, lt=1.0)

@@ -144,18 +144,18 @@ def run_models(
     *,
     task: Task,
     test: Path,
-    student: Path,
     quantized: dict[str, Path],
-    teacher: TeacherConfig | None,
     out_dir: Path,
+    student: Path | None = None,
+    teacher: TeacherConfig | None = None,
 ) -> EvaluateResult:
-    """The pipeline's comparison on one test set: the teacher (if given), the trained student and every quantized
-    form (``quantized``: weight type -> folder), named ``student_<weight type>``."""
+    """The pipeline's comparison on one test set: the teacher and the trained student (when given) and every
+    quantized form (``quantized``: weight type -> folder), named ``student_<weight type>``."""
     from contextlib import ExitStack
 
     from components.inference import ChatModel
 
-    models = {"student": Candidate(chat=ChatModel.load(student), folder=student)}
+    models = {} if student is None else {"student": Candidate(chat=ChatModel.load(student), folder=student)}
     for form, folder in quantized.items():
         models[f"student_{form}"] = Candidate(chat=ChatModel.load(folder), folder=folder)
     with ExitStack() as stack:

@@ -5,7 +5,8 @@ Usage:
 
 Writes ``fp32/`` (the exported graph with KV cache) and one folder per quantized form, named after it:
 ``int8/`` (dynamic quantization: weights 8-bit, activations quantized on the fly) and ``int4/`` (weight-only
-blockwise 4-bit through ONNX Runtime's MatMulNBits, round-to-nearest or HQQ). Each folder loads directly in
+blockwise 4-bit through ONNX Runtime's MatMulNBits, round-to-nearest or HQQ; with rtn the embedding is 4-bit
+too, and a tied embedding reads the LM head's 4-bit table instead of keeping a copy). Each folder loads directly in
 ONNX Runtime and optimum's ``ORTModelForCausalLM``, with the tokenizer and generation config beside the graph.
 ``quantize.candidates`` writes several forms; ``choose_candidate`` picks the smallest that passes the gates.
 """
@@ -95,8 +96,13 @@ def quantize_int4(onnx_dir: Path, out_dir: Path, cfg: QuantizeConfig | None = No
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     model = onnx.load(str(onnx_dir / "model.onnx"))
     _fold_transposed_weights(model)
-    quantizer = mnb.MatMulNBitsQuantizer(model, nodes_to_exclude=list(cfg.int4_nodes_to_exclude), algo_config=algo)
+    # A tied embedding is not quantized on its own: its Gather reads the LM head's 4-bit weights (below).
+    tied = _tied_embedding_gathers(model, cfg) if cfg.int4_embeddings and cfg.int4_algorithm == "rtn" else {}
+    exclude = [*cfg.int4_nodes_to_exclude, *tied]
+    quantizer = mnb.MatMulNBitsQuantizer(model, nodes_to_exclude=exclude, algo_config=algo)
     quantizer.process()
+    if _share_tied_embeddings(quantizer.model.model.graph, tied):
+        quantizer.model.clean_initializers()  # the fp32 embedding table, now read by nothing
     # Small enough for one file below 2 GB up to a few billion parameters; larger ones keep external data.
     large = sum(f.stat().st_size for f in onnx_dir.glob("model.onnx*")) > 8e9
     quantizer.model.save_model_to_file(str(out_dir / "model.onnx"), use_external_data_format=large)
@@ -135,6 +141,87 @@ def _fold_transposed_weights(model) -> int:
     for node in dead:  # so the fp32 original is dropped once the embedding's Gather is quantized too
         model.graph.node.remove(node)
     return folded
+
+
+def _tied_embedding_gathers(model, cfg: QuantizeConfig) -> dict[str, str]:
+    """Embedding Gathers whose table a MatMul reuses, transposed, as its LM-head weight: Gather name -> MatMul output.
+
+    Only where the LM head will become MatMulNBits (not excluded) with whole blocks along the hidden size, so its
+    4-bit rows can serve the Gather as they are. Unnamed Gathers are given a name (``nodes_to_exclude`` needs one).
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    heads: dict[tuple[int, ...], list] = {}  # constant MatMul weights by shape
+    for node in model.graph.node:
+        if node.op_type == "MatMul" and node.input[1] in inits and node.name not in cfg.int4_nodes_to_exclude:
+            heads.setdefault(tuple(inits[node.input[1]].dims), []).append(node)
+    tied: dict[str, str] = {}
+    for index, node in enumerate(model.graph.node):
+        table = inits.get(node.input[0]) if node.op_type == "Gather" else None
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if table is None or len(table.dims) != 2 or axis != 0 or table.dims[1] % cfg.int4_block_size:
+            continue
+        candidates = heads.get((table.dims[1], table.dims[0]), [])
+        if not candidates:
+            continue
+        embedding = numpy_helper.to_array(table, base_dir="")
+        for head in candidates:
+            if np.array_equal(numpy_helper.to_array(inits[head.input[1]], base_dir=""), embedding.T):
+                node.name = node.name or f"tied_embedding_gather_{index}"
+                tied[node.name] = head.output[0]
+                break
+    return tied
+
+
+def _share_tied_embeddings(graph, tied: Mapping[str, str]) -> int:
+    """Replace each tied Gather by ``GatherBlockQuantized`` over the LM head's MatMulNBits weights.
+
+    MatMulNBits stores the head as ``[vocab, blocks, block_size / 2]`` uint8 (4-bit pairs, low nibble first) with
+    scales ``[vocab, blocks]`` and, when asymmetric, packed zero points ``[vocab, ceil(blocks / 2)]``: seen as
+    ``[vocab, hidden / 2]``, that is GatherBlockQuantized's uint8 layout (``bits=4``, ``quantize_axis=1``), so one
+    4-bit table serves both ends of the model (for Qwen2.5-0.5B, 136M of its 494M parameters stored once).
+    Returns how many Gathers were replaced; a Gather whose head did not become MatMulNBits stays as it was.
+    """
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in graph.initializer}
+    producers = {out: n for n in graph.node for out in n.output}
+    nodes, shared = [], 0
+    for node in graph.node:
+        head = producers.get(tied.get(node.name, ""))
+        if head is None or head.op_type != "MatMulNBits":
+            nodes.append(node)
+            continue
+        weight, scales, *zero_points = head.input[1:]
+        attrs = {a.name: helper.get_attribute_value(a) for a in head.attribute}
+        vocab, blocks, blob = inits[weight].dims
+        shape = f"{weight}_rows_shape"
+        if shape not in inits:
+            inits[shape] = numpy_helper.from_array(np.array([vocab, blocks * blob], dtype=np.int64), shape)
+            graph.initializer.append(inits[shape])
+        rows = f"{weight}_rows"
+        nodes.append(helper.make_node("Reshape", [weight, shape], [rows], name=f"{node.name}_rows"))
+        nodes.append(
+            helper.make_node(
+                "GatherBlockQuantized",
+                [rows, node.input[1], scales, *zero_points[:1]],
+                list(node.output),
+                name=f"{node.name}_Q4_shared",
+                domain="com.microsoft",
+                gather_axis=0,
+                quantize_axis=1,
+                block_size=attrs["block_size"],
+                bits=attrs["bits"],
+            )
+        )
+        shared += 1
+    if shared:
+        graph.ClearField("node")
+        graph.node.extend(nodes)
+    return shared
 
 
 def quantize_form(onnx_dir: Path, out_dir: Path, weight_type: str, cfg: QuantizeConfig) -> Path:

@@ -7,12 +7,12 @@ Usage:
     split.train     # older labelled traffic: goes into training with gold + pool
     split.recent    # the newest rows: evaluated side by side with the gold test set, for both models
 
-A row is any dict with ``id``, ``input``, ``expected`` (the teacher's label) and its time as
-``provenance.ts`` (what ``components/harvest.py`` writes) or ``ts``. Rows without a label (the teacher's answer
-was rejected) are in neither part. The newest ``loop.recent_eval_rows`` rows, else the newest
-``loop.recent_eval_fraction`` of them, are the eval set; a training row that is a near-duplicate of one of
-them is dropped, so nothing the eval set asks was trained on. The split is recomputed from all batches each
-round: a row held out this round may be trained on in a later round, once newer traffic has replaced it.
+A row is any dict with ``id``, ``input``, ``expected`` (the teacher's label) and its time as ``traffic.ts`` (a
+labelled harvest row), ``provenance.ts`` (what ``components/harvest.py`` writes) or ``ts``. Rows without a label
+(the teacher's answer was rejected) are in neither part. The newest ``loop.recent_eval_rows`` rows, else the newest
+``loop.recent_eval_fraction`` of them, are the eval set; a training row that is a near-duplicate of one of them is
+dropped, so nothing the eval set asks was trained on. The split is recomputed from all batches each round: a row
+held out this round may be trained on in a later round, once newer traffic has replaced it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class TrafficSplit(BaseModel):
 
 
 def row_ts(row: dict[str, Any]) -> str:
-    ts = (row.get("provenance") or {}).get("ts") or row.get("ts")
+    ts = (row.get("traffic") or {}).get("ts") or (row.get("provenance") or {}).get("ts") or row.get("ts")
     if not ts:
         raise ValueError(f"row {row.get('id')!r} has no time (provenance.ts or ts): it cannot be split by time")
     return str(ts)

@@ -131,7 +131,15 @@ def rollback(name: str, alias: str) -> str:
 
 
 def load_chat_model(name: str, alias: str):
-    """Load ``models:/<name>@<alias>``, verify its sha256, and return ``(ChatModel, version)``.
+    """Load ``models:/<name>@<alias>``, verify its sha256, and return ``(ChatModel, version)``."""
+    version = alias_version(name, alias)
+    if version is None:
+        raise ValueError(f"no model version holds alias {alias!r} of {name!r}; register and promote one first")
+    return load_version(name, version), version
+
+
+def load_version(name: str, version: str):
+    """Load version ``version`` of ``name`` as a ``ChatModel`` after checking its sha256.
 
     The files are copied to a temporary folder, hashed, and loaded before the folder is removed, so no copy
     is left behind per load and no file is parsed before its hash matched the one recorded at registration.
@@ -140,9 +148,6 @@ def load_chat_model(name: str, alias: str):
 
     import mlflow
 
-    version = alias_version(name, alias)
-    if version is None:
-        raise ValueError(f"no model version holds alias {alias!r} of {name!r}; register and promote one first")
     expected = version_sha256(name, version)
     with tempfile.TemporaryDirectory(prefix="slmops-model-") as tmp:
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp))
@@ -154,4 +159,4 @@ def load_chat_model(name: str, alias: str):
             )
         from components.inference import ChatModel
 
-        return ChatModel.load(onnx_dirs[0]), version
+        return ChatModel.load(onnx_dirs[0])

@@ -48,8 +48,9 @@ class SyntheticExample(BaseModel):
     id: str
     input: str
     expected: dict[str, Any]  # checked against the task's schema before the file is written
-    source: Literal["gold", "teacher_label", "teacher_augment"]
+    source: Literal["gold", "teacher_label", "teacher_augment", "traffic"]
     provenance: Provenance | None = None
+    traffic: dict[str, Any] | None = None  # a harvested traffic row's log provenance (components/harvest.py)
 
     @model_validator(mode="after")
     def _teacher_rows_have_provenance(self) -> SyntheticExample:
@@ -85,8 +86,8 @@ class SynthesizeResult(BaseModel):
 class StageProgress:
     """One bar for the whole stage: rate and ETA from tqdm, plus rejects and cache hits as they happen."""
 
-    def __init__(self, total: int):
-        self.bar = tqdm(total=total, desc="synthesize", unit="req", dynamic_ncols=True)
+    def __init__(self, total: int, desc: str = "synthesize"):
+        self.bar = tqdm(total=total, desc=desc, unit="req", dynamic_ncols=True)
         self.rejects = 0
         self.cache_hits = 0
 
@@ -104,15 +105,18 @@ class StageProgress:
         self.bar.close()
 
 
+KEEP = ("gold", "traffic")  # sources class balancing never drops: human labels, and what users actually asked
+
+
 def cap_classes(
     rows: list[dict], max_share: float, rng: random.Random, class_of: Callable[[dict], str | None]
 ) -> tuple[list[dict], Counter[str]]:
-    """Drop teacher rows (never gold) of over-represented classes until none exceeds ``max_share``."""
+    """Drop teacher rows (never gold or traffic) of over-represented classes until none exceeds ``max_share``."""
     dropped: Counter[str] = Counter()
     while rows:
         counts = Counter(class_of(r["expected"]) for r in rows)
         over = {c: n - int(max_share * len(rows)) for c, n in counts.items() if n > max_share * len(rows)}
-        droppable = [i for i, r in enumerate(rows) if class_of(r["expected"]) in over and r["source"] != "gold"]
+        droppable = [i for i, r in enumerate(rows) if class_of(r["expected"]) in over and r["source"] not in KEEP]
         if not over or not droppable:
             return rows, dropped
         rng.shuffle(droppable)
@@ -128,20 +132,29 @@ def cap_classes(
 
 
 def decontaminate(
-    cfg: SynthesizeConfig, train: Path, pool: Path, test: Path, pii_cfg: PIIConfig | None = None
+    cfg: SynthesizeConfig,
+    train: Path,
+    pool: Path,
+    test: Path,
+    traffic: Path | None = None,
+    recent: Path | None = None,
+    pii_cfg: PIIConfig | None = None,
 ) -> tuple[dict[str, list[dict]], Counter[str], NearDupIndex, NearDupIndex]:
-    """Drop every gold and pool row that is a near-duplicate of a test input, before anything is sent.
+    """Drop every gold, pool and labelled-traffic row that is a near-duplicate of a test input (the gold test
+    set, and the recent-traffic eval set when given), before anything is sent.
 
     PII is masked again here (prepare already did) so nothing unmasked can leave the machine in a prompt.
     Returns the kept rows by file, the dropped counts, and the test and train near-duplicate indexes.
     """
     test_index = NearDupIndex(cfg.near_dup_threshold)
-    for row in load_jsonl(test):
-        test_index.add(row["input"])
+    for path in (test, recent):
+        for row in load_jsonl(path) if path is not None and path.exists() else []:
+            test_index.add(row["input"])
     dropped: Counter[str] = Counter()
-    kept: dict[str, list[dict]] = {"gold": [], "pool": []}
+    kept: dict[str, list[dict]] = {"gold": [], "pool": [], "traffic": []}
     train_index = NearDupIndex(cfg.near_dup_threshold)  # everything trainable: new inputs must differ from it
-    for name, path in (("gold", train), ("pool", pool)):
+    sources = [("gold", train), ("pool", pool)] + ([("traffic", traffic)] if traffic and traffic.exists() else [])
+    for name, path in sources:
         for row in load_jsonl(path):
             row = {**row, "input": pii.mask(row["input"], cfg=pii_cfg)}
             sig = signature(row["input"])
@@ -280,11 +293,15 @@ def run(
     out_dir: Path,
     cache_path: Path,
     seed: int = 42,
+    traffic: Path | None = None,
+    recent: Path | None = None,
     pii_cfg: PIIConfig | None = None,
 ) -> SynthesizeResult:
-    """``pii_cfg`` (``params.pii``) masks every prompt before it is sent and every teacher answer kept."""
+    """Pool labels and self-instruct rows from the teacher, plus gold and (``traffic``) labelled harvested
+    traffic, none of them near any test or ``recent`` eval input (see the module docstring). ``pii_cfg``
+    (``params.pii``) masks every prompt before it is sent and every teacher answer kept."""
     rng = random.Random(seed)
-    kept, decontaminated, test_index, train_index = decontaminate(cfg, train, pool, test, pii_cfg)
+    kept, decontaminated, test_index, train_index = decontaminate(cfg, train, pool, test, traffic, recent, pii_cfg)
     gold, unlabelled = kept["gold"], kept["pool"][: cfg.max_unlabelled]
     asks = augment_asks(task, gold, cfg.augment_per_category, rng)
     progress = StageProgress(len(unlabelled) + len(asks))
@@ -308,7 +325,7 @@ def run(
             f"teacher reject rate {reject_rate:.1%} > max_reject_rate {cfg.max_reject_rate:.0%}; "
             f"by reason: {dict(labeller.rejected)}; see {out_dir / 'rejects.jsonl'}"
         )
-    rows, dropped = [{**r, "source": "gold"} for r in gold] + accepted, Counter()
+    rows, dropped = [{**r, "source": "gold"} for r in gold] + kept["traffic"] + accepted, Counter()
     if task.stratify_by:  # a task with no enum field to balance keeps every accepted row
         rows, dropped = cap_classes(rows, cfg.max_class_share, rng, task.class_of)
     _write_checked(task, rows, out_dir / "train.jsonl", pii_cfg)

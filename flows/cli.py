@@ -35,6 +35,8 @@ demo_app = typer.Typer(
     help="The offline demo's stand-ins (generated data, tokenizer, base model).", no_args_is_help=True
 )
 app.add_typer(demo_app, name="demo")
+loop_app = typer.Typer(help="The continuous-improvement loop, shown end to end.", no_args_is_help=True)
+app.add_typer(loop_app, name="loop")
 
 WorkDir = Annotated[
     Path,
@@ -306,13 +308,60 @@ def monitor(
     profile: Profile = "demo",
     work_dir: WorkDir = Path("."),
     retrain: Annotated[bool, typer.Option(help="Start the retraining flow when drift is found.")] = True,
+    overrides: Overrides = None,
 ) -> None:
-    """Drift report (Evidently) on recent inference traffic vs. the training data; retrain on drift."""
-    _setup(work_dir, profile)
+    """Drift report (Evidently) on the latest window of inference traffic; the trigger policy decides whether to
+    retrain (K drifted windows in a row, cooldown, enough new rows) and every decision is logged to MLflow."""
+    _setup(work_dir, profile, overrides=overrides)
+    from flows.runtime import quiet_console
+
+    quiet_console(work_dir)
     from flows.monitor import monitor_flow
 
-    result = monitor_flow(profile=profile, work_dir=str(work_dir), retrain=retrain)
-    typer.echo(json.dumps(result))
+    result = monitor_flow(profile=profile, work_dir=str(work_dir), retrain=retrain, overrides=overrides or [])
+    report = Path(work_dir) / "reports" / "monitor" / "drift_report.html"
+    typer.echo(f"drift report: {report}" if report.exists() else f"no report: {result.get('reason')}")
+
+
+@app.command()
+def retrain(profile: Profile = "demo", work_dir: WorkDir = Path("."), overrides: Overrides = None) -> None:
+    """Retrain now (what the weekly schedule runs): harvest logged traffic, teacher labels, train, then register
+    only a challenger that beats the poc champion on the same gold and recent-traffic rows."""
+    _setup(work_dir, profile, preflight=True, overrides=overrides)
+    from flows.runtime import quiet_console
+
+    quiet_console(work_dir)
+    from flows.loop import retrain as retrain_flow
+
+    result = retrain_flow(profile=profile, work_dir=str(work_dir), reason="scheduled", overrides=overrides or [])
+    if result.get("started"):
+        typer.echo("\n" + _table(result["metrics"]))
+        typer.echo("poc gate:   " + _gate_line(result["gate"]))
+
+
+@loop_app.command("demo")
+def loop_demo(profile: Profile = "loop", work_dir: WorkDir = Path(".")) -> None:
+    """After `make demo`: serve poc, send in-distribution then shifted traffic with the openai client, let the
+    monitor trigger a retrain, and print accuracy before and after with the wall time of every step."""
+    params = _setup(work_dir, profile)
+    from flows.runtime import quiet_console
+
+    quiet_console(work_dir)
+    from flows.loop_demo import run_demo, table
+
+    out = run_demo(params, profile, work_dir)
+    metric = headline_metric(params, work_dir)
+    typer.echo("\n" + table(out, metric))
+    (Path(work_dir) / "reports").mkdir(exist_ok=True)
+    (Path(work_dir) / "reports" / "loop_demo.json").write_text(json.dumps(out, indent=1, default=str))
+
+
+def headline_metric(params, work_dir: Path) -> str:
+    """The accuracy of the task's stratifying enum field (e.g. category_accuracy), else exact match."""
+    from components.tasks import load_task
+
+    task = load_task(params.task, work_dir.resolve())
+    return f"{task.stratify_by}_accuracy" if task.stratify_by else "exact_match"
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""Scheduled runs: weekly retraining and hourly monitoring as Prefect deployments.
+"""Scheduled runs: weekly retraining and hourly monitoring as Prefect deployments, plus the unscheduled
+``drift-retrain`` deployment that the monitor starts when its trigger fires.
 
 Usage (needs a running server: ``prefect server start`` and ``PREFECT_API_URL=http://127.0.0.1:4200/api``):
     slmops schedule --profile demo
@@ -10,13 +11,13 @@ import os
 
 
 def build_deployments(profile: str, work_dir: str, retrain_cron: str, monitor_cron: str) -> list:
+    from flows.loop import retrain
     from flows.monitor import monitor_flow
-    from flows.pipeline import pipeline
 
+    where = {"profile": profile, "work_dir": work_dir}
     return [
-        pipeline.to_deployment(
-            name="weekly-retrain", cron=retrain_cron, parameters={"profile": profile, "work_dir": work_dir}
-        ),
+        retrain.to_deployment(name="weekly-retrain", cron=retrain_cron, parameters=where | {"reason": "scheduled"}),
+        retrain.to_deployment(name="drift-retrain", parameters=where | {"reason": "drift"}),
         monitor_flow.to_deployment(
             name="hourly-monitor", cron=monitor_cron, parameters={"profile": profile, "work_dir": work_dir}
         ),

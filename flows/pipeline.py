@@ -45,43 +45,90 @@ def demo_build(profile: str = "demo", work_dir: str = ".") -> dict[str, Any]:
 
 
 @task(name="gate-and-register", cache_policy=NO_CACHE)
-def gate_and_register(ctx: Ctx, metrics: dict[str, dict[str, float]], parity: dict[str, Any]) -> dict[str, Any]:
+def gate_and_register(
+    ctx: Ctx, metrics: dict[str, dict[str, float]], parity: dict[str, Any], challenge: bool = False
+) -> dict[str, Any]:
     """Check parity (trained -> ... -> served) and the ``poc`` gates on every quantized form; register the smallest
     form that passes and point ``poc`` at it. Failing parity registers nothing, naming the step that diverged.
 
-    With one form (``quantize.weight_type``, the default) that is the plain gate. The other forms' metrics are
-    in the same MLflow run (``student_<form>.*``), so the size/quality trade-off is visible per run."""
+    With ``challenge`` (a retrain), a model that differs from the ``poc`` champion must also beat it on the same
+    gold and recent-traffic rows (``flows/loop.py``); a winner then moves on as far as ``loop.auto_promote_to``.
+    The other forms' metrics are in the same MLflow run (``student_<form>.*``), so the size/quality trade-off
+    is visible per run."""
     from components import registry
+    from components.parity import ParityFigures, decide_parity
+
+    params, gates = ctx.params, load_gates(PARAMS_DIR / ctx.params.gates)
+    form, decision = _choose_form(params, metrics, gates.poc)
+    parity_decision = decide_parity(ParityFigures.model_validate(parity), gates.parity)
+    out: dict[str, Any] = decision.model_dump() | {"form": form}
+    out |= {"passed": decision.passed and parity_decision.passed, "reasons": decision.reasons + parity_decision.reasons}
+    if not out["passed"]:
+        return out
+    name, model_dir = params.model_name, ctx.layout.student_onnx / form
+    holder = registry.alias_version(name, "poc")
+    if holder is not None and registry.version_sha256(name, holder) == sha256_tree(model_dir):
+        return out | {"version": holder, "unchanged": True}  # a rerun of the same model: no duplicate version
+    if challenge and holder is not None:
+        from flows.loop import challenge_champion
+
+        result = challenge_champion(ctx, f"student_{form}")
+        out["challenge"] = result
+        if not result["decision"]["passed"]:
+            lost = [f"challenger lost to champion v{holder}: {r}" for r in result["decision"]["reasons"]]
+            return out | {"passed": False, "reasons": lost}
+    version = registry.register(model_dir, name, metrics[f"student_{form}"], ctx.task)
+    registry.set_alias(name, "poc", version)
+    keep_champion(ctx, version)
+    out["version"] = version
+    if challenge:
+        from flows.loop import auto_promote
+
+        out["promoted"] = auto_promote(ctx)
+    return out
+
+
+def keep_champion(ctx: Ctx, version: str) -> None:
+    """Keep the new ``poc`` holder's trained weights, so a retrain can start from them (``loop.init_from``)."""
+    import json
+    import shutil
+
+    from flows.stages import champion_dir
+
+    target = champion_dir(ctx)
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(ctx.layout.student, staging, ignore=shutil.ignore_patterns("adapter", "checkpoint-*"))
+    (staging / "champion.json").write_text(json.dumps({"version": version, "name": ctx.params.model_name}))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+
+
+def _choose_form(params: Params, metrics: dict[str, dict[str, float]], gates):
+    """The smallest quantized form that passes ``gates`` (else ``quantize.weight_type``) and its decision."""
     from components.gates import decide
     from components.quantize import choose_candidate
 
-    params, gates = ctx.params, load_gates(PARAMS_DIR / ctx.params.gates).poc
     forms = {form: metrics[f"student_{form}"] for form in params.quantize.forms}
     chosen = choose_candidate(
         forms, {f: m.get("size_mb", 0.0) for f, m in forms.items()}, lambda m: decide(m, None, gates).passed
     )
     form = chosen or params.quantize.weight_type
-    decision = decide(forms[form], None, gates, stage="poc")
-    out: dict[str, Any] = decision.model_dump() | {"form": form}
-    if decision.passed:
-        name, model_dir = params.model_name, ctx.layout.student_onnx / form
-        holder = registry.alias_version(name, "poc")
-        if holder is not None and registry.version_sha256(name, holder) == sha256_tree(model_dir):
-            return out | {"version": holder, "unchanged": True}  # a rerun of the same model: no duplicate version
-        version = registry.register(model_dir, name, forms[form], ctx.task)
-        registry.set_alias(name, "poc", version)
-        out["version"] = version
-    return out
+    return form, decide(forms[form], None, gates, stage="poc")
 
 
 @flow(name="slmops-pipeline")
-def pipeline(profile: str = "demo", work_dir: str = ".", overrides: list[str] | None = None) -> dict[str, Any]:
+def pipeline(
+    profile: str = "demo", work_dir: str = ".", overrides: list[str] | None = None, challenge: bool = False
+) -> dict[str, Any]:
+    """Every stage, then gates, parity and registration. ``challenge``: the new model must beat the ``poc``
+    champion on the same rows before it is registered (what a retrain does, see ``flows/loop.py``)."""
     import mlflow
 
     params = load_params(profile, overrides=overrides or [])
     ctx = Ctx(params, Path(work_dir).resolve())
     experiment_id = tracking(ctx.root, params.project.experiment)
-    with mlflow.start_run(run_name=f"pipeline-{profile}") as parent_run:
+    with mlflow.start_run(run_name=f"{'retrain' if challenge else 'pipeline'}-{profile}") as parent_run:
         parent = parent_run.info.run_id
         _log_params(params, profile)
         if overrides:
@@ -91,8 +138,10 @@ def pipeline(profile: str = "demo", work_dir: str = ".", overrides: list[str] | 
         for model_name, values in metrics.items():
             mlflow.log_metrics({f"{model_name}.{k}": v for k, v in values.items()})
         _log_evaluation(ctx, metrics)
-        decision = gate_and_register(ctx, metrics, results["parity"]["figures"])
+        decision = gate_and_register(ctx, metrics, results["parity"]["figures"], challenge)
         mlflow.set_tags({"poc_gate": "passed" if decision["passed"] else "failed", "served_form": decision["form"]})
+        if decision.get("version"):
+            mlflow.set_tag("registered_version", decision["version"])
         if params.dvc.commit:
             from flows.versioning import dvc_commit_and_push
 
@@ -104,6 +153,7 @@ def pipeline(profile: str = "demo", work_dir: str = ".", overrides: list[str] | 
     return {
         "run_id": parent,
         "experiment_id": experiment_id,
+        "teacher_calls": sum(results[s].get("teacher_calls", 0) for s in ("label_traffic", "synthesize")),
         "metrics": metrics,
         "gate": decision,
         "reports": str(ctx.layout.reports),
@@ -127,9 +177,12 @@ def _log_evaluation(ctx: Ctx, metrics: dict[str, dict[str, float]]) -> None:
 
     log_dataset(ctx.layout.synthetic / "train.jsonl", "training")
     log_dataset(ctx.layout.prepared / "test.jsonl", "evaluation")
+    log_dataset(ctx.traffic_labelled / "recent.jsonl", "evaluation")
     mlflow.log_table(_comparison_table(metrics), artifact_file="eval/comparison.json")
-    for model in metrics:
-        rows = load_jsonl(ctx.layout.reports / "eval" / f"predictions_{model}.jsonl")
+    for model in metrics:  # recent_<name>: the same model on the recent-traffic eval set (eval/recent/)
+        recent = model.startswith("recent_")
+        folder = ctx.layout.reports / "eval" / ("recent" if recent else "")
+        rows = load_jsonl(folder / f"predictions_{model.removeprefix('recent_')}.jsonl")
         mlflow.log_table(pd.json_normalize(rows), artifact_file=f"eval/predictions_{model}.json")
     mlflow.log_artifacts(str(ctx.layout.reports / "eval"), artifact_path="eval")
 

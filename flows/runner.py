@@ -137,7 +137,7 @@ def log_dataset(path: Path, context: str) -> None:
 
     from components.io import load_jsonl
 
-    if path.exists():
+    if path.exists() and path.stat().st_size:  # an empty file (no traffic yet) is no dataset
         frame = pd.json_normalize(load_jsonl(path))
         dataset = mlflow.data.from_pandas(frame, source=str(path), name=f"{path.parent.name}/{path.name}")
         mlflow.log_input(dataset, context=context)

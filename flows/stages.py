@@ -47,6 +47,16 @@ class Ctx:
     def layout(self) -> Layout:
         return Layout(root=self.root)
 
+    @property
+    def traffic(self) -> Path:
+        """Harvested traffic (append-only batches + watermark): ``components/harvest.py``."""
+        return self.root / "data" / "traffic"
+
+    @property
+    def traffic_labelled(self) -> Path:
+        """The teacher's labels on it, split into ``train.jsonl`` and ``recent.jsonl`` (the recent eval set)."""
+        return self.root / "data" / "traffic_labelled"
+
     def source(self, src: SourceConfig | None) -> SourceConfig | None:
         """A data source with its path made absolute under the work dir."""
         return None if src is None else src.model_copy(update={"path": str(self.root / src.path)})
@@ -64,6 +74,7 @@ class Stage:
     artifacts: tuple[str, ...] = field(default=())  # files (globs) of the output folder logged to MLflow
     datasets: tuple[tuple[str, str], ...] = field(default=())  # (file in the output folder, MLflow input context)
     metrics: Callable[[Ctx], Path] | None = None  # a flat metrics file for `dvc metrics` / `dvc exp show`
+    persist: bool = False  # the output grows across runs (append-only): DVC must not delete it before a run
 
 
 def module_file(ref: str) -> str | None:
@@ -98,10 +109,23 @@ def _sources(ctx: Ctx) -> list[Path]:
     return [ctx.root / s.path for s in ctx.params.data.sources().values()]
 
 
+def base_model(ctx: Ctx) -> str:
+    """What finetune starts from: the champion's weights when ``loop.init_from: champion`` and a champion was
+    kept (``champion_dir``), else ``finetune.base_model`` (a local folder under the work dir, or a hub id)."""
+    if ctx.params.loop.init_from == "champion" and (champion_dir(ctx) / "config.json").exists():
+        return str(champion_dir(ctx))
+    return resolve_model_path(ctx.params.finetune.base_model, ctx.root)
+
+
+def champion_dir(ctx: Ctx) -> Path:
+    """The trained (merged) weights of the version that last took ``poc``, kept when it was registered."""
+    return ctx.root / "models" / "champion"
+
+
 def _local_base(ctx: Ctx) -> list[Path]:
     """The base model folder when it is local: it exists, or the demo build writes it (so dvc.yaml lists it
     whether or not the demo was built yet). A hub id is not an input."""
-    base = Path(resolve_model_path(ctx.params.finetune.base_model, ctx.root))
+    base = Path(base_model(ctx))
     return [base] if base.exists() or base.resolve() == ctx.layout.student_base.resolve() else []
 
 
@@ -164,6 +188,39 @@ def _prepare(ctx: Ctx) -> BaseModel:
     )
 
 
+def _harvest(ctx: Ctx) -> BaseModel:
+    from components import harvest
+
+    prepared, log = ctx.layout.prepared, ctx.layout.inference_log
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.touch(exist_ok=True)  # no traffic yet is an empty log, so `dvc commit` finds the dependency
+    return harvest.run(
+        ctx.params.harvest,
+        task=ctx.task,
+        log=log,
+        out_dir=ctx.traffic,
+        train=[prepared / "train.jsonl", prepared / "pool.jsonl"],
+        eval_sets=[prepared / "test.jsonl"],
+        pii_cfg=ctx.params.pii,
+    )
+
+
+def _label_traffic(ctx: Ctx) -> BaseModel:
+    from components import traffic
+
+    p = ctx.params
+    return traffic.run(
+        p.synthesize,
+        p.loop,
+        task=ctx.task,
+        traffic_dir=ctx.traffic,
+        out_dir=ctx.traffic_labelled,
+        cache_path=ctx.layout.state / "teacher_cache.sqlite",
+        near_dup_threshold=p.harvest.near_dup_threshold,
+        pii_cfg=p.pii,
+    )
+
+
 def _synthesize(ctx: Ctx) -> BaseModel:
     from components import synthesize
 
@@ -177,6 +234,8 @@ def _synthesize(ctx: Ctx) -> BaseModel:
         out_dir=ctx.layout.synthetic,
         cache_path=ctx.layout.state / "teacher_cache.sqlite",
         seed=ctx.params.project.seed,
+        traffic=ctx.traffic_labelled / "train.jsonl",
+        recent=ctx.traffic_labelled / "recent.jsonl",
         pii_cfg=ctx.params.pii,
     )
 
@@ -190,7 +249,7 @@ def _finetune(ctx: Ctx) -> BaseModel:
         task=ctx.task,
         train=layout.synthetic / "train.jsonl",
         val=layout.prepared / "val.jsonl",
-        base_model=resolve_model_path(p.finetune.base_model, ctx.root),
+        base_model=base_model(ctx),
         out_dir=layout.student,
         seed=p.project.seed,
     )
@@ -209,15 +268,22 @@ def _evaluate(ctx: Ctx) -> BaseModel:
     from flows.runtime import flatten
 
     p, layout = ctx.params, ctx.layout
+    quantized = {form: layout.student_onnx / form for form in p.quantize.forms}
     result = evaluate.run_models(
         p.evaluate,
         task=ctx.task,
         test=layout.prepared / "test.jsonl",
         student=layout.student,
-        quantized={form: layout.student_onnx / form for form in p.quantize.forms},
+        quantized=quantized,
         teacher=p.synthesize.teacher if p.evaluate.evaluate_teacher else None,
         out_dir=layout.reports / "eval",
     )
+    recent = ctx.traffic_labelled / "recent.jsonl"
+    if recent.exists() and recent.stat().st_size:  # the served forms on recent traffic, beside the gold set
+        on_recent = evaluate.run_models(
+            p.evaluate, task=ctx.task, test=recent, quantized=quantized, out_dir=layout.reports / "eval" / "recent"
+        )
+        result.metrics |= {f"recent_{name}": values for name, values in on_recent.metrics.items()}
     _metrics_file(ctx).write_text(json.dumps(flatten(result.metrics), indent=1))  # for `dvc exp show`
     return result
 
@@ -233,7 +299,7 @@ def _parity(ctx: Ctx) -> BaseModel:
     return parity.run(
         ctx.task,
         test=layout.prepared / "test.jsonl",
-        base_model=resolve_model_path(p.finetune.base_model, ctx.root),
+        base_model=base_model(ctx),
         student=layout.student,
         onnx_fp32=layout.student_onnx / "fp32",
         quantized=layout.student_onnx / p.quantize.weight_type,
@@ -284,10 +350,23 @@ def _finetune_summary(r: dict) -> str:
     return f"{r['method']} · " + _join(parts)
 
 
+def _harvest_summary(r: dict) -> str:
+    parts = {"read": r["rows_read"], "selected": r["selected"], "batches": r["batches_total"]}
+    return _join(parts | {"rows": r["rows_total"]}) + (f"  ({_join(r['by_reason'])})" if r["by_reason"] else "")
+
+
+def _label_traffic_summary(r: dict) -> str:
+    parts = {"harvested": r["harvested"], "labelled": r["labelled"], "rejected": sum(r["rejected"].values())}
+    return _join(parts | {"teacher calls": r["teacher_calls"], "train": r["train_rows"], "recent": r["recent_rows"]})
+
+
 def _evaluate_summary(r: dict) -> str:
     name, served = next(((k, v) for k, v in r["metrics"].items() if k.startswith("student_")), ("", {}))
     shown = [k for k in served if k not in ("n", "latency_p50_ms", "latency_p95_ms", "size_mb", "exact_match")][:3]
-    return f"{name} " + _join({k: served[k] for k in shown} | {"p95 ms": served.get("latency_p95_ms")})
+    line = f"{name} " + _join({k: served[k] for k in shown} | {"p95 ms": served.get("latency_p95_ms")})
+    recent = r["metrics"].get(f"recent_{name}")
+    headline = next((k for k in shown if k.endswith("_accuracy")), shown[0] if shown else None)
+    return line + (f" · recent traffic {headline} {_n(recent[headline])}" if recent and headline else "")
 
 
 STAGES: dict[str, Stage] = {
@@ -341,6 +420,53 @@ STAGES: dict[str, Stage] = {
             datasets=(("train.jsonl", "training"), ("val.jsonl", "validation"), ("test.jsonl", "evaluation")),
         ),
         Stage(
+            name="harvest",
+            params=("task", "harvest", "pii"),
+            code=(
+                "components/harvest.py",
+                "components/logtail.py",
+                "components/textsim.py",
+                "components/dedup.py",
+                "components/tasks",
+                PII_CODE,
+            ),
+            inputs=lambda ctx: (
+                [ctx.layout.inference_log]
+                + [ctx.layout.prepared / f for f in ("train.jsonl", "pool.jsonl", "test.jsonl")]
+            ),
+            out=lambda ctx: ctx.traffic,
+            run=_harvest,
+            summary=_harvest_summary,
+            persist=True,
+        ),
+        Stage(
+            name="label_traffic",
+            params=(
+                "task",
+                "synthesize.teacher",
+                "synthesize.sampling",
+                "loop.recent_eval_fraction",
+                "loop.recent_eval_rows",
+                "harvest.near_dup_threshold",
+                "pii",
+            ),
+            code=(
+                "components/traffic.py",
+                "components/recent.py",
+                "components/synthesize.py",
+                "components/teacher",
+                "components/tasks",
+                "components/dedup.py",
+                PII_CODE,
+            ),
+            inputs=lambda ctx: [ctx.traffic],
+            out=lambda ctx: ctx.traffic_labelled,
+            run=_label_traffic,
+            summary=_label_traffic_summary,
+            artifacts=("rejects.jsonl",),
+            datasets=(("train.jsonl", "training"), ("recent.jsonl", "evaluation")),
+        ),
+        Stage(
             name="synthesize",
             params=("project.seed", "task", "synthesize", "pii"),
             code=(
@@ -351,7 +477,10 @@ STAGES: dict[str, Stage] = {
                 PII_CODE,
                 "components/inference.py",
             ),
-            inputs=lambda ctx: [ctx.layout.prepared / f for f in ("train.jsonl", "pool.jsonl", "test.jsonl")],
+            inputs=lambda ctx: (
+                [ctx.layout.prepared / f for f in ("train.jsonl", "pool.jsonl", "test.jsonl")]
+                + [ctx.traffic_labelled / f for f in ("train.jsonl", "recent.jsonl")]
+            ),
             out=lambda ctx: ctx.layout.synthetic,
             run=_synthesize,
             summary=_synthesize_summary,
@@ -360,7 +489,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="finetune",
-            params=("project.seed", "task", "finetune"),
+            params=("project.seed", "task", "finetune", "loop.init_from"),
             code=("components/finetune.py", "components/tasks"),
             inputs=lambda ctx: (
                 [ctx.layout.synthetic / "train.jsonl", ctx.layout.prepared / "val.jsonl"] + _local_base(ctx)
@@ -389,7 +518,12 @@ STAGES: dict[str, Stage] = {
                 "components/teacher",
                 "components/quantize.py",
             ),
-            inputs=lambda ctx: [ctx.layout.prepared / "test.jsonl", ctx.layout.student, ctx.layout.student_onnx],
+            inputs=lambda ctx: [
+                ctx.layout.prepared / "test.jsonl",
+                ctx.traffic_labelled / "recent.jsonl",
+                ctx.layout.student,
+                ctx.layout.student_onnx,
+            ],
             out=lambda ctx: ctx.layout.reports / "eval",
             run=_evaluate,
             summary=_evaluate_summary,
@@ -398,7 +532,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="parity",
-            params=("task", "evaluate.max_new_tokens", "quantize.weight_type", "finetune.base_model"),
+            params=("task", "evaluate.max_new_tokens", "quantize.weight_type", "finetune.base_model", "loop.init_from"),
             code=("components/parity.py", "components/inference.py", "components/serve", "components/tasks"),
             inputs=lambda ctx: (
                 [ctx.layout.prepared / "test.jsonl", ctx.layout.student, ctx.layout.student_onnx] + _local_base(ctx)
@@ -411,4 +545,7 @@ STAGES: dict[str, Stage] = {
     ]
 }
 DEMO = [STAGES[n] for n in ("demo_data", "demo_tokenizer", "demo_student_base")]
-PIPELINE = [STAGES[n] for n in ("prepare", "synthesize", "finetune", "quantize", "evaluate", "parity")]
+PIPELINE = [
+    STAGES[n]
+    for n in ("prepare", "harvest", "label_traffic", "synthesize", "finetune", "quantize", "evaluate", "parity")
+]

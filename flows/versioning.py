@@ -44,7 +44,9 @@ def dvc_stages(params: Params, root: Path) -> dict[str, Any]:
             "cmd": f"slmops stage {stage.name} --params-file {PARAMS_FILE}",
             "deps": sorted(set(deps)),
             "params": list(stage.params),
-            "outs": [_rel(stage.out(ctx), ctx.root)],
+            "outs": [
+                {_rel(stage.out(ctx), ctx.root): {"persist": True}} if stage.persist else _rel(stage.out(ctx), ctx.root)
+            ],
         }
         if stage.metrics is not None:
             stages[stage.name]["metrics"] = [{_rel(stage.metrics(ctx), ctx.root): {"cache": False}}]
@@ -52,7 +54,12 @@ def dvc_stages(params: Params, root: Path) -> dict[str, Any]:
 
 
 def write_dvc_files(params: Params, profile: str, root: Path) -> tuple[Path, Path]:
-    """Write ``params.yaml`` (the resolved params the stages read) and ``dvc.yaml`` into ``root``."""
+    """Write ``params.yaml`` (the resolved params the stages read) and ``dvc.yaml`` into ``root``. An empty
+    inference log is created when there is none yet: the harvest stage depends on it, and DVC refuses a stage
+    whose dependency is missing (the server appends to it later)."""
+    log = Ctx(params, root.resolve()).layout.inference_log
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.touch(exist_ok=True)
     header = HEADER.format(profile=profile)
     resolved = yaml.safe_dump(params.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
     (root / PARAMS_FILE).write_text(header + resolved, encoding="utf-8")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import shutil
 import subprocess
@@ -37,7 +40,7 @@ def _keys(params, root: Path) -> dict[str, str]:
         ("project.seed=7", {"demo_data", "demo_student_base", "prepare", "synthesize", "finetune"}),
         ("evaluate.max_new_tokens=32", {"evaluate", "parity"}),  # parity answers with the same budget
         ("finetune.training.epochs=1", {"finetune"}),
-        ("synthesize.teacher.model=other", {"synthesize", "evaluate"}),
+        ("synthesize.teacher.model=other", {"label_traffic", "synthesize", "evaluate"}),
         ("quantize.weight_type=uint8", {"quantize", "evaluate", "parity"}),  # both read the form that is served
         ("demo.vocab_size=600", {"demo_tokenizer"}),
         ("data.test_fraction=0.2", {"prepare"}),
@@ -95,6 +98,17 @@ def test_dvc_repro_runs_the_registry_stages_and_tracks_params_per_key(tmp_path):
     changed = {s.name for s in DEMO + PIPELINE if f"{s.name}:" in status}
     assert changed == {"evaluate", "parity"}, status
 
+    # The loop's lineage: logged traffic -> harvest -> label_traffic -> synthesize, and new traffic reruns it.
+    dag = run(str(bin_dir / "dvc"), "dag", "--dot")
+    for edge in ('"harvest" -> "label_traffic"', '"label_traffic" -> "synthesize"', '"prepare" -> "harvest"'):
+        assert edge in dag, dag
+    _log_traffic(tmp_path / "logs" / "inference.jsonl", 30)
+    run(str(bin_dir / "slmops"), "dvc", "--profile", "smoke-reviews", "--work-dir", str(tmp_path))
+    out = run(str(bin_dir / "dvc"), "repro")
+    assert "Running stage 'harvest'" in out and "Running stage 'finetune'" in out and "'prepare'" not in out, out
+    labelled = tmp_path / "data" / "traffic_labelled"
+    assert sum(1 for _ in open(labelled / "train.jsonl")) + sum(1 for _ in open(labelled / "recent.jsonl")) > 0
+
     # An experiment on a finetune key reruns finetune and what follows it, and `dvc exp show` compares it.
     run(str(bin_dir / "slmops"), "dvc", "--profile", "smoke-reviews", "--work-dir", str(tmp_path))
     run("git", "add", "-A")
@@ -103,3 +117,23 @@ def test_dvc_repro_runs_the_registry_stages_and_tracks_params_per_key(tmp_path):
     assert "Running stage 'finetune'" in out and "Running stage 'prepare'" not in out, out[-3000:]
     show = run(str(bin_dir / "dvc"), "exp", "show", "--csv")
     assert "two-epochs" in show and "student_int8.json_valid_rate" in show
+    rows = list(csv.DictReader(io.StringIO(show)))
+    workspace, experiment = (
+        next(r for r in rows if r["Experiment"] == ""),
+        next(r for r in rows if r["Experiment"] == "two-epochs"),
+    )
+    metrics = [k for k in workspace if k.startswith("student_int8.") and "latency" not in k]
+    assert any(workspace[k] != experiment[k] for k in metrics), (workspace, experiment)  # the result changed
+
+
+def _log_traffic(log: Path, n: int) -> None:
+    """``n`` answered rows in the inference log, as the server writes them (review texts the data never had)."""
+    from components.demo.reviews import generate
+
+    rows = generate(99, 0, 0, n)["test"]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as fh:
+        for i, row in enumerate(rows):
+            record = {"id": f"chatcmpl-{i:04d}", "ts": f"2026-11-25T10:{i // 60:02d}:{i % 60:02d}.000+00:00"}
+            record |= {"status": 200, "served_by": "student", "input": row["review"], "output": "{}"}
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")

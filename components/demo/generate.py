@@ -246,10 +246,11 @@ def _pii_line(rng: random.Random) -> str:
     return f"マイナンバーは{n(1000, 9999)} {n(1000, 9999)} {n(1000, 9999)}です。"
 
 
-def make_inquiry(rng: random.Random, category: str, phrasing_share: float = 1.0) -> dict:
+def make_inquiry(rng: random.Random, category: str, phrasing_share: float = 1.0, shifted: bool = False) -> dict:
     """One inquiry of ``category``; its problem sentence is drawn from the first ``phrasing_share`` of the
-    category's phrasings (1.0: all of them)."""
-    problems = PROBLEMS[category][: max(1, round(len(PROBLEMS[category]) * phrasing_share))]
+    category's phrasings (1.0: all of them), or with ``shifted`` from the rest of them."""
+    cut = max(1, round(len(PROBLEMS[category]) * phrasing_share))
+    problems = PROBLEMS[category][cut:] if shifted and cut < len(PROBLEMS[category]) else PROBLEMS[category][:cut]
     priority = rng.choices(["urgent", "high", "medium", "low"], weights=PRIORITY_WEIGHTS[category])[0]
     slots = {
         "product": rng.choice(PRODUCTS),
@@ -282,13 +283,23 @@ def make_inquiry(rng: random.Random, category: str, phrasing_share: float = 1.0)
 
 
 def generate(
-    seed: int, n_seed: int, n_pool: int, n_test: int, seed_phrasing_share: float = 1.0
+    seed: int,
+    n_seed: int,
+    n_pool: int,
+    n_test: int,
+    seed_phrasing_share: float = 1.0,
+    phrasing_share: float = 1.0,
+    shifted: bool = False,
+    n_corpus: int = 0,
 ) -> dict[str, list[dict]]:
     """Return ``{"seed": [...], "pool": [...], "test": [...]}`` with inputs unique across all three sets.
 
-    ``seed_phrasing_share`` < 1 narrows the gold seed set to that share of each category's phrasings, while
-    the pool and the test set use them all: the student starts from a narrower slice of the world than the
-    teacher knows, and only the teacher's labels on the pool can teach it the rest."""
+    ``phrasing_share`` < 1 is the world at launch: every set uses only that share of each category's
+    phrasings, and ``shifted=True`` draws the sets from the other phrasings instead (what traffic brings
+    later; the loop demo sends it). ``seed_phrasing_share`` < 1 narrows the gold seed set further, within the
+    launch world: only the teacher's labels on the pool can teach the student the rest. ``n_corpus`` adds
+    ``corpus``: unlabelled inquiries from the whole world, the general text a hub model was pretrained on (the
+    demo's base model pretrains on it; no stage trains or evaluates on it)."""
     rng = random.Random(seed)
     categories = list(PROBLEMS)
     seen: set[str] = set()
@@ -296,18 +307,26 @@ def generate(
     for name, size in (("test", n_test), ("seed", n_seed), ("pool", n_pool)):
         rows: list[dict] = []
         while len(rows) < size:
-            share = seed_phrasing_share if name == "seed" else 1.0
-            row = make_inquiry(rng, categories[len(rows) % len(categories)], share)
+            share = phrasing_share * (seed_phrasing_share if name == "seed" and not shifted else 1.0)
+            row = make_inquiry(rng, categories[len(rows) % len(categories)], share, shifted)
             if row["input"] in seen:
                 continue
             seen.add(row["input"])
             rows.append({"id": f"{name}-{len(rows):05d}", **row})
         rng.shuffle(rows)
         sets[name] = rows
+    corpus: list[dict] = []
+    while len(corpus) < n_corpus:
+        row = make_inquiry(rng, categories[len(corpus) % len(categories)])
+        if row["input"] not in seen:
+            seen.add(row["input"])
+            corpus.append({"id": f"corpus-{len(corpus):05d}", "input": row["input"]})
+    if corpus:
+        sets["corpus"] = corpus
     for row in sets["pool"]:  # the pool is unlabelled: the teacher labels it
         del row["expected"]
     # Plant exact duplicates (~2%) inside the training-side files for prepare to remove.
-    for name in ("seed", "pool"):
+    for name in ("seed", "pool") if n_seed and n_pool else ():
         extra = [dict(r, id=r["id"] + "-dup") for r in rng.sample(sets[name], max(1, len(sets[name]) // 50))]
         sets[name] += extra
     return sets

@@ -63,8 +63,10 @@ def generated_rows(task: Task, raw_dir: Path, name: str) -> list[dict]:
 
 
 def training_texts(task: Task, raw_dir: Path) -> list[str]:
-    """The generated seed and pool inputs, masked as prepare masks them (the test file is never read)."""
-    return [pii.mask(r["input"]) for name in ("pool", "seed") for r in generated_rows(task, raw_dir, name)]
+    """The generated seed and pool inputs, and the general corpus when the generator wrote one, masked as
+    prepare masks them (the test file is never read)."""
+    names = ("pool", "seed", "corpus") if (raw_dir / "corpus.jsonl").exists() else ("pool", "seed")
+    return [pii.mask(r["input"]) for name in names for r in generated_rows(task, raw_dir, name)]
 
 
 def build_base(

@@ -1,0 +1,118 @@
+"""The loop end to end on the smoke profile: logged traffic -> monitor -> trigger -> retrain -> challenger.
+
+Its own work dir (the loop moves the ``poc`` alias, which other end-to-end tests read). The inference log is
+written the way the server writes it; what the served model answered is simulated so that drift is certain
+(every answer a teacher fallback) or absent (in-distribution inputs, the teacher's own answers).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from components import pii
+from components.demo.generate import generate
+from components.io import load_jsonl, sha256_tree
+from components.serve.inference_log import InferenceLog
+from tests.conftest import _pipeline_run, slmops
+
+pytestmark = pytest.mark.slow
+
+LOOP = [
+    "monitor.window=40",
+    "monitor.min_rows=20",
+    "loop.trigger.consecutive_windows=2",
+    "loop.trigger.min_new_rows=20",
+    "loop.recent_eval_rows=15",
+    "loop.compare.min_samples=10",
+]
+
+
+@pytest.fixture(scope="module")
+def loop_run(tmp_path_factory) -> dict:
+    return _pipeline_run(tmp_path_factory, "smoke")
+
+
+def _log(work, seed: int, n: int, shifted: bool) -> None:
+    """``n`` answered rows as the server logs them; shifted rows were all answered by the teacher fallback."""
+    from components.demo.teacher import answer
+
+    log = InferenceLog(work / "logs" / "inference.jsonl", fsync=False)
+    for row in generate(seed, 0, 0, n, phrasing_share=0.5, shifted=shifted)["test"]:
+        text = pii.mask(row["input"])
+        log.append(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+                "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "model": "smoke",
+                "model_version": "1",
+                "status": 200,
+                "served_by": "teacher" if shifted else "student",
+                "fallback": "invalid_output" if shifted else None,
+                "input": text,
+                "output": answer([{"role": "user", "content": text}]),
+                "min_token_prob": 0.2 if shifted else 0.9,
+            }
+        )
+
+
+def _monitor(run) -> str:
+    args = [a for key in LOOP for a in ("--set", key)]
+    proc = slmops("monitor", "--profile", "smoke", "--work-dir", str(run["work"]), *args, env=run["env"])
+    return proc.stdout
+
+
+def _retrain_runs(run) -> int:
+    import mlflow
+
+    mlflow.set_tracking_uri(run["env"]["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(search_all_experiments=True)
+    return int((runs["tags.mlflow.runName"] == "retrain-smoke").sum())
+
+
+def test_in_distribution_traffic_is_reported_and_starts_no_retrain(loop_run):
+    _log(loop_run["work"], seed=501, n=40, shifted=False)
+    out = _monitor(loop_run)
+    drift = json.loads((loop_run["work"] / "reports/monitor/drift.json").read_text())
+    assert drift["rows_current"] == 40 and drift["report_html"], drift  # a real report on a full window
+    assert drift["drift_detected"] is False, drift["drifted_columns"]
+    assert "retrain suppressed: no drift in this window" in out, out
+    assert _retrain_runs(loop_run) == 0
+
+
+def test_drift_in_two_windows_starts_one_retrain_that_trains_on_the_traffic(loop_run):
+    from components import registry
+    from components.config import load_params
+
+    work, name = loop_run["work"], load_params("smoke").model_name
+    student_before, champion = sha256_tree(work / "models/student"), registry.alias_version(name, "poc")
+    _log(work, seed=502, n=40, shifted=True)
+    out = _monitor(loop_run)
+    assert "retrain suppressed: drift in 1 consecutive window(s); need 2" in out, out
+    _log(work, seed=503, n=40, shifted=True)
+    out = _monitor(loop_run)
+    assert "retrain STARTED" in out and _retrain_runs(loop_run) == 1, out
+    train, recent = (
+        load_jsonl(work / "data/traffic_labelled/train.jsonl"),
+        load_jsonl(work / "data/traffic_labelled/recent.jsonl"),
+    )
+    assert len(recent) == 15 and train and not {r["input"] for r in recent} & {r["input"] for r in train}
+    trained_on = load_jsonl(work / "data/synthetic/train.jsonl")
+    assert {r["id"] for r in train} <= {r["id"] for r in trained_on if r["source"] == "traffic"}
+    assert not {r["input"] for r in recent} & {r["input"] for r in trained_on}  # the recent set is never trained on
+    assert sha256_tree(work / "models/student") != student_before  # the retrain changed the model
+    decision = json.loads((work / "reports/challenge/decision.json").read_text())["decision"]
+    assert decision["recent"]["n"] == 15 and decision["gold"]["n"] > 0
+    holder = registry.alias_version(name, "poc")
+    assert (holder != champion) == decision["passed"], decision  # promoted if and only if it won
+
+
+def test_a_second_trigger_inside_the_cooldown_starts_nothing(loop_run):
+    for seed in (504, 505):
+        _log(loop_run["work"], seed=seed, n=40, shifted=True)
+        out = _monitor(loop_run)
+    assert "retrain suppressed: in cooldown" in out, out
+    assert _retrain_runs(loop_run) == 1

@@ -1,0 +1,110 @@
+"""int4 of a tied-embedding model stores its vocabulary table once, 4-bit, for both the embedding and the LM head.
+
+Random-init Qwen2-style models (tied and untied embeddings), exported to ONNX with KV cache; no weights downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components.config import QuantizeConfig
+
+VOCAB, HIDDEN = 1000, 96  # hidden 96 at block 32: three blocks a row, so zero points pack with a half-empty byte
+
+
+def _export(tmp_path: Path, tied: bool) -> Path:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from components.quantize import export_onnx
+
+    config = AutoConfig.for_model(
+        "qwen2",
+        hidden_size=HIDDEN,
+        intermediate_size=192,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=VOCAB,
+        tie_word_embeddings=tied,
+        eos_token_id=0,
+    )
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "torch")
+    _tokenizer_stub(tmp_path / "torch")
+    return export_onnx(tmp_path / "torch", tmp_path / "fp32")
+
+
+def _tokenizer_stub(folder: Path) -> None:
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"t{i}": i for i in range(VOCAB)}
+    fast = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="t1")))
+    fast.save_pretrained(folder)
+
+
+def _vocab_tables(model) -> dict[str, tuple[str, list[int]]]:
+    """Initializers with a vocabulary-sized dimension: name -> (type, dims)."""
+    from onnx import TensorProto
+
+    return {
+        i.name: (TensorProto.DataType.Name(i.data_type), list(i.dims))
+        for i in model.graph.initializer
+        if VOCAB in i.dims
+    }
+
+
+def _greedy(folder: Path, ids) -> tuple:
+    import torch
+    from optimum.onnxruntime import ORTModelForCausalLM
+
+    model = ORTModelForCausalLM.from_pretrained(folder)
+    with torch.inference_mode():
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        out = model.generate(input_ids=ids, max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=0)
+    return logits, out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_int4_tied_embedding_is_one_4bit_table_shared_with_the_lm_head(tmp_path, symmetric):
+    import onnx
+    import torch
+
+    from components.quantize import quantize_int4
+
+    fp32 = _export(tmp_path, tied=True)
+    out = quantize_int4(fp32, tmp_path / "int4", QuantizeConfig(int4_block_size=32, int4_symmetric=symmetric))
+
+    model = onnx.load(str(out / "model.onnx"))
+    tables = _vocab_tables(model)
+    assert not [n for n, (kind, _) in tables.items() if kind == "FLOAT" and HIDDEN in tables[n][1]], tables
+    weights = [n for n, (kind, dims) in tables.items() if kind == "UINT8" and len(dims) == 3]
+    assert len(weights) == 1, tables  # the head's MatMulNBits weight, and no second 4-bit copy for the Gather
+    gathers = [n for n in model.graph.node if n.op_type == "GatherBlockQuantized"]
+    assert len(gathers) == 1 and gathers[0].input[0] == f"{weights[0]}_rows"
+    assert (len(gathers[0].input) == 4) is not symmetric  # asymmetric: the head's zero points too
+
+    ids = torch.randint(1, VOCAB, (2, 12), generator=torch.Generator().manual_seed(0))
+    ref_logits, _ = _greedy(fp32, ids)
+    logits, generated = _greedy(out, ids)  # runs with the KV cache
+    assert generated.shape == (2, 18)
+    error = (logits - ref_logits).abs().max().item()
+    assert 0 < error < 0.25 * ref_logits.abs().max().item()  # 4-bit, not a broken table
+
+
+@pytest.mark.slow
+def test_int4_untied_embedding_keeps_its_own_4bit_table(tmp_path):
+    import onnx
+
+    from components.quantize import quantize_int4
+
+    out = quantize_int4(_export(tmp_path, tied=False), tmp_path / "int4", QuantizeConfig(int4_block_size=32))
+    model = onnx.load(str(out / "model.onnx"))
+    gathers = [n for n in model.graph.node if n.op_type == "GatherBlockQuantized"]
+    assert len(gathers) == 1 and not gathers[0].name.endswith("_shared")
+    kinds = sorted(kind for kind, dims in _vocab_tables(model).values() if HIDDEN in dims or len(dims) == 3)
+    assert kinds == ["INT4", "UINT8"]  # the embedding (GatherBlockQuantized) and the head (MatMulNBits)
