@@ -385,6 +385,9 @@ class ServeConfig(Strict):
     # Serving a registry alias: check every this many seconds whether another version holds it now, and
     # switch to it once fully loaded and verified (POST /admin/reload does the same at once). None: never poll.
     reload_interval_s: float | None = Field(30.0, gt=0)
+    # The model sees user messages as the prepare stage wrote its training inputs: NFKC and PII masked (the
+    # fast masker). Off: the raw text, which the student never saw in training (a train/serve skew).
+    mask_inputs: bool = True
     fallback: FallbackConfig = FallbackConfig()
 
 
@@ -468,6 +471,7 @@ class LoopConfig(Strict):
     recent_eval_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     recent_eval_rows: int | None = Field(None, ge=1)
     init_from: Literal["base", "champion"] = "base"  # a retrain starts from the base model or the champion
+    traffic_repeat: int = Field(3, ge=1)  # each labelled traffic row is trained on this many times per epoch
     auto_promote_to: Literal["poc", "pilot", "prod"] = "poc"  # how far a winning challenger moves by itself
 
 

@@ -295,11 +295,13 @@ def run(
     seed: int = 42,
     traffic: Path | None = None,
     recent: Path | None = None,
+    traffic_repeat: int = 1,
     pii_cfg: PIIConfig | None = None,
 ) -> SynthesizeResult:
     """Pool labels and self-instruct rows from the teacher, plus gold and (``traffic``) labelled harvested
-    traffic, none of them near any test or ``recent`` eval input (see the module docstring). ``pii_cfg``
-    (``params.pii``) masks every prompt before it is sent and every teacher answer kept."""
+    traffic, each row ``traffic_repeat`` times (a few hundred new rows beside thousands of old ones would barely
+    move the model), none of them near any test or ``recent`` eval input (see the module docstring).
+    ``pii_cfg`` (``params.pii``) masks every prompt before it is sent and every teacher answer kept."""
     rng = random.Random(seed)
     kept, decontaminated, test_index, train_index = decontaminate(cfg, train, pool, test, traffic, recent, pii_cfg)
     gold, unlabelled = kept["gold"], kept["pool"][: cfg.max_unlabelled]
@@ -325,7 +327,8 @@ def run(
             f"teacher reject rate {reject_rate:.1%} > max_reject_rate {cfg.max_reject_rate:.0%}; "
             f"by reason: {dict(labeller.rejected)}; see {out_dir / 'rejects.jsonl'}"
         )
-    rows, dropped = [{**r, "source": "gold"} for r in gold] + kept["traffic"] + accepted, Counter()
+    traffic_rows = [r | {"id": f"{r['id']}#{k}"} if k else r for r in kept["traffic"] for k in range(traffic_repeat)]
+    rows, dropped = [{**r, "source": "gold"} for r in gold] + traffic_rows + accepted, Counter()
     if task.stratify_by:  # a task with no enum field to balance keeps every accepted row
         rows, dropped = cap_classes(rows, cfg.max_class_share, rng, task.class_of)
     _write_checked(task, rows, out_dir / "train.jsonl", pii_cfg)

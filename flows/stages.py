@@ -236,6 +236,7 @@ def _synthesize(ctx: Ctx) -> BaseModel:
         seed=ctx.params.project.seed,
         traffic=ctx.traffic_labelled / "train.jsonl",
         recent=ctx.traffic_labelled / "recent.jsonl",
+        traffic_repeat=ctx.params.loop.traffic_repeat,
         pii_cfg=ctx.params.pii,
     )
 
@@ -468,7 +469,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="synthesize",
-            params=("project.seed", "task", "synthesize", "pii"),
+            params=("project.seed", "task", "synthesize", "loop.traffic_repeat", "pii"),
             code=(
                 "components/synthesize.py",
                 "components/teacher",

@@ -111,3 +111,21 @@ def test_a_name_sent_to_the_server_reaches_neither_the_log_nor_the_fallback_teac
     written = log.read_text(encoding="utf-8")
     for secret in SECRETS:
         assert secret not in written and secret not in sent, secret
+
+
+def test_the_model_sees_user_messages_as_it_was_trained_on_them():
+    """prepare NFKC-normalises and masks every training input; the server does the same to what the model sees,
+    so served inputs do not differ from the training inputs (serve.mask_inputs)."""
+    from types import SimpleNamespace
+
+    from components.config import ServeConfig
+    from components.serve.state import as_trained
+
+    messages = [
+        {"role": "system", "content": "電話 090-1234-5678"},
+        {"role": "user", "content": "電話は０９０-１２３４-５６７８です"},
+    ]
+    seen = as_trained(messages, SimpleNamespace(cfg=ServeConfig(), pii_cfg=None))
+    assert seen[1]["content"] == "電話は[PHONE]です" and seen[0] == messages[0]
+    raw = as_trained(messages, SimpleNamespace(cfg=ServeConfig(mask_inputs=False), pii_cfg=None))
+    assert raw == messages

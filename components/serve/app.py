@@ -71,6 +71,7 @@ def create_app(
         keys=keys if keys is not None else KeyRing.from_env(),
         log=InferenceLog(inference_log, fsync=cfg.log_fsync, pii_cfg=pii_cfg) if inference_log else None,
         fallback=fallback,
+        pii_cfg=pii_cfg,
     )
 
     @asynccontextmanager

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from components.config import ServeConfig
+from components.config import PIIConfig, ServeConfig
 from components.serve.batcher import Batcher
 from components.serve.fallback import Fallback
 from components.serve.inference_log import InferenceLog
@@ -31,10 +31,23 @@ class ServerState:
     keys: KeyRing
     log: InferenceLog | None = None
     fallback: Fallback | None = None
+    pii_cfg: PIIConfig | None = None  # params.pii: the inference log and (serve.mask_inputs) the model's input
     slots: threading.BoundedSemaphore = field(init=False)
 
     def __post_init__(self) -> None:
         self.slots = threading.BoundedSemaphore(self.cfg.max_in_flight)
+
+
+def as_trained(messages: list[dict], state: ServerState) -> list[dict]:
+    """User messages as the student was trained on them (NFKC + PII masked) when ``serve.mask_inputs``."""
+    if not state.cfg.mask_inputs:
+        return messages
+    from components import pii
+
+    return [
+        m | {"content": pii.mask(m["content"], cfg=state.pii_cfg, ner=False)} if m["role"] == "user" else m
+        for m in messages
+    ]
 
 
 def get_state(request: Request) -> ServerState:

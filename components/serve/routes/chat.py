@@ -32,7 +32,7 @@ from components.inference import Completion, ContextWindowExceeded
 from components.serve.inference_log import log_row
 from components.serve.reload import ServedModel
 from components.serve.schemas import ChatRequest, ResponseFormat, error
-from components.serve.state import ServerState, get_state
+from components.serve.state import ServerState, as_trained, get_state
 
 router = APIRouter()
 
@@ -47,7 +47,7 @@ def chat_completions(req: ChatRequest, state: ServerState = Depends(get_state)):
         limit = state.cfg.max_in_flight
         return error(429, f"more than {limit} requests in flight", "rate_limit_error", headers={"Retry-After": "1"})
     served = state.holder.current  # this request uses this model to the end, even if a reload swaps it meanwhile
-    messages = [m.as_dict() for m in req.messages]
+    messages = as_trained([m.as_dict() for m in req.messages], state)
     # Not given: as many tokens as the cap and the context window leave (OpenAI's default), at least 1, so a
     # prompt that fills the window still gets its 400.
     budget = req.budget or max(1, min(state.cfg.max_tokens_cap, served.model.room_for(messages)))
