@@ -202,11 +202,13 @@ def run(
     -> quantized -> the quantized model behind a real HTTP server, on the first ``examples`` test inputs."""
     import json
 
+    from components import pii
     from components.inference import ChatModel
     from components.io import load_jsonl, write_manifest
     from components.serve.app import BackgroundServer, create_app
 
-    prompts = [task.build_messages(r["input"]) for r in load_jsonl(test)[:examples]]
+    # As the server does (serve.mask_inputs), so every step reads the same text; prepared inputs are unchanged.
+    prompts = [task.build_messages(pii.mask(r["input"], ner=False)) for r in load_jsonl(test)[:examples]]
     chain = (
         [ParityModel.local("trained", adapter_model(base_model, student / "adapter"))]
         if (student / "adapter" / "adapter_config.json").exists()

@@ -192,8 +192,6 @@ def _harvest(ctx: Ctx) -> BaseModel:
     from components import harvest
 
     prepared, log = ctx.layout.prepared, ctx.layout.inference_log
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.touch(exist_ok=True)  # no traffic yet is an empty log, so `dvc commit` finds the dependency
     return harvest.run(
         ctx.params.harvest,
         task=ctx.task,
@@ -203,6 +201,15 @@ def _harvest(ctx: Ctx) -> BaseModel:
         eval_sets=[prepared / "test.jsonl"],
         pii_cfg=ctx.params.pii,
     )
+
+
+def _harvest_inputs(ctx: Ctx) -> list[Path]:
+    """The inference log (created empty when there is none: no traffic yet is an empty log, so the cache key
+    does not change when the server first writes to it, and DVC finds the dependency) and the prepared data."""
+    log = ctx.layout.inference_log
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.touch(exist_ok=True)
+    return [log] + [ctx.layout.prepared / f for f in ("train.jsonl", "pool.jsonl", "test.jsonl")]
 
 
 def _label_traffic(ctx: Ctx) -> BaseModel:
@@ -431,10 +438,7 @@ STAGES: dict[str, Stage] = {
                 "components/tasks",
                 PII_CODE,
             ),
-            inputs=lambda ctx: (
-                [ctx.layout.inference_log]
-                + [ctx.layout.prepared / f for f in ("train.jsonl", "pool.jsonl", "test.jsonl")]
-            ),
+            inputs=_harvest_inputs,
             out=lambda ctx: ctx.traffic,
             run=_harvest,
             summary=_harvest_summary,

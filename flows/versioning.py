@@ -54,12 +54,8 @@ def dvc_stages(params: Params, root: Path) -> dict[str, Any]:
 
 
 def write_dvc_files(params: Params, profile: str, root: Path) -> tuple[Path, Path]:
-    """Write ``params.yaml`` (the resolved params the stages read) and ``dvc.yaml`` into ``root``. An empty
-    inference log is created when there is none yet: the harvest stage depends on it, and DVC refuses a stage
-    whose dependency is missing (the server appends to it later)."""
-    log = Ctx(params, root.resolve()).layout.inference_log
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.touch(exist_ok=True)
+    """Write ``params.yaml`` (the resolved params the stages read) and ``dvc.yaml`` into ``root`` (listing the
+    harvest stage's inputs creates an empty inference log when there is none: DVC refuses a missing dependency)."""
     header = HEADER.format(profile=profile)
     resolved = yaml.safe_dump(params.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
     (root / PARAMS_FILE).write_text(header + resolved, encoding="utf-8")

@@ -105,7 +105,8 @@ def test_dvc_repro_runs_the_registry_stages_and_tracks_params_per_key(tmp_path):
     _log_traffic(tmp_path / "logs" / "inference.jsonl", 30)
     run(str(bin_dir / "slmops"), "dvc", "--profile", "smoke-reviews", "--work-dir", str(tmp_path))
     out = run(str(bin_dir / "dvc"), "repro")
-    assert "Running stage 'harvest'" in out and "Running stage 'finetune'" in out and "'prepare'" not in out, out
+    assert "Running stage 'harvest'" in out and "Running stage 'finetune'" in out, out
+    assert "Running stage 'prepare'" not in out, out
     labelled = tmp_path / "data" / "traffic_labelled"
     assert sum(1 for _ in open(labelled / "train.jsonl")) + sum(1 for _ in open(labelled / "recent.jsonl")) > 0
 
