@@ -108,8 +108,9 @@ def dev_rows(ctx: Ctx) -> list[dict]:
 class Steps:
     """Wall time per step, printed as it goes."""
 
-    def __init__(self) -> None:
+    def __init__(self, profile: str, work_dir: Path) -> None:
         self.seconds: dict[str, float] = {}
+        self.profile, self.work_dir = profile, work_dir
 
     def run(self, name: str, fn, *args, **kwargs) -> Any:
         started = time.perf_counter()
@@ -132,33 +133,18 @@ def run_demo(params: Params, profile: str, work_dir: Path) -> dict[str, Any]:
     control = demo_traffic(ctx, seed + 1001, window * cfg.control_windows, shifted=False)
     shifted = demo_traffic(ctx, seed + 2002, window * cfg.max_shift_windows + cfg.eval_rows, shifted=True)
     held_out, stream = shifted[: cfg.eval_rows], shifted[cfg.eval_rows :]
-    steps, figures = Steps(), {}
+    steps, figures = Steps(profile, work_dir), {}
     server, url = steps.run("start server (poc)", start_server, ctx, profile)
     try:
         before = served_version(url)
         figures["before"] = _measure(ctx, steps, before, held_out, "before")
         for i in range(cfg.control_windows):
-            steps.run(
-                f"control window {i + 1}: send",
-                send,
-                url,
-                params.model_name,
-                control[i * window : (i + 1) * window],
-                cfg.concurrency,
-            )
-            result = steps.run(f"control window {i + 1}: monitor", _monitor, profile, work_dir)
+            result = _window(steps, f"control window {i + 1}", ": monitor", url, params, control[i * window :][:window])
             figures.setdefault("control", []).append(result["decision"]["reason"])
         retrain = None
         for i in range(cfg.max_shift_windows):
-            steps.run(
-                f"shifted window {i + 1}: send",
-                send,
-                url,
-                params.model_name,
-                stream[i * window : (i + 1) * window],
-                cfg.concurrency,
-            )
-            result = steps.run(f"shifted window {i + 1}: monitor (+ retrain)", _monitor, profile, work_dir)
+            rows = stream[i * window :][:window]
+            result = _window(steps, f"shifted window {i + 1}", ": monitor (+ retrain)", url, params, rows)
             if "retrain" in result:
                 retrain = result["retrain"]
                 break
@@ -169,6 +155,12 @@ def run_demo(params: Params, profile: str, work_dir: Path) -> dict[str, Any]:
         server.terminate()
         server.wait(timeout=30)
     return {"versions": (before, after), "figures": figures, "steps": steps.seconds, "retrain": retrain}
+
+
+def _window(steps: Steps, name: str, monitored: str, url: str, params: Params, rows: list[dict]) -> dict[str, Any]:
+    """Send one window of traffic through the server, then run the monitor flow on it."""
+    steps.run(f"{name}: send", send, url, params.model_name, rows, params.loop.demo.concurrency)
+    return steps.run(name + monitored, _monitor, steps.profile, steps.work_dir)
 
 
 def _measure(ctx: Ctx, steps: Steps, version: str, held_out: list[dict], when: str) -> dict[str, Any]:
