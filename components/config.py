@@ -341,9 +341,11 @@ class QuantizeConfig(Strict):
     int4_nodes_to_exclude: list[str] = []
 
     @model_validator(mode="after")
-    def _block_size_power_of_two(self) -> QuantizeConfig:
+    def _check(self) -> QuantizeConfig:
         if self.int4_block_size & (self.int4_block_size - 1):
             raise ValueError(f"int4_block_size {self.int4_block_size} is not a power of two")
+        if self.candidates and self.weight_type not in self.candidates:  # the fallback when none passes
+            raise ValueError(f"weight_type {self.weight_type!r} is not among candidates {self.candidates}")
         return self
 
     @property

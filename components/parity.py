@@ -3,14 +3,16 @@
 Usage:
     chain = [ParityModel.local("trained", adapter_model(base, adapter)), ParityModel.local("merged", merged),
              ParityModel.local("onnx_fp32", onnx_fp32), ParityModel.local("int8", int8, fp32=False),
-             ParityModel.http("served", base_url, "student")]
+             ParityModel.http("served_int8", base_url, "student")]
     figures = compare_chain(prompts, chain, task, max_tokens=96)
     decision = decide_parity(figures, ParityThresholds())   # a gates.Decision naming the step that diverged
 
-Each step is compared with the step before it: greedy output agreement (identical text), label agreement
+Each step is compared with the step before it (or with its ``reference``: every quantized candidate form is
+compared with ONNX fp32, and its server with it): greedy output agreement (identical text), label agreement
 (the task's categorical fields, via ``task.parse_output``) and, when both steps are fp32, the largest
 absolute difference between their logits over the prompt (the prefill). The first step under a threshold
-is the one that diverged. ``figures.flat()`` gives the numbers for MLflow.
+is the one that diverged. ``figures.flat()`` gives the numbers for MLflow; ``decide_parity(..., form="int4")``
+judges the shared steps plus that form's own.
 """
 
 from __future__ import annotations
@@ -38,20 +40,24 @@ class ParityModel:
         generate: Callable[[Messages, int], str],
         logits: Callable[[Messages], Any] | None = None,
         fp32: bool = False,
+        reference: str | None = None,
     ):
         self.name, self.generate, self.logits, self.fp32 = name, generate, logits, fp32
+        self.reference = reference  # the step it is compared with; None: the one before it in the chain
 
     @classmethod
-    def local(cls, name: str, chat_model, fp32: bool = True) -> ParityModel:
+    def local(cls, name: str, chat_model, fp32: bool = True, reference: str | None = None) -> ParityModel:
         """A ``components.inference.ChatModel`` (transformers, peft or ONNX Runtime backend)."""
 
         def generate(messages: Messages, max_tokens: int) -> str:
             return chat_model.chat(messages, max_tokens=max_tokens, temperature=0.0).text
 
-        return cls(name, generate, lambda messages: prefill_logits(chat_model, messages), fp32)
+        return cls(name, generate, lambda messages: prefill_logits(chat_model, messages), fp32, reference)
 
     @classmethod
-    def http(cls, name: str, base_url: str, model: str, timeout_s: float = 120.0) -> ParityModel:
+    def http(
+        cls, name: str, base_url: str, model: str, timeout_s: float = 120.0, reference: str | None = None
+    ) -> ParityModel:
         """An OpenAI-compatible endpoint (a real ``slmops serve``): answers only, no logits."""
         import httpx
 
@@ -61,7 +67,7 @@ class ParityModel:
             response.raise_for_status()
             return response.json()["choices"][0]["message"]["content"]
 
-        return cls(name, generate)
+        return cls(name, generate, reference=reference)
 
 
 def prefill_logits(chat_model, messages: Messages):
@@ -90,7 +96,7 @@ def adapter_model(base_model: str | Path, adapter_dir: str | Path):
 
 class StepFigures(BaseModel):
     step: str
-    reference: str  # the step it is compared with (the one before it)
+    reference: str  # the step it is compared with (the one before it, or the step's own reference)
     examples: int
     output_agreement: float
     label_agreement: float
@@ -131,11 +137,14 @@ def _is_categorical(annotation: Any) -> bool:
 def compare_chain(
     prompts: Sequence[Messages], chain: Sequence[ParityModel], task: Any, max_tokens: int = 96
 ) -> ParityFigures:
-    """Answers (and fp32 prefill logits) of every step on every prompt, each step against the one before."""
+    """Answers (and fp32 prefill logits) of every step on every prompt, each step against its reference (by
+    default the one before it)."""
     answers = {m.name: [m.generate(p, max_tokens) for p in prompts] for m in chain}
     labels = {name: [label_of(task, a) for a in texts] for name, texts in answers.items()}
+    by_name = {m.name: m for m in chain}
     steps = []
-    for before, step in zip(chain, chain[1:], strict=False):
+    for previous, step in zip(chain, chain[1:], strict=False):
+        before = by_name[step.reference] if step.reference else previous
         a, b = answers[before.name], answers[step.name]
         differing = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
         same_label = sum(x == y for x, y in zip(labels[before.name], labels[step.name], strict=True))
@@ -157,11 +166,14 @@ def compare_chain(
     return ParityFigures(steps=steps)
 
 
-def decide_parity(figures: ParityFigures, thresholds: ParityThresholds) -> Decision:
-    """Pass when every step agrees with the one before it; the reasons name the first step that diverged."""
+def decide_parity(figures: ParityFigures, thresholds: ParityThresholds, form: str | None = None) -> Decision:
+    """Pass when every step agrees with its reference; the reasons name the first step that diverged. ``form``:
+    judge only the steps shared by every form and that quantized form's own (``<form>``, ``served_<form>``)."""
     checks: dict[str, bool] = {}
     reasons: list[str] = []
     for s in figures.steps:
+        if form is not None and _form_of(s.step) not in (None, form):
+            continue
         failures = []
         if s.output_agreement < thresholds.min_output_agreement:
             shown = ", ".join(map(str, s.differing_examples[:10]))
@@ -180,6 +192,14 @@ def decide_parity(figures: ParityFigures, thresholds: ParityThresholds) -> Decis
     return Decision(stage="parity", passed=not reasons, reasons=reasons, checks=checks)
 
 
+SHARED_STEPS = ("trained", "merged", "onnx_fp32")
+
+
+def _form_of(step: str) -> str | None:
+    """The quantized form a step belongs to (``int4`` for ``int4`` and ``served_int4``); None for shared steps."""
+    return None if step in SHARED_STEPS else step.removeprefix("served_")
+
+
 class ParityResult(BaseModel):
     out_dir: Path
     figures: ParityFigures
@@ -193,14 +213,16 @@ def run(
     base_model: str,
     student: Path,
     onnx_fp32: Path,
-    quantized: Path,
+    quantized: dict[str, Path],
     out_dir: Path,
     examples: int = 50,
     max_tokens: int = 96,
 ) -> ParityResult:
-    """The chain for one pipeline run: trained (base + adapter, when LoRA/QLoRA wrote one) -> merged -> ONNX fp32
-    -> quantized -> the quantized model behind a real HTTP server, on the first ``examples`` test inputs."""
+    """The chain for one pipeline run: trained (base + adapter, when LoRA/QLoRA wrote one) -> merged -> ONNX fp32,
+    then every quantized form (``{"int8": folder, ...}``) against ONNX fp32 and that form behind a real HTTP
+    server against the form, on the first ``examples`` test inputs."""
     import json
+    from contextlib import ExitStack
 
     from components import pii
     from components.inference import ChatModel
@@ -218,10 +240,12 @@ def run(
         ParityModel.local("merged", ChatModel.load(student)),
         ParityModel.local("onnx_fp32", ChatModel.load(onnx_fp32)),
     ]
-    served = ChatModel.load(quantized)
-    chain.append(ParityModel.local("quantized", served, fp32=False))
-    with BackgroundServer(create_app(served, "student", None)) as server:
-        chain.append(ParityModel.http("served", server.base_url, "student"))
+    with ExitStack() as servers:
+        for form, folder in quantized.items():
+            served = ChatModel.load(folder)
+            chain.append(ParityModel.local(form, served, fp32=False, reference="onnx_fp32"))
+            server = servers.enter_context(BackgroundServer(create_app(served, "student", None)))
+            chain.append(ParityModel.http(f"served_{form}", server.base_url, "student", reference=form))
         figures = compare_chain(prompts, chain, task, max_tokens)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "parity.json").write_text(json.dumps(figures.model_dump(), indent=1))

@@ -56,11 +56,9 @@ def gate_and_register(
     The other forms' metrics are in the same MLflow run (``student_<form>.*``), so the size/quality trade-off
     is visible per run."""
     from components import registry
-    from components.parity import ParityFigures, decide_parity
 
     params, gates = ctx.params, load_gates(PARAMS_DIR / ctx.params.gates)
-    form, decision = _choose_form(params, metrics, gates.poc)
-    parity_decision = decide_parity(ParityFigures.model_validate(parity), gates.parity)
+    form, decision, parity_decision = _choose_form(params, metrics, parity, gates)
     out: dict[str, Any] = decision.model_dump() | {"form": form}
     out |= {"passed": decision.passed and parity_decision.passed, "reasons": decision.reasons + parity_decision.reasons}
     if not out["passed"]:
@@ -104,17 +102,21 @@ def keep_champion(ctx: Ctx, version: str) -> None:
     staging.rename(target)
 
 
-def _choose_form(params: Params, metrics: dict[str, dict[str, float]], gates):
-    """The smallest quantized form that passes ``gates`` (else ``quantize.weight_type``) and its decision."""
+def _choose_form(params: Params, metrics: dict[str, dict[str, float]], parity: dict[str, Any], gates):
+    """The smallest quantized form that passes the ``poc`` gates and its own parity steps (else
+    ``quantize.weight_type``), with both decisions."""
     from components.gates import decide
+    from components.parity import ParityFigures, decide_parity
     from components.quantize import choose_candidate
 
+    figures = ParityFigures.model_validate(parity)
     forms = {form: metrics[f"student_{form}"] for form in params.quantize.forms}
+    faithful = {f: m for f, m in forms.items() if decide_parity(figures, gates.parity, f).passed}
     chosen = choose_candidate(
-        forms, {f: m.get("size_mb", 0.0) for f, m in forms.items()}, lambda m: decide(m, None, gates).passed
+        faithful, {f: m.get("size_mb", 0.0) for f, m in faithful.items()}, lambda m: decide(m, None, gates.poc).passed
     )
     form = chosen or params.quantize.weight_type
-    return form, decide(forms[form], None, gates, stage="poc")
+    return form, decide(forms[form], None, gates.poc, stage="poc"), decide_parity(figures, gates.parity, form)
 
 
 @flow(name="slmops-pipeline")
@@ -137,6 +139,7 @@ def pipeline(
         metrics = results["evaluate"]["metrics"]
         for model_name, values in metrics.items():
             mlflow.log_metrics({f"{model_name}.{k}": v for k, v in values.items()})
+        mlflow.log_metrics(results["parity"]["agreement"])  # parity.<step>.*, every form's beside its metrics
         _log_evaluation(ctx, metrics)
         decision = gate_and_register(ctx, metrics, results["parity"]["figures"], challenge)
         mlflow.set_tags({"poc_gate": "passed" if decision["passed"] else "failed", "served_form": decision["form"]})

@@ -310,7 +310,7 @@ def _parity(ctx: Ctx) -> BaseModel:
         base_model=base_model(ctx),
         student=layout.student,
         onnx_fp32=layout.student_onnx / "fp32",
-        quantized=layout.student_onnx / p.quantize.weight_type,
+        quantized={form: layout.student_onnx / form for form in p.quantize.forms},
         out_dir=layout.reports / "parity",
         max_tokens=p.evaluate.max_new_tokens,
     )
@@ -537,7 +537,14 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="parity",
-            params=("task", "evaluate.max_new_tokens", "quantize.weight_type", "finetune.base_model", "loop.init_from"),
+            params=(
+                "task",
+                "evaluate.max_new_tokens",
+                "quantize.weight_type",
+                "quantize.candidates",
+                "finetune.base_model",
+                "loop.init_from",
+            ),
             code=("components/parity.py", "components/inference.py", "components/serve", "components/tasks"),
             inputs=lambda ctx: (
                 [ctx.layout.prepared / "test.jsonl", ctx.layout.student, ctx.layout.student_onnx] + _local_base(ctx)

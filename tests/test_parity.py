@@ -51,6 +51,43 @@ def test_decide_parity_names_the_step_that_diverged():
     assert "greedy output agreement 0.500 < 0.9 (examples 0, 1, 2, 3, 4)" in decision.reasons[1]
 
 
+def test_each_quantized_form_is_compared_with_onnx_fp32_and_judged_on_its_own_steps():
+    answers = {"merged": "a", "onnx_fp32": "a", "int8": "a", "served_int8": "a", "int4": "b", "served_int4": "b"}
+    chain = [ParityModel("merged", lambda m, n: answers["merged"]), ParityModel("onnx_fp32", lambda m, n: "a")]
+    for form in ("int8", "int4"):
+        chain.append(ParityModel(form, lambda m, n, f=form: answers[f], reference="onnx_fp32"))
+        chain.append(ParityModel(f"served_{form}", lambda m, n, f=form: answers[f"served_{f}"], reference=form))
+    figures = compare_chain([[{"role": "user", "content": "x"}]], chain, task)
+    assert [(s.step, s.reference) for s in figures.steps] == [
+        ("onnx_fp32", "merged"),
+        ("int8", "onnx_fp32"),
+        ("served_int8", "int8"),
+        ("int4", "onnx_fp32"),  # not against served_int8, the step before it
+        ("served_int4", "int4"),
+    ]
+    thresholds = ParityThresholds(min_output_agreement=1.0, min_label_agreement=0.0)
+    assert decide_parity(figures, thresholds, form="int8").passed
+    int4 = decide_parity(figures, thresholds, form="int4")
+    assert not int4.passed and int4.reasons[0].startswith("parity: int4 diverged from onnx_fp32")
+    assert not decide_parity(figures, thresholds).passed  # without a form, every step counts
+
+
+def test_registration_skips_a_smaller_form_that_fails_its_parity():
+    from components.config import PARAMS_DIR, QuantizeConfig, load_gates, load_params
+    from flows.pipeline import _choose_form
+
+    params = load_params("smoke").model_copy(update={"quantize": QuantizeConfig(candidates=["int8", "int4"])})
+    gates = load_gates(PARAMS_DIR / params.gates)
+    good = {"json_valid_rate": 1.0, "category_accuracy": 1.0, "priority_accuracy": 1.0, "latency_p95_ms": 1.0}
+    metrics = {"student_int8": good | {"size_mb": 4.0}, "student_int4": good | {"size_mb": 2.0}}
+    steps = [_step("onnx_fp32", "merged", logit=1e-5), _step("int8", "onnx_fp32"), _step("served_int8", "int8")]
+    parity = ParityFigures(steps=steps + [_step("int4", "onnx_fp32", 1.0), _step("served_int4", "int4")])
+    assert _choose_form(params, metrics, parity.model_dump(), gates)[0] == "int4"  # the smallest that passes
+    parity.steps[3] = _step("int4", "onnx_fp32", output=0.2, label=0.2)
+    form, decision, parity_decision = _choose_form(params, metrics, parity.model_dump(), gates)
+    assert form == "int8" and parity_decision.passed, parity_decision.reasons
+
+
 def test_labels_are_the_categorical_fields_of_the_parsed_answer():
     a = '{"category": "billing", "priority": "high", "reply": "確認します"}'
     b = '{"category": "billing", "priority": "high", "reply": "お待ちください"}'

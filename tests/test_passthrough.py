@@ -58,6 +58,8 @@ def test_int4_settings_are_checked():
     assert QuantizeConfig(candidates=["int8", "int4", "int8"]).forms == ["int8", "int4"]
     with pytest.raises(ValueError, match="not a power of two"):
         QuantizeConfig(weight_type="int4", int4_block_size=48)
+    with pytest.raises(ValueError, match="weight_type 'int8' is not among candidates"):  # the fallback form
+        QuantizeConfig(candidates=["int4"])
 
 
 def test_choose_candidate_registers_the_smallest_that_passes():

@@ -124,6 +124,9 @@ def test_the_second_task_runs_from_a_spec_and_data_alone(reviews_run):
     # quantize.candidates [int8, int4]: both evaluated in the same run, the smallest passing one registered
     assert parent["metrics.student_int4.size_mb"] < parent["metrics.student_int8.size_mb"]
     assert parent["tags.served_form"] == "int4"
+    for form in ("int8", "int4"):  # each form's parity, against ONNX fp32 and through its own server
+        assert parent[f"metrics.parity.{form}.label_agreement"] >= 0.95
+        assert parent[f"metrics.parity.served_{form}.output_agreement"] == 1.0
     synthetic = load_jsonl(reviews_run["work"] / "data" / "synthetic" / "train.jsonl")
     assert {r["source"] for r in synthetic} == {"gold", "teacher_label"}
     assert all(set(r["expected"]) == {"rating", "aspects", "summary"} for r in synthetic)
