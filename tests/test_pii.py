@@ -233,3 +233,56 @@ def test_general_name_and_address_rules(text, masked):
 )
 def test_general_rules_keep_what_is_not_personal(text):
     assert pii.mask(text) == pii.normalize(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        # a name found once is masked where it comes back bare, in any script; 千葉県 is a place, not the surname
+        ("岩崎 拓海様から依頼。岩崎が到着したら連絡します", "[NAME]様から依頼。[NAME]が到着したら連絡します"),
+        (
+            "Mr. Ikeda Sora wrote again; Ikeda says the box was empty.",
+            "Mr. [NAME] wrote again; [NAME] says the box was empty.",
+        ),
+        ("千葉 健太さんは千葉県在住です", "[NAME]さんは千葉県在住です"),  # a place name before a given name
+        ("宛名がカワノ ミサキですが正しくはカワノ ミユキです", "宛名が[NAME]ですが正しくは[NAME]です"),
+    ],
+)
+def test_a_found_name_is_masked_wherever_it_comes_back(text, masked):
+    assert pii.mask(text) == masked
+
+
+def test_a_romaji_reading_after_a_slash_is_the_same_name():
+    from components.pii.mentions import is_romaji
+
+    assert pii.mask("氏名：森田 花子 / Hanako Morita") == "氏名:[NAME] / [NAME]"
+    assert pii.mask("氏名 Name: 上野 智子") == "氏名 Name: [NAME]"  # a form's label is no name
+    assert pii.mask("担当：田中 / Sales Dept") == "担当:[NAME] / Sales Dept"  # not romaji: a department
+    assert all(map(is_romaji, ["Tsubasa", "Satoh", "Ichiro", "Kenji", "Yui"]))
+    assert not any(map(is_romaji, ["Sales", "Dept", "Support", "Manager"]))
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("申込者 菅野 ひかり 様", "申込者 [NAME] 様"),
+        ("受付は石田 つばさでした", "受付は[NAME]でした"),
+        ("鈴木 から届きました", "鈴木 から届きました"),  # a particle is no given name, and a lone surname needs context
+    ],
+)
+def test_hiragana_given_name_after_a_surname(text, masked):
+    assert pii.mask(text) == masked
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("福岡県北九州市小倉北区浅野2-14-1 アルモニー小倉1203号室宛", "[ADDRESS]宛"),
+        ("広島市南区松原町3-1 エキシティ7F", "[ADDRESS]"),
+        ("高知市本町1-2-3 ひまわりハイツ203", "[ADDRESS]"),  # a building name in hiragana with a building word
+        ("大阪市北区梅田1-2-3 Tel 06 6345 1111", "[ADDRESS] Tel [PHONE]"),  # a word before a number: no building
+        ("レシート番号 0098-7654-3210", "レシート番号 0098-7654-3210"),  # 00… dials abroad: no Japanese phone
+    ],
+)
+def test_building_without_a_building_word_and_impossible_phones(text, masked):
+    assert pii.mask(text) == masked

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 from components.config import PIIConfig
 from components.pii.engine import ENTITIES, MAX_CHARS, PLACEHOLDERS, analyzer, anonymizer
+from components.pii.mentions import with_readings, with_repeats
 
 DEFAULT = PIIConfig()
 LABELS = tuple(ENTITIES)
@@ -70,25 +71,8 @@ def _resolve(text: str, results, offset: int = 0) -> list[Found]:
             if re.search(r"\w", text[start:end]):
                 taken.append((start, end))
                 kept.append(Found(PLACEHOLDERS[r.entity_type], start, end, r.score, ""))
-    kept = _with_readings(text, kept)
+    kept = with_repeats(text, with_readings(text, kept))
     return sorted((f._replace(start=f.start + offset, end=f.end + offset) for f in kept), key=lambda f: f.start)
-
-
-# A name's reading in brackets right after it: 後藤亜美（ゴトウ アミ）, 安藤（あんどう）, 平田 正樹 (Masaki Hirata).
-_READING = re.compile(
-    r"\s?\(\s?([ぁ-ゖァ-ヴー]{2,12}(?:[\s・][ぁ-ゖァ-ヴー]{1,12})?|[A-Z][a-z]+(?:\s[A-Z][A-Za-z]+){1,2})\s?\)"
-)
-
-
-def _with_readings(text: str, kept: list[Found]) -> list[Found]:
-    """The bracketed reading after a name is the same name: masked whole, replacing partial findings in it."""
-    for name in [f for f in kept if f.label == "NAME"]:
-        m = _READING.match(text, name.end)
-        if m:
-            start, end = m.span(1)
-            kept = [f for f in kept if not (f.start < end and start < f.end)]
-            kept.append(Found("NAME", start, end, name.score, ""))
-    return kept
 
 
 def _uncovered(start: int, end: int, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:

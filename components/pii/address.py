@@ -49,13 +49,19 @@ _PREFIX = (
     r"ハイム|アーバン|ロイヤル|第[一二三四五六七八九十\d])"
 )
 # floor, room, wing (A棟, 7号棟), then a bare room number after a floor (3階301)
+# 12F宛: F is a floor when no letter or digit follows (\b would not do: 宛 is a word character too)
 _ROOM = (
-    r"(?:\d{1,3}号棟|[A-Z]棟|\d{1,3}(?:階|F\b)|\d{1,4}号室|#\d{1,4}|\d{1,4}号(?![室棟])"
+    r"(?:\d{1,3}号棟|[A-Z]棟|\d{1,3}(?:階|F(?![A-Za-z0-9]))|\d{1,4}号室|#\d{1,4}|\d{1,4}号(?![室棟])"
     r"|(?<=[階F棟])\s?\d{2,4}(?![0-9]))"
 )
+# A building named without a building word (ベイサイド別府405号室, ポルテ金沢12F): any name that starts with a letter,
+# katakana or kanji, when a floor or room follows it (marked, or a bare 3-4 digit number glued to the name).
+_ROOM_NEXT = rf"(?=\s?{_ROOM}|\d{{3,4}}(?![0-9{DASH}]))"
 _BUILDING = (
     rf"(?:(?:\s?の?\s?|\s)(?:{_PREFIX}{_NAME_CHARS}{{0,15}}?(?=\s?\d)"  # メゾン本町 (a room number follows)
-    rf"|{_NAME_CHARS}{{1,25}}{_SUFFIX}(?:\s?[A-Z](?![a-z]))?)"  # サカエビル, タワーA
+    # サカエビル, タワーA, はりまやビル
+    rf"|(?:[ぁ-ゖ]{{1,6}}{_NAME_CHARS}{{0,25}}|{_NAME_CHARS}{{1,25}}){_SUFFIX}(?:\s?[A-Z](?![a-z]))?"
+    rf"|[A-Za-z一-龯々ァ-ヴ]{_NAME_CHARS}{{0,24}}?{_ROOM_NEXT})"
     rf"(?:\s?(?:{_ROOM}|\d{{2,4}}(?![0-9]))(?:\s?{_ROOM})*)?)?"
 )
 ADDRESS_JA = re.compile(rf"{_TOWN}{{0,30}}?{_BLOCK}{_NOT_A_COUNT}{_BUILDING}(?:\s?{_ROOM})*")

@@ -62,7 +62,20 @@ def _name_mask(doc) -> list[bool]:
             joined = step is None or step.text in _JOINERS
             if 0 <= j < len(doc) and named[j] and joined and _KATAKANA.fullmatch(doc[j].text):
                 named[i] = True
+    for j in range(1, len(doc)):
+        if doc[j].tag_.endswith("人名-名") and not named[j - 1] and _surname_before_given(doc[j - 1], doc[j]):
+            named[j - 1] = True
     return named
+
+
+def _surname_before_given(token, given) -> bool:
+    """A word right before a given name that the dictionary knows otherwise: a place (千葉 健太, 長野美咲) or, in
+    katakana, a common noun (カワノ ミサキ)."""
+    if re.fullmatch(r"[一-龯々]{1,3}", token.text) and re.fullmatch(r"[一-龯々]+", given.text):
+        return "固有名詞-地名" in token.tag_
+    if _KATAKANA.fullmatch(token.text) and _KATAKANA.fullmatch(given.text) and len(token.text) <= 6:
+        return token.whitespace_ and token.tag_.startswith("名詞")
+    return False
 
 
 def _run_end(doc, named: list[bool], i: int) -> int:
@@ -160,15 +173,30 @@ def has_name_context(text: str, start: int, end: int, after_only: bool = False) 
 
 
 def _given_name_after(doc, i: int) -> bool:
-    """A surname, a space, then 1-3 kanji (or 2-5 katakana) standing alone: a given name the dictionary lacks."""
+    """A surname, a space, then 1-3 kanji (or 2-5 katakana) standing alone: a given name the dictionary lacks.
+    A hiragana given name (丸山 ゆかり, 山本あかり) may follow with or without the space."""
     token = doc[i]
-    if not token.tag_.endswith("姓") or not token.whitespace_ or i + 1 >= len(doc):
+    if not token.tag_.endswith("姓") or i + 1 >= len(doc):
         return False
     nxt = doc[i + 1]
     follows = doc[i + 2].text if i + 2 < len(doc) else ""
+    if _hiragana_given_name(nxt, doc[i + 2] if i + 2 < len(doc) else None):
+        return True
+    if not token.whitespace_:
+        return False
     if re.fullmatch(r"[ァ-ヴー]{2,5}", nxt.text):
         return not re.match(r"[ァ-ヴー]", follows)
     return bool(re.fullmatch(r"[一-龯々]{1,3}", nxt.text)) and not re.match(r"[一-龯々]", follows)
+
+
+def _hiragana_given_name(token, follows) -> bool:
+    """2-4 hiragana that Sudachi reads as a noun (ゆかり, あかり: it knows them as words, not names), standing alone:
+    then a particle, auxiliary, honorific, punctuation or nothing; never a particle itself (鈴木 から)."""
+    if not re.fullmatch(r"[ぁ-ゖ]{2,4}", token.text) or not token.tag_.startswith("名詞"):
+        return False
+    if follows is None or token.whitespace_:
+        return True
+    return follows.tag_.startswith(("助詞", "助動詞", "接尾辞", "補助記号")) or follows.text.startswith(HONORIFICS)
 
 
 class RomajiNameRecognizer(EntityRecognizer):
@@ -176,7 +204,10 @@ class RomajiNameRecognizer(EntityRecognizer):
     ``Mr. Tanaka Hiroshi``, ``Emily Clark様``, ``Dear Ms. Kato``, ``My name is …``."""
 
     TITLE = r"(?:Mr|Ms|Mrs|Miss|Dr|Prof)\.?"
-    WORD = rf"(?!{TITLE}\b)(?:(?:[A-Z]')?[A-Z][a-z]+(?:[\-'][A-Z]?[a-z]+)?|[A-Z]{{2,}})"  # O'Neil, Smith-Jones
+    # Field labels of bilingual forms (氏名 Name: …) are not names themselves.
+    NOT_NAME = r"(?:Name|Full|Family|Given|First|Last|From|To|Email|Mail|Tel|Phone|Address|Date|Subject|Account)"
+    # O'Neil, Smith-Jones
+    WORD = rf"(?!(?:{TITLE}|{NOT_NAME})\b)(?:(?:[A-Z]')?[A-Z][a-z]+(?:[\-'][A-Z]?[a-z]+)?|[A-Z]{{2,}})"
     NAME = rf"{WORD}(?: {WORD}){{0,2}}"
     KANA_NAME = r"[ァ-ヴー]{2,}(?:\s[ァ-ヴー]{2,})?"  # katakana, as written in 口座名義 and forms
     LABEL = (

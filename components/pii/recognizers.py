@@ -53,8 +53,9 @@ class JaPatternRecognizer(PatternRecognizer):
         )
         self._compiled = [(score, re.compile(regex, self.FLAGS)) for _, regex, score in self.PATTERNS]
 
-    def validate(self, match: str, base: float) -> float:
-        """The score of a candidate before context: ``base``, or 0 when its checks fail."""
+    def validate(self, match: str, base: float) -> float | None:
+        """The score of a candidate before context: ``base``, 0 when its checks fail (a context word may still
+        vouch for it), or None when it cannot be this entity at all (no context word changes that)."""
         return base
 
     def has_context(self, text: str, start: int, end: int, words: tuple[str, ...] | None = None) -> bool:
@@ -69,6 +70,8 @@ class JaPatternRecognizer(PatternRecognizer):
                 group = "pii" if "pii" in regex.groupindex else 0
                 start, end = m.span(group)
                 score = self.validate(m.group(group), base)
+                if score is None:
+                    continue
                 if self.NOT_CONTEXT and self.has_context(text, start, start, self.NOT_CONTEXT):
                     score = 0.0
                 if self.CONTEXT and score < self.CONTEXT_SCORE and self.has_context(text, start, end):
@@ -181,10 +184,12 @@ class PhoneRecognizer(JaPatternRecognizer):
     )
     CONTEXT = ("電話", "tel", "携帯", "phone", "call", "連絡先", "fax", "番号")
 
-    def validate(self, match: str, base: float) -> float:
+    def validate(self, match: str, base: float) -> float | None:
         number = digits(match)
         if match.lstrip().startswith("+"):
             number = "0" + number[2:].removeprefix("0")  # +81 (0)3… → 03…
+        if number.startswith("00") or len(number) > 11:
+            return None  # 00 dials abroad and no Japanese number is longer: a receipt or reference number
         if len(number) == 10 and number[1] != "0":
             return base
         if len(number) == 11 and (re.match(r"0[5789]0", number) or number.startswith("0800")):
