@@ -28,6 +28,9 @@ LOOP = [
     "loop.trigger.min_new_rows=20",
     "loop.recent_eval_rows=15",
     "loop.compare.min_samples=10",
+    # The retrain's size: each traffic row once, half the epochs (the test asserts wiring, not quality).
+    "loop.traffic_repeat=1",
+    "finetune.training.epochs=15",
 ]
 
 

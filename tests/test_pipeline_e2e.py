@@ -94,15 +94,15 @@ def test_rerun_with_nothing_changed_recomputes_nothing(smoke_run):
     assert f"version {before} already holds poc" in proc.stdout and registry.alias_version(name, "poc") == before
 
 
-def test_a_corrupted_model_is_retrained_not_trusted(smoke_run):
-    weights = smoke_run["work"] / "models" / "student" / "model.safetensors"
+def test_a_corrupted_served_model_is_rebuilt_not_trusted(smoke_run):
+    weights = smoke_run["work"] / "models" / "student_onnx" / "int8" / "model.onnx"
     data = bytearray(weights.read_bytes())
-    data[-64:] = bytes(64)  # zero the last weights, as a bad disk or a stray process would
+    data[-64:] = bytes(64)  # zero the last bytes, as a bad disk or a stray process would
     weights.write_bytes(bytes(data))
     proc = slmops("run", "--profile", "smoke", "--work-dir", str(smoke_run["work"]), env=smoke_run["env"])
     lines = _stage_lines(proc.stdout)
-    assert lines["finetune"] == "ran" and "outputs changed since cached (model.safetensors)" in proc.stdout
-    assert lines["prepare"] == lines["synthesize"] == "cached"
+    assert lines["quantize"] == "ran" and "outputs changed since cached (int8/model.onnx)" in proc.stdout
+    assert lines["finetune"] == lines["synthesize"] == "cached"
     assert weights.read_bytes() != bytes(data)  # rewritten by the rerun
 
 

@@ -98,24 +98,25 @@ def test_dvc_repro_runs_the_registry_stages_and_tracks_params_per_key(tmp_path):
     changed = {s.name for s in DEMO + PIPELINE if f"{s.name}:" in status}
     assert changed == {"evaluate", "parity"}, status
 
-    # The loop's lineage: logged traffic -> harvest -> label_traffic -> synthesize, and new traffic reruns it.
+    # The loop's lineage: logged traffic -> harvest -> label_traffic -> synthesize; new traffic invalidates harvest.
     dag = run(str(bin_dir / "dvc"), "dag", "--dot")
     for edge in ('"harvest" -> "label_traffic"', '"label_traffic" -> "synthesize"', '"prepare" -> "harvest"'):
         assert edge in dag, dag
-    _log_traffic(tmp_path / "logs" / "inference.jsonl", 30)
-    run(str(bin_dir / "slmops"), "dvc", "--profile", "smoke-reviews", "--work-dir", str(tmp_path))
-    out = run(str(bin_dir / "dvc"), "repro")
-    assert "Running stage 'harvest'" in out and "Running stage 'finetune'" in out, out
-    assert "Running stage 'prepare'" not in out, out
-    labelled = tmp_path / "data" / "traffic_labelled"
-    assert sum(1 for _ in open(labelled / "train.jsonl")) + sum(1 for _ in open(labelled / "recent.jsonl")) > 0
-
-    # An experiment on a finetune key reruns finetune and what follows it, and `dvc exp show` compares it.
     run(str(bin_dir / "slmops"), "dvc", "--profile", "smoke-reviews", "--work-dir", str(tmp_path))
     run("git", "add", "-A")
     run("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "baseline")
+    _log_traffic(tmp_path / "logs" / "inference.jsonl", 30)
+    status = run(str(bin_dir / "dvc"), "status")
+    assert {s.name for s in DEMO + PIPELINE if f"{s.name}:" in status} == {"harvest"}, status
+
+    # One experiment (the new traffic plus a finetune key) reruns harvest through parity, never prepare; the
+    # traffic reaches the training file, and `dvc exp show` compares the result with the committed champion.
     out = run(str(bin_dir / "dvc"), "exp", "run", "-n", "two-epochs", "-S", "finetune.training.epochs=2")
-    assert "Running stage 'finetune'" in out and "Running stage 'prepare'" not in out, out[-3000:]
+    for stage in ("harvest", "label_traffic", "synthesize", "finetune", "evaluate"):
+        assert f"Running stage '{stage}'" in out, out[-3000:]
+    assert "Running stage 'prepare'" not in out, out[-3000:]
+    trained_on = [json.loads(line) for line in open(tmp_path / "data" / "synthetic" / "train.jsonl")]
+    assert any(r["source"] == "traffic" for r in trained_on)
     show = run(str(bin_dir / "dvc"), "exp", "show", "--csv")
     assert "two-epochs" in show and "student_int8.json_valid_rate" in show
     rows = list(csv.DictReader(io.StringIO(show)))
