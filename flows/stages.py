@@ -319,7 +319,7 @@ def _parity(ctx: Ctx) -> BaseModel:
 def _parity_summary(r: dict) -> str:
     steps = r["figures"]["steps"]
     return " · ".join(f"{s['step']} {s['output_agreement']:.2f}/{s['label_agreement']:.2f}" for s in steps) + (
-        "  (output/label agreement with the step before)"
+        "  (output/label agreement: each quantized form with onnx_fp32, the rest with the step before)"
     )
 
 
