@@ -181,7 +181,8 @@ def evaluate(
     profile: Profile = "demo",
     work_dir: WorkDir = Path("."),
 ) -> None:
-    """Evaluate a model on any labelled file; the last stdout line is the metrics as one JSON object."""
+    """Evaluate a model on any labelled file, reading each input as the server's model does; the last stdout
+    line is the metrics as one JSON object."""
     params = _setup(work_dir, profile)
     from components.data import PrepareConfig, load_clean
     from components.evaluate import evaluate_model
@@ -189,7 +190,10 @@ def evaluate(
 
     task = load_task(params.task, work_dir.resolve())
     rejects: list[dict] = []
-    rows = load_clean(data, PrepareConfig(mask_pii=False, min_chars=1), task, True, rejects, Counter())
+    # The inputs the served model reads: NFKC, and PII placeholders when the server masks them (serve.mask_inputs).
+    pii_cfg = params.pii.model_copy(update={"ner": False})  # the server's fast path
+    cfg = PrepareConfig(mask_pii=params.serve.mask_inputs, min_chars=1)
+    rows = load_clean(data, cfg, task, True, rejects, Counter(), pii_cfg)
     for r in rejects:
         typer.echo(f"skipped {r['file']}:{r['line']}: {r['reason']}", err=True)
     if not rows:

@@ -89,10 +89,14 @@ def send(url: str, model: str, rows: list[dict], concurrency: int) -> int:
 
 
 def accuracy(ctx: Ctx, version: str, rows: list[dict]) -> dict[str, float]:
-    """The task's metrics for registered ``version`` on ``rows``, offline (nothing reaches the inference log)."""
+    """The task's metrics for registered ``version`` on ``rows``, offline (nothing reaches the inference log).
+    Each input is what the served model reads (``serve.mask_inputs``: NFKC and PII placeholders)."""
+    from components import pii
     from components.evaluate import evaluate_model
     from components.registry import load_version
 
+    if ctx.params.serve.mask_inputs:
+        rows = [r | {"input": pii.mask(r["input"], cfg=ctx.params.pii, ner=False)} for r in rows]
     model = load_version(ctx.params.model_name, version)
     metrics, _ = evaluate_model(model, ctx.task, rows, ctx.params.evaluate.max_new_tokens, desc=f"v{version}")
     return metrics

@@ -129,3 +129,32 @@ def test_the_model_sees_user_messages_as_it_was_trained_on_them():
     assert seen[1]["content"] == "電話は[PHONE]です" and seen[0] == messages[0]
     raw = as_trained(messages, SimpleNamespace(cfg=ServeConfig(mask_inputs=False), pii_cfg=None))
     assert raw == messages
+
+
+def test_slmops_evaluate_reads_inputs_as_the_served_model_does(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import components.evaluate
+    import flows.cli
+    from components.config import load_params
+
+    seen: list[str] = []
+
+    def evaluate_model(model, task, rows, max_new_tokens, **kwargs):
+        seen.extend(r["input"] for r in rows)
+        return {"n": len(rows)}, []
+
+    for mask_inputs in (True, False):
+        params = load_params("smoke", overrides=[f"serve.mask_inputs={str(mask_inputs).lower()}"])
+        monkeypatch.setattr(flows.cli, "_setup", lambda *a, p=params, **k: p)
+        monkeypatch.setattr(flows.cli, "_load_model", lambda *a: None)
+        monkeypatch.setattr(components.evaluate, "evaluate_model", evaluate_model)
+        data = tmp_path / "rows.jsonl"
+        expected = {"category": "account", "priority": "low"}
+        row = {"input": "中村健一です。ＴＥＬ 090-1234-5678 まで", "expected": expected}
+        data.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+        result = CliRunner().invoke(flows.cli.app, ["evaluate", "--model", "poc", "--data", str(data)])
+        assert result.exit_code == 0, result.output
+    masked, raw = seen
+    assert "中村" not in masked and "[PHONE]" in masked and "TEL" in masked  # masked and NFKC, as the server does
+    assert "中村健一" in raw and "090-1234-5678" in raw
