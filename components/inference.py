@@ -5,7 +5,9 @@ Usage:
     completion = model.chat([{"role": "user", "content": "注文が届きません"}], max_tokens=64)
 
 Used by evaluation, the HTTP server and the ``transformers`` teacher backend, so every path generates the
-same way (chat template, greedy unless a temperature is given, stop at the tokenizer's EOS).
+same way (chat template, greedy unless a temperature is given, stop at the tokenizer's EOS). A transformers
+folder runs on CUDA in bfloat16 when a GPU is there (``device="auto"``), else on the CPU in float32; parity
+asks for ``device="cpu"`` to compare fp32 logits. ONNX folders run on ONNX Runtime's CPU provider.
 """
 
 from __future__ import annotations
@@ -51,16 +53,28 @@ class ContextWindowExceeded(ValueError):
     pass
 
 
+def pick_device(device: str = "auto") -> tuple[str, object]:
+    """``(device, torch dtype)`` for a transformers model: CUDA with bfloat16 (float32 where the GPU lacks it)
+    when ``device`` is "cuda", or "auto" and a GPU is present; else ("cpu", float32)."""
+    import torch
+
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return "cpu", torch.float32
+
+
 class ChatModel:
     """A causal LM plus its tokenizer. ``chat`` is serialised by a lock: one generation at a time."""
 
     def __init__(self, model, tokenizer, backend: str, path: str):
         self.model, self.tokenizer, self.backend, self.path = model, tokenizer, backend, path
+        self.device = getattr(model, "device", None)  # where input tensors go (ONNX Runtime models: cpu)
         self.context_window = int(getattr(model.config, "max_position_embeddings", 2048))
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path | str) -> ChatModel:
+    def load(cls, path: Path | str, device: str = "auto") -> ChatModel:
+        """An ONNX folder (``model.onnx``) or a transformers one, on ``device`` (see ``pick_device``)."""
         from transformers import AutoTokenizer
 
         path = str(path)
@@ -74,10 +88,10 @@ class ChatModel:
             model = ORTModelForCausalLM.from_pretrained(path, session_options=options)
             fix_cache_shapes(model)
             return cls(model, tokenizer, "onnxruntime", path)
-        import torch
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        where, dtype = pick_device(device)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(where).eval()
         return cls(model, tokenizer, "transformers", path)
 
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
@@ -128,8 +142,9 @@ class ChatModel:
         sampling = self._sampling(temperature, top_p, max_time)
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         width = max(map(len, encoded))
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])
-        attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
+        padded = [([pad] * (width - len(ids)) + ids, [0] * (width - len(ids)) + [1] * len(ids)) for ids in encoded]
+        input_ids = torch.tensor([ids for ids, _ in padded], device=self.device)
+        attention_mask = torch.tensor([mask for _, mask in padded], device=self.device)
         started = time.perf_counter()
         with self._lock, torch.inference_mode():
             if seed is not None:
@@ -187,7 +202,7 @@ class ChatModel:
                 with self._lock, torch.inference_mode():
                     if seed is not None:
                         torch.manual_seed(seed)
-                    input_ids = torch.tensor([ids])
+                    input_ids = torch.tensor([ids], device=self.device)
                     result["out"] = self.model.generate(
                         input_ids=input_ids,
                         attention_mask=torch.ones_like(input_ids),

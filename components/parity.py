@@ -74,11 +74,11 @@ def prefill_logits(chat_model, messages: Messages):
     """The model's logits at every prompt position, as a float32 numpy array (positions x vocab)."""
     import torch
 
-    ids = torch.tensor([chat_model.encode(messages)])
+    ids = torch.tensor([chat_model.encode(messages)], device=chat_model.device)
     with torch.inference_mode():
         out = chat_model.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
     logits = out.logits if hasattr(out, "logits") else out[0]
-    return torch.as_tensor(logits)[0].float().numpy()
+    return torch.as_tensor(logits)[0].float().cpu().numpy()
 
 
 def adapter_model(base_model: str | Path, adapter_dir: str | Path):
@@ -237,7 +237,7 @@ def run(
         else []
     )
     chain += [
-        ParityModel.local("merged", ChatModel.load(student)),
+        ParityModel.local("merged", ChatModel.load(student, device="cpu")),  # fp32, as ONNX fp32 is
         ParityModel.local("onnx_fp32", ChatModel.load(onnx_fp32)),
     ]
     with ExitStack() as servers:
