@@ -28,9 +28,9 @@ LOOP = [
     "loop.trigger.min_new_rows=20",
     "loop.recent_eval_rows=15",
     "loop.compare.min_samples=10",
-    # The retrain's size: each traffic row once, half the epochs (the test asserts wiring, not quality).
+    # The retrain's size: each traffic row once (fewer epochs left the challenger's int8 answers too far from
+    # fp32 for the parity gate, so no challenge ran).
     "loop.traffic_repeat=1",
-    "finetune.training.epochs=15",
 ]
 
 
