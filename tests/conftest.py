@@ -44,12 +44,13 @@ def slmops(
     return proc
 
 
-def _pipeline_run(tmp_path_factory, profile: str) -> dict:
-    """``slmops demo build`` then ``slmops run`` on ``profile`` in a fresh work dir."""
+def _pipeline_run(tmp_path_factory, profile: str, overrides: tuple[str, ...] = ()) -> dict:
+    """``slmops demo build`` then ``slmops run`` on ``profile`` (with ``--set`` ``overrides``) in a fresh work dir."""
     work = tmp_path_factory.mktemp(f"{profile}-work")
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns.db'}"}
     build = slmops("demo", "build", "--profile", profile, "--work-dir", str(work), env=env)
-    proc = slmops("run", "--profile", profile, "--work-dir", str(work), env=env)
+    sets = [a for key in overrides for a in ("--set", key)]
+    proc = slmops("run", "--profile", profile, "--work-dir", str(work), *sets, env=env)
     return {"work": work, "stdout": proc.stdout, "build_stdout": build.stdout, "env": env}
 
 
