@@ -331,7 +331,9 @@ class QuantizeConfig(Strict):
     candidates: list[WeightType] | None = None
     int4_block_size: int = Field(32, ge=16)  # a power of two: 16, 32, 64, 128, 256
     int4_symmetric: bool = True
-    int4_algorithm: Literal["rtn", "hqq"] = "rtn"  # round-to-nearest (default) or HQQ (needs no data)
+    # rtn: round-to-nearest (default); hqq: half-quadratic; k_quant: llama.cpp's k-quant scale search (MatMuls
+    # only, asymmetric). None needs calibration data.
+    int4_algorithm: Literal["rtn", "hqq", "k_quant"] = "rtn"
     # MatMulNBits' compute precision for rtn: None (the default, fp32), 4 (int8 compute: faster on CPU).
     int4_accuracy_level: Literal[0, 1, 2, 3, 4] | None = None
     # rtn: quantize the input embedding (Gather) to 4 bits as well; without it, a large-vocabulary model's

@@ -5,7 +5,7 @@ Usage:
 
 Writes ``fp32/`` (the exported graph with KV cache) and one folder per quantized form, named after it:
 ``int8/`` (dynamic quantization: weights 8-bit, activations quantized on the fly) and ``int4/`` (weight-only
-blockwise 4-bit through ONNX Runtime's MatMulNBits, round-to-nearest or HQQ; with rtn the embedding is 4-bit
+blockwise 4-bit through ONNX Runtime's MatMulNBits, round-to-nearest, HQQ or k-quant; with rtn the embedding is 4-bit
 too, and a tied embedding reads the LM head's 4-bit table instead of keeping a copy). Each folder loads directly in
 ONNX Runtime and optimum's ``ORTModelForCausalLM``, with the tokenizer and generation config beside the graph.
 ``quantize.candidates`` writes several forms; ``choose_candidate`` picks the smallest that passes the gates.
@@ -80,26 +80,24 @@ def quantize_int4(onnx_dir: Path, out_dir: Path, cfg: QuantizeConfig | None = No
     from onnxruntime.quantization import matmul_nbits_quantizer as mnb
 
     cfg = cfg or QuantizeConfig(weight_type="int4")
-    algo = (
-        mnb.HQQWeightOnlyQuantConfig(block_size=cfg.int4_block_size, bits=4)
-        if cfg.int4_algorithm == "hqq"
-        else mnb.DefaultWeightOnlyQuantConfig(
-            block_size=cfg.int4_block_size,
-            is_symmetric=cfg.int4_symmetric,
-            accuracy_level=cfg.int4_accuracy_level,
-            # The embedding too (GatherBlockQuantized): at 150k vocab it is a quarter of a 0.5B model.
-            op_types_to_quantize=("MatMul", "Gather") if cfg.int4_embeddings else ("MatMul",),
-            quant_axes=(("MatMul", 0), ("Gather", 1)),
-        )
-    )
+    algo = _int4_algorithm(cfg)
     _copy_side_files(onnx_dir, out_dir)
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     model = onnx.load(str(onnx_dir / "model.onnx"))
     _fold_transposed_weights(model)
+    if cfg.int4_algorithm == "k_quant":
+        _check_k_quant_blocks(model, cfg)
     # A tied embedding is not quantized on its own: its Gather reads the LM head's 4-bit weights (below).
     tied = _tied_embedding_gathers(model, cfg) if cfg.int4_embeddings and cfg.int4_algorithm == "rtn" else {}
     exclude = [*cfg.int4_nodes_to_exclude, *tied]
-    quantizer = mnb.MatMulNBitsQuantizer(model, nodes_to_exclude=exclude, algo_config=algo)
+    # The block size and accuracy level are read from here by k_quant, from ``algo`` by the others.
+    quantizer = mnb.MatMulNBitsQuantizer(
+        model,
+        block_size=cfg.int4_block_size,
+        accuracy_level=cfg.int4_accuracy_level,
+        nodes_to_exclude=exclude,
+        algo_config=algo,
+    )
     quantizer.process()
     if _share_tied_embeddings(quantizer.model.model.graph, tied):
         quantizer.model.clean_initializers()  # the fp32 embedding table, now read by nothing
@@ -107,6 +105,44 @@ def quantize_int4(onnx_dir: Path, out_dir: Path, cfg: QuantizeConfig | None = No
     large = sum(f.stat().st_size for f in onnx_dir.glob("model.onnx*")) > 8e9
     quantizer.model.save_model_to_file(str(out_dir / "model.onnx"), use_external_data_format=large)
     return out_dir
+
+
+def _int4_algorithm(cfg: QuantizeConfig):
+    """ONNX Runtime's weight-only config for ``cfg.int4_algorithm``."""
+    from onnxruntime.quantization import matmul_nbits_quantizer as mnb
+
+    if cfg.int4_algorithm == "hqq":
+        return mnb.HQQWeightOnlyQuantConfig(block_size=cfg.int4_block_size, bits=4)
+    if cfg.int4_algorithm == "k_quant":  # asymmetric by construction; MatMuls only, the embedding stays fp32
+        return mnb.KQuantWeightOnlyQuantConfig()
+    return mnb.DefaultWeightOnlyQuantConfig(
+        block_size=cfg.int4_block_size,
+        is_symmetric=cfg.int4_symmetric,
+        accuracy_level=cfg.int4_accuracy_level,
+        # The embedding too (GatherBlockQuantized): at 150k vocab it is a quarter of a 0.5B model.
+        op_types_to_quantize=("MatMul", "Gather") if cfg.int4_embeddings else ("MatMul",),
+        quant_axes=(("MatMul", 0), ("Gather", 1)),
+    )
+
+
+def _check_k_quant_blocks(model, cfg: QuantizeConfig) -> None:
+    """ONNX Runtime's k-quant packs two 4-bit zero points per byte across rows, so a weight whose input size is
+    an odd number of blocks gets a malformed zero-point table; refuse it here, naming the setting to change."""
+    weights = {init.name: init.dims for init in model.graph.initializer}
+    odd = {
+        node.name: dims[0]
+        for node in model.graph.node
+        if node.op_type == "MatMul" and node.name not in cfg.int4_nodes_to_exclude
+        for dims in [weights.get(node.input[1])]
+        if dims is not None and len(dims) == 2 and -(-dims[0] // cfg.int4_block_size) % 2
+    }
+    if odd:
+        name, size = next(iter(odd.items()))
+        raise ValueError(
+            f"quantize.int4_algorithm k_quant: {len(odd)} MatMul weight(s) have an input size that is an odd number "
+            f"of {cfg.int4_block_size}-wide blocks (e.g. {name}: {size}); ONNX Runtime's k-quant cannot pack them. "
+            f"Pick a quantize.int4_block_size that splits them evenly, or int4_algorithm rtn or hqq"
+        )
 
 
 def _fold_transposed_weights(model) -> int:

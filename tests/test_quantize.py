@@ -97,6 +97,17 @@ def test_int4_tied_embedding_is_one_4bit_table_shared_with_the_lm_head(tmp_path,
 
 
 @pytest.mark.slow
+def test_k_quant_refuses_an_odd_block_count_naming_the_block_size(tmp_path):
+    from components.quantize import quantize_int4
+
+    fp32 = _export(tmp_path, tied=True)
+    cfg = QuantizeConfig(int4_block_size=32, int4_algorithm="k_quant")  # hidden 96: three blocks a row
+    with pytest.raises(ValueError, match=r"int4_block_size.*or int4_algorithm rtn or hqq"):
+        quantize_int4(fp32, tmp_path / "int4", cfg)
+    assert not (tmp_path / "int4" / "model.onnx").exists()
+
+
+@pytest.mark.slow
 def test_int4_untied_embedding_keeps_its_own_4bit_table(tmp_path):
     import onnx
 
@@ -108,3 +119,38 @@ def test_int4_untied_embedding_keeps_its_own_4bit_table(tmp_path):
     assert len(gathers) == 1 and not gathers[0].name.endswith("_shared")
     kinds = sorted(kind for kind, dims in _vocab_tables(model).values() if HIDDEN in dims or len(dims) == 3)
     assert kinds == ["INT4", "UINT8"]  # the embedding (GatherBlockQuantized) and the head (MatMulNBits)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("algorithm", "block"), [("hqq", 32), ("k_quant", 16)])  # k_quant: an even count a row
+def test_int4_algorithms_write_every_matmul_as_4bit_blocks_of_the_configured_size(tmp_path, algorithm, block):
+    import onnx
+    import torch
+    from onnx import helper
+
+    from components.quantize import quantize_int4
+
+    fp32 = _export(tmp_path, tied=True)
+    matmuls = sum(n.op_type == "MatMul" for n in onnx.load(str(fp32 / "model.onnx")).graph.node)
+    cfg = QuantizeConfig(int4_block_size=block, int4_algorithm=algorithm)
+    out = quantize_int4(fp32, tmp_path / "int4", cfg)
+
+    nodes = onnx.load(str(out / "model.onnx")).graph.node
+    nbits = [{a.name: helper.get_attribute_value(a) for a in n.attribute} for n in nodes if n.op_type == "MatMulNBits"]
+    assert len(nbits) >= 2 * 7 + 1  # 2 layers x (q, k, v, o, gate, up, down) + the tied LM head, folded
+    assert {(a["bits"], a["block_size"]) for a in nbits} == {(4, block)}
+    assert sum(n.op_type == "MatMul" for n in nodes) < matmuls  # the rest multiply activations, not weights
+
+    ids = torch.randint(1, VOCAB, (2, 12), generator=torch.Generator().manual_seed(0))
+    ref_logits, _ = _greedy(fp32, ids)
+    logits, generated = _greedy(out, ids)  # runs with the KV cache
+    assert generated.shape == (2, 18)
+    error = (logits - ref_logits).abs().max().item()
+    assert 0 < error < 0.25 * ref_logits.abs().max().item()  # 4-bit, not a broken table
+
+
+def test_int4_algorithm_is_one_ort_offers():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="int4_algorithm"):
+        QuantizeConfig(int4_algorithm="gptq")
