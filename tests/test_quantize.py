@@ -68,11 +68,22 @@ def _greedy(folder: Path, ids) -> tuple:
     return logits, out
 
 
+def _assert_generates_close_to(fp32: Path, out: Path) -> None:
+    """The 4-bit model generates with its KV cache, and its logits differ from fp32's, but not wildly."""
+    import torch
+
+    ids = torch.randint(1, VOCAB, (2, 12), generator=torch.Generator().manual_seed(0))
+    ref_logits, _ = _greedy(fp32, ids)
+    logits, generated = _greedy(out, ids)  # runs with the KV cache
+    assert generated.shape == (2, 18)
+    error = (logits - ref_logits).abs().max().item()
+    assert 0 < error < 0.25 * ref_logits.abs().max().item()  # 4-bit, not a broken table
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_int4_tied_embedding_is_one_4bit_table_shared_with_the_lm_head(tmp_path, symmetric):
     import onnx
-    import torch
 
     from components.quantize import quantize_int4
 
@@ -88,12 +99,7 @@ def test_int4_tied_embedding_is_one_4bit_table_shared_with_the_lm_head(tmp_path,
     assert len(gathers) == 1 and gathers[0].input[0] == f"{weights[0]}_rows"
     assert (len(gathers[0].input) == 4) is not symmetric  # asymmetric: the head's zero points too
 
-    ids = torch.randint(1, VOCAB, (2, 12), generator=torch.Generator().manual_seed(0))
-    ref_logits, _ = _greedy(fp32, ids)
-    logits, generated = _greedy(out, ids)  # runs with the KV cache
-    assert generated.shape == (2, 18)
-    error = (logits - ref_logits).abs().max().item()
-    assert 0 < error < 0.25 * ref_logits.abs().max().item()  # 4-bit, not a broken table
+    _assert_generates_close_to(fp32, out)
 
 
 @pytest.mark.slow
@@ -125,7 +131,6 @@ def test_int4_untied_embedding_keeps_its_own_4bit_table(tmp_path):
 @pytest.mark.parametrize(("algorithm", "block"), [("hqq", 32), ("k_quant", 16)])  # k_quant: an even count a row
 def test_int4_algorithms_write_every_matmul_as_4bit_blocks_of_the_configured_size(tmp_path, algorithm, block):
     import onnx
-    import torch
     from onnx import helper
 
     from components.quantize import quantize_int4
@@ -141,12 +146,7 @@ def test_int4_algorithms_write_every_matmul_as_4bit_blocks_of_the_configured_siz
     assert {(a["bits"], a["block_size"]) for a in nbits} == {(4, block)}
     assert sum(n.op_type == "MatMul" for n in nodes) < matmuls  # the rest multiply activations, not weights
 
-    ids = torch.randint(1, VOCAB, (2, 12), generator=torch.Generator().manual_seed(0))
-    ref_logits, _ = _greedy(fp32, ids)
-    logits, generated = _greedy(out, ids)  # runs with the KV cache
-    assert generated.shape == (2, 18)
-    error = (logits - ref_logits).abs().max().item()
-    assert 0 < error < 0.25 * ref_logits.abs().max().item()  # 4-bit, not a broken table
+    _assert_generates_close_to(fp32, out)
 
 
 def test_int4_algorithm_is_one_ort_offers():
