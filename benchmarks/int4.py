@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from components.config import QuantizeConfig, load_params
-from components.evaluate import evaluate_model
+from components.evaluate import evaluate_model, served_inputs
 from components.inference import ChatModel
 from components.parity import label_of
 from components.quantize import dir_size_mb, quantize_int4
@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.profile)
     task = load_task(params.task, args.work_dir)
-    rows = _served_inputs(args.data or args.work_dir / "data/prepared/test.jsonl", params, task)[: args.n]
+    rows = served_inputs(args.data or args.work_dir / "data/prepared/test.jsonl", params, task, [])[: args.n]
     fp32 = args.work_dir / "models/student_onnx/fp32"
     folders = {"onnx_fp32": fp32, "int8": args.work_dir / "models/student_onnx/int8"}
     for algorithm, block in SETTINGS:
@@ -53,17 +53,6 @@ def main() -> None:
     for name, figures in results.items():
         print(f"| {name} | " + " | ".join(str(figures[k]) for k in keys) + " |")
     print(json.dumps(results))
-
-
-def _served_inputs(path: Path, params, task) -> list[dict]:
-    """The rows as the served model reads them (NFKC, PII placeholders when ``serve.mask_inputs``), as
-    ``slmops evaluate`` reads them."""
-    from collections import Counter
-
-    from components.data import PrepareConfig, load_clean
-
-    cfg = PrepareConfig(mask_pii=params.serve.mask_inputs, min_chars=1)
-    return load_clean(path, cfg, task, True, [], Counter(), params.pii.model_copy(update={"ner": False}))
 
 
 def _compare(folders: dict[str, Path], task, rows: list[dict], max_new_tokens: int) -> dict[str, dict]:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 from tqdm.auto import tqdm
 
-from components.config import EvaluateConfig, TeacherConfig
+from components.config import EvaluateConfig, Params, TeacherConfig
 from components.inference import Completion
 from components.io import load_jsonl, write_jsonl, write_manifest
 from components.quantize import dir_size_mb
@@ -34,6 +34,17 @@ class Chat(Protocol):
 class EvaluateResult(BaseModel):
     out_dir: Path
     metrics: dict[str, dict[str, float]]
+
+
+def served_inputs(path: Path, params: Params, task: Task, rejects: list[dict]) -> list[dict]:
+    """A labelled file's valid rows, each input as the served model reads it: NFKC, and PII placeholders when the
+    server masks them (``serve.mask_inputs``, the server's fast path). Bad rows go to ``rejects`` (file, line)."""
+    from collections import Counter
+
+    from components.data import PrepareConfig, load_clean
+
+    cfg = PrepareConfig(mask_pii=params.serve.mask_inputs, min_chars=1)
+    return load_clean(path, cfg, task, True, rejects, Counter(), params.pii.model_copy(update={"ner": False}))
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -184,16 +184,12 @@ def evaluate(
     """Evaluate a model on any labelled file, reading each input as the server's model does; the last stdout
     line is the metrics as one JSON object."""
     params = _setup(work_dir, profile)
-    from components.data import PrepareConfig, load_clean
-    from components.evaluate import evaluate_model
+    from components.evaluate import evaluate_model, served_inputs
     from components.tasks import load_task
 
     task = load_task(params.task, work_dir.resolve())
     rejects: list[dict] = []
-    # The inputs the served model reads: NFKC, and PII placeholders when the server masks them (serve.mask_inputs).
-    pii_cfg = params.pii.model_copy(update={"ner": False})  # the server's fast path
-    cfg = PrepareConfig(mask_pii=params.serve.mask_inputs, min_chars=1)
-    rows = load_clean(data, cfg, task, True, rejects, Counter(), pii_cfg)
+    rows = served_inputs(data, params, task, rejects)
     for r in rejects:
         typer.echo(f"skipped {r['file']}:{r['line']}: {r['reason']}", err=True)
     if not rows:
