@@ -321,6 +321,8 @@ def monitor(
     result = monitor_flow(profile=profile, work_dir=str(work_dir), retrain=retrain, overrides=overrides or [])
     report = Path(work_dir) / "reports" / "monitor" / "drift_report.html"
     typer.echo(f"drift report: {report}" if report.exists() else f"no report: {result.get('reason')}")
+    if (result.get("retrain") or {}).get("gate"):  # a retrain ran here (not as a deployment): how it ended
+        typer.echo("retrain poc gate: " + _gate_line(result["retrain"]["gate"]))
 
 
 @app.command()

@@ -34,21 +34,23 @@ LOOP = [
 
 @pytest.fixture(scope="module")
 def loop_run(tmp_path_factory) -> dict:
-    """The smoke pipeline, with gates whose parity fits a 64-wide toy model (``_toy_parity_gates``)."""
-    gates = f"gates={_toy_parity_gates(tmp_path_factory.mktemp('loop-gates'))}"
+    """The smoke pipeline, with gates that fit a 64-wide toy model (``_toy_gates``)."""
+    gates = f"gates={_toy_gates(tmp_path_factory.mktemp('loop-gates'))}"
     return _pipeline_run(tmp_path_factory, "smoke", overrides=(gates,)) | {"sets": [*LOOP, gates]}
 
 
-def _toy_parity_gates(folder):
-    """``params/gates.yaml`` with parity agreement at 0.75. The smoke model is 64 wide, and many of its greedy
-    answers are near ties that int8 flips: 1 to 4 of the 35 test answers (0.89 to 0.97 agreement, measured),
-    so a retrain would pass or fail parity (0.9/0.95) by the machine's rounding, and then no challenge runs.
-    This test is about the loop; ``tests/test_parity.py`` refuses a corrupted int8 weight."""
+def _toy_gates(folder):
+    """``params/gates.yaml`` with no poc floor and parity agreement at 0.75. The smoke retrain's quality and its
+    int8 fidelity vary with the machine's rounding: on CI its challenger once gave valid JSON on 5 of 12 gold
+    inputs (under poc's 0.5) and another time int8 flipped 4 of its 35 near-tie answers (under parity's 0.9), and
+    either way no challenge ran. This test is about the loop; the challenge itself still has to be won, and
+    ``tests/test_parity.py`` refuses a corrupted int8 weight."""
     import yaml
 
     from components.config import load_gates
 
     gates = load_gates().model_dump()
+    gates["poc"]["min"] = dict.fromkeys(gates["poc"]["min"], 0.0)
     gates["parity"] |= {"min_output_agreement": 0.75, "min_label_agreement": 0.75}
     path = folder / "gates.yaml"
     path.write_text(yaml.safe_dump(gates))
