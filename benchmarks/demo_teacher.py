@@ -2,9 +2,9 @@
 
 Usage:
     .venv/bin/python -m benchmarks.demo_teacher            # a few seconds on a 2-core CPU
-    .venv/bin/python -m benchmarks.demo_teacher --profile smoke --target components.demo.teacher:answer
+    .venv/bin/python -m benchmarks.demo_teacher --profile smoke --target slmops.demo.teacher:answer
 
-The hand-written set (components/demo/data/dev_handwritten.jsonl) was written by hand in phrasings the
+The hand-written set (src/slmops/demo/data/dev_handwritten.jsonl) was written by hand in phrasings the
 generator does not produce and is read by nothing but evaluation. The generated test set is made fresh in a
 temporary folder with the profile's seed and sizes. Prints category/priority accuracy, JSON validity and the
 per-category recall on each set, then the time per 1,000 labelling and 1,000 self-instruct answers. The last
@@ -22,12 +22,12 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from components.config import load_params
-from components.demo import write_data
-from components.io import load_jsonl
-from components.tasks import load_task
+from slmops.config import load_params
+from slmops.demo import write_data
+from slmops.io import load_jsonl
+from slmops.tasks import load_task
 
-DEV_SET = Path(__file__).resolve().parents[1] / "components/demo/data/dev_handwritten.jsonl"
+DEV_SET = Path(__file__).resolve().parents[1] / "src/slmops/demo/data/dev_handwritten.jsonl"
 
 
 def score(answer: Callable, task, rows: list[dict]) -> dict:
@@ -55,7 +55,7 @@ def per_thousand(fn: Callable, requests: list[list[dict]]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="demo")
-    parser.add_argument("--target", default="components.demo.teacher:answer", help="module:function")
+    parser.add_argument("--target", default="slmops.demo.teacher:answer", help="module:function")
     args = parser.parse_args()
     params = load_params(args.profile)
     task = load_task("ticket_triage")

@@ -27,12 +27,12 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from components import pii
-from components.config import MonitorConfig
-from components.data import near_dup_key
-from components.demo.generate import CLOSINGS, GREETINGS, NAMES, URGENCY, generate, gold_reply
-from components.monitor import assess, run
-from components.tasks import load_task
+from slmops.config import MonitorConfig
+from slmops.data.prepare import near_dup_key
+from slmops.demo.generate import CLOSINGS, GREETINGS, NAMES, URGENCY, generate, gold_reply
+from slmops.loop.monitor import assess, run
+from slmops.tasks import load_task
+from slmops.text import pii
 
 NEW_PRODUCTS = [
     "EV充電器",

@@ -3,7 +3,7 @@ algorithm (rtn, hqq, k_quant) and block size, each quantized from the same ONNX 
 
 Usage (after `make demo`, or on any run's work dir):
     .venv/bin/python -m benchmarks.int4 --n 300
-    .venv/bin/python -m benchmarks.int4 --data components/demo/data/dev_handwritten.jsonl
+    .venv/bin/python -m benchmarks.int4 --data src/slmops/demo/data/dev_handwritten.jsonl
 
 Prints, per form: size, the task's first accuracy metric, and how often its greedy answer (and its label) is the
 same as ONNX fp32's on the same inputs, which is what the parity gate measures. Accuracy saturates on easy
@@ -16,12 +16,12 @@ import argparse
 import json
 from pathlib import Path
 
-from components.config import QuantizeConfig, load_params
-from components.evaluate import evaluate_model, served_inputs
-from components.inference import ChatModel
-from components.parity import label_of
-from components.quantize import dir_size_mb, quantize_int4
-from components.tasks import load_task
+from slmops.config import QuantizeConfig, load_params
+from slmops.evaluate.parity import label_of
+from slmops.evaluate.stage import evaluate_model, served_inputs
+from slmops.export.quantize import dir_size_mb, quantize_int4
+from slmops.inference.chat_model import ChatModel
+from slmops.tasks import load_task
 
 SETTINGS = [(algorithm, block) for algorithm in ("rtn", "hqq", "k_quant") for block in (32, 16)]
 

@@ -28,8 +28,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from components import pii
-from components.pii import legacy
+from slmops.text import pii
+from slmops.text.pii import legacy
 
 DATA = Path(__file__).parent / "data" / "pii_eval.jsonl"
 STRUCTURED = ("PHONE", "EMAIL", "CARD", "MYNUMBER", "POSTAL", "BANK_ACCOUNT", "PASSPORT", "DRIVER_LICENSE")
@@ -143,13 +143,13 @@ def throughput(texts: list[str], fn) -> float:
 
 
 def prepare_rows_per_s(texts: list[str], n: int = 1000) -> float:
-    """The prepare stage's own reader and cleaner (``components.data.load_clean``) on n unlabelled rows."""
+    """The prepare stage's own reader and cleaner (``slmops.data.prepare.load_clean``) on n unlabelled rows."""
     import tempfile
     from collections import Counter
 
-    from components.config import PrepareConfig, load_params
-    from components.data import load_clean
-    from components.tasks import load_task
+    from slmops.config import PrepareConfig, load_params
+    from slmops.data.prepare import load_clean
+    from slmops.tasks import load_task
 
     params = load_params("demo")
 
@@ -183,7 +183,7 @@ def speed(cases: list[dict]) -> None:
     for ner in (False, True):
         name = f"mask_many ner={ner}"
         print(f"  {name:<18} {throughput(rows, lambda r, ner=ner: pii.mask_many(r, ner=ner)):8.0f}")
-    print(f"  {'prepare (default)':<18} {prepare_rows_per_s(texts):8.0f}   (components.data.load_clean, 1000 rows)")
+    print(f"  {'prepare (default)':<18} {prepare_rows_per_s(texts):8.0f}   (slmops.data.prepare.load_clean, 1000 rows)")
 
 
 def main() -> None:

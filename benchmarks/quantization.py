@@ -12,12 +12,12 @@ import argparse
 import json
 from pathlib import Path
 
-from components.config import load_params
-from components.evaluate import evaluate_model
-from components.inference import ChatModel
-from components.io import load_jsonl
-from components.quantize import dir_size_mb
-from components.tasks import load_task
+from slmops.config import load_params
+from slmops.evaluate.stage import evaluate_model
+from slmops.export.quantize import dir_size_mb
+from slmops.inference.chat_model import ChatModel
+from slmops.io import load_jsonl
+from slmops.tasks import load_task
 
 
 def main() -> None:

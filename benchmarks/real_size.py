@@ -74,8 +74,8 @@ def build(shape: str, work: Path, gguf: bool = False) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from components.config import QuantizeConfig
-    from components.quantize import quantize_int4, quantize_int8
+    from slmops.config import QuantizeConfig
+    from slmops.export.quantize import quantize_int4, quantize_int8
 
     spec = dict(SHAPES[shape])
     torch_dir = work / "torch_fp32"
@@ -111,7 +111,7 @@ def _load(form: str, work: Path):
         return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     from optimum.onnxruntime import ORTModelForCausalLM
 
-    from components.inference import fix_cache_shapes
+    from slmops.inference.chat_model import fix_cache_shapes
 
     model = ORTModelForCausalLM.from_pretrained(folder)
     fix_cache_shapes(model)
@@ -141,7 +141,7 @@ def measure(form: str, work: Path, prompt_tokens: int, new_tokens: int) -> dict:
     import optimum.onnxruntime  # noqa: F401  (imports are not load time)
     import transformers  # noqa: F401
 
-    from components.quantize import dir_size_mb
+    from slmops.export.quantize import dir_size_mb
 
     started = time.perf_counter()
     model = _load(form, work)
@@ -164,8 +164,8 @@ def train_step(method: str, work: Path, seq: int = 128) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from components.config import FinetuneConfig
-    from components.finetune import _load_base
+    from slmops.config import FinetuneConfig
+    from slmops.train.finetune import _load_base
 
     base = str(work / "torch_fp32")
     model = (

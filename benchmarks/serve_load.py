@@ -33,8 +33,8 @@ from pathlib import Path
 
 import httpx
 
-from components.io import load_jsonl
-from components.tasks import load_task
+from slmops.io import load_jsonl
+from slmops.tasks import load_task
 
 task = load_task("ticket_triage")  # the demo task these benchmarks drive
 
@@ -128,7 +128,7 @@ def summarise(rounds: list[dict], log: Path) -> dict:
 def batch_agreement(model_path: Path, rows: list[dict], batch_size: int, max_tokens: int) -> dict:
     """Greedy answers of ``model_path`` alone and in batches of ``batch_size``: how many are identical, and
     the category accuracy of each (an int8 model's activation scales depend on the batch)."""
-    from components.inference import ChatModel
+    from slmops.inference.chat_model import ChatModel
 
     model = ChatModel.load(model_path)
     conversations = [task.build_messages(row["input"]) for row in rows]
@@ -154,7 +154,7 @@ def batch_agreement(model_path: Path, rows: list[dict], batch_size: int, max_tok
 
 def log_row_cost(rows: int = 500) -> dict:
     """Milliseconds to append one inference-log row, with and without fsync (on the temp dir's disk)."""
-    from components.serve.inference_log import InferenceLog
+    from slmops.serve.inference_log import InferenceLog
 
     row = {"id": "chatcmpl-x", "input": "荷物がまだ届きません。" * 4, "output": '{"category": "shipping"}' * 4}
     cost = {}

@@ -24,13 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from components.config import OpenAITeacherConfig, SamplingConfig, SynthesizeConfig
-from components.demo.generate import generate, make_inquiry
-from components.io import load_jsonl, write_jsonl
-from components.synthesize import run as synthesize
-from components.tasks import load_task
-from components.teacher import open_teacher
-from components.teacher.cache import ResponseCache, complete_cached
+from slmops.config import OpenAITeacherConfig, SamplingConfig, SynthesizeConfig
+from slmops.demo.generate import generate, make_inquiry
+from slmops.io import load_jsonl, write_jsonl
+from slmops.synthesize.stage import run as synthesize
+from slmops.tasks import load_task
+from slmops.teacher import open_teacher
+from slmops.teacher.cache import ResponseCache, complete_cached
 from tests.fake_teacher import FakeTeacher, label_json
 
 task = load_task("ticket_triage")  # the demo task these benchmarks drive

@@ -73,13 +73,13 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """A tokenizer, a random tiny Llama (transformers folder) and its ONNX export: untrained, but real."""
     from transformers import AutoTokenizer
 
-    from components.config import TinyModelConfig
-    from components.demo.generate import generate
-    from components.demo.models import init_model
-    from components.demo.tokenizer import run as train_tokenizer
-    from components.io import write_jsonl
-    from components.quantize import export_onnx, quantize_int8
-    from components.tasks import load_task
+    from slmops.config import TinyModelConfig
+    from slmops.demo.generate import generate
+    from slmops.demo.models import init_model
+    from slmops.demo.tokenizer import run as train_tokenizer
+    from slmops.export.quantize import export_onnx, quantize_int8
+    from slmops.io import write_jsonl
+    from slmops.tasks import load_task
 
     root = tmp_path_factory.mktemp("tiny")
     sets = generate(1, 60, 120, 20)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from components.serve.app import BackgroundServer
+from slmops.serve.app import BackgroundServer
 
 # script(messages, attempt) -> (status, content or None, finish_reason, headers)
 Script = Callable[[list[dict], int], tuple[int, str | None, str, dict]]

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from components.config import FinetuneConfig, QuantizeConfig
-from components.tasks import load_task
+from slmops.config import FinetuneConfig, QuantizeConfig
+from slmops.tasks import load_task
 
 SMALL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "max_position_embeddings": 256}
 
@@ -106,8 +106,8 @@ def build_model(arch: str, tokenizer_dir: Path, out_dir: Path) -> Path:
 def _chat_through_server(model_dir: Path) -> dict:
     import httpx
 
-    from components.inference import ChatModel
-    from components.serve.app import BackgroundServer
+    from slmops.inference.chat_model import ChatModel
+    from slmops.serve.app import BackgroundServer
 
     messages = task.build_messages("注文した商品が届きません")
     with BackgroundServer.for_model_dir(model_dir, "student") as server:
@@ -121,7 +121,8 @@ def _chat_through_server(model_dir: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_architecture_goes_from_qlora_to_a_served_int4_answer(arch, tiny_models, tmp_path):
-    from components import finetune, quantize
+    from slmops.export import quantize
+    from slmops.train import finetune
 
     base = build_model(arch, tiny_models["tokenizer"], tmp_path / "base")
     cfg = FinetuneConfig(

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from components.compare import correctness, decide_challenger, judged_field, mcnemar_exact, paired
-from components.config import CompareConfig
-from components.tasks import load_task
+from slmops.config import CompareConfig
+from slmops.loop.compare import correctness, decide_challenger, judged_field, mcnemar_exact, paired
+from slmops.tasks import load_task
 
 task = load_task("ticket_triage")
 

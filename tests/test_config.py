@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from components.config import PARAMS_DIR, PROFILES, ParamsError, load_gates, load_params
+from slmops.config import PARAMS_DIR, PROFILES, ParamsError, load_gates, load_params
 
 INVALID = Path(__file__).parent / "fixtures" / "invalid_params"
 
@@ -31,8 +31,8 @@ def test_base_yaml_holds_only_real_overrides():
     """Defaults live in the code; base.yaml may only change them, never repeat them."""
     import yaml
 
-    from components.config import Params
-    from flows.runtime import flatten
+    from slmops.config import Params
+    from slmops.flows.runtime import flatten
 
     defaults = flatten(Params().model_dump(mode="json"))
     base = flatten(yaml.safe_load((PARAMS_DIR / "base.yaml").read_text()) or {})
@@ -99,7 +99,7 @@ def test_gates_must_get_stricter_at_each_stage(tmp_path, stage, kind, metric, va
 
 
 def test_a_gate_on_a_metric_the_task_does_not_report_stops_the_run_before_it_starts(tmp_path):
-    from components.preflight import check
+    from slmops.config.preflight import check
 
     params = load_params("smoke-reviews", overrides=["gates=gates.yaml"])  # ticket_triage's gates
     problems = check(params, tmp_path)

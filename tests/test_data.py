@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from components.config import PrepareConfig
-from components.data import near_dup_key, run
-from components.demo.generate import generate, overlap_report
-from components.io import load_jsonl
-from components.pii import find_pii
-from components.tasks import load_task
+from slmops.config import PrepareConfig
+from slmops.data.prepare import near_dup_key, run
+from slmops.demo.generate import generate, overlap_report
+from slmops.io import load_jsonl
+from slmops.tasks import load_task
+from slmops.text.pii import find_pii
 
 TASK = load_task("ticket_triage")
 
@@ -105,9 +105,9 @@ def test_prepare_reads_csv(tmp_path):
 
 
 def test_prepared_demo_splits_do_not_overlap_and_hold_no_pii(tmp_path):
-    from components.demo import write_data
+    from slmops.demo import write_data
 
-    write_data("components.demo.generate:generate", 3, 150, 300, 60, tmp_path / "raw")
+    write_data("slmops.demo.generate:generate", 3, 150, 300, 60, tmp_path / "raw")
     raw = tmp_path / "raw"
     run(
         PrepareConfig(),
@@ -156,7 +156,7 @@ REVIEW_ROWS = [
 
 
 def _prepare_reviews(tmp_path, labelled, columns=None, name="out"):
-    from components.config import SourceConfig
+    from slmops.config import SourceConfig
 
     src = SourceConfig(path=str(labelled), columns=columns or {})
     cfg = PrepareConfig(val_fraction=0.0, min_chars=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.decoding import StopHolder, cut_at_stop
+from slmops.inference.decoding import StopHolder, cut_at_stop
 
 
 def test_cut_at_stop_cuts_at_the_earliest_stop():

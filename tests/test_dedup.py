@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from components.dedup import NearDupIndex, jaccard, shingles, signature
+from slmops.text.dedup import NearDupIndex, jaccard, shingles, signature
 from tests.conftest import REPO
 
 BASE = "先週購入したノートPCの電源が入りません。初期不良なので交換してください。"
@@ -29,6 +29,6 @@ def test_minhash_estimate_tracks_the_exact_jaccard():
 
 
 def test_signatures_are_identical_across_processes():
-    code = f"from components.dedup import signature; print(signature({BASE!r}).tolist())"
+    code = f"from slmops.text.dedup import signature; print(signature({BASE!r}).tolist())"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(signature(BASE).tolist())

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from components.config import CallableTeacherConfig, SynthesizeConfig
-from components.dedup import NearDupIndex
-from components.demo import generate
-from components.demo.phrasebank import PROBLEMS
-from components.demo.teacher import answer
-from components.io import load_jsonl, write_jsonl
-from components.synthesize import run
-from components.tasks import load_task
+from slmops.config import CallableTeacherConfig, SynthesizeConfig
+from slmops.demo import generate
+from slmops.demo.phrasebank import PROBLEMS
+from slmops.demo.teacher import answer
+from slmops.io import load_jsonl, write_jsonl
+from slmops.synthesize.stage import run
+from slmops.tasks import load_task
+from slmops.text.dedup import NearDupIndex
 
 ROOT = Path(__file__).resolve().parents[1]
-DEV_SET = ROOT / "components/demo/data/dev_handwritten.jsonl"
-TARGET = "components.demo.teacher:answer"
+DEV_SET = ROOT / "src/slmops/demo/data/dev_handwritten.jsonl"
+TARGET = "slmops.demo.teacher:answer"
 task = load_task("ticket_triage")
 
 
@@ -115,9 +115,9 @@ def test_the_dev_set_is_hand_labelled_and_balanced():
 
 
 # Code that may read the hand-written dev set: evaluation only. Training, generation and synthesis never may.
-# params/loop.yaml: `slmops loop demo` measures the served versions on it offline (flows/loop_demo.py:accuracy);
+# params/loop.yaml: `slmops loop demo` measures the served versions on it offline (src/slmops/flows/loop_demo.py:accuracy);
 # it never sends it to the server, so it never reaches the inference log, the harvest or training.
-DEV_SET_READERS_ALLOWED = {"components/evaluate.py", "params/loop.yaml"}
+DEV_SET_READERS_ALLOWED = {"src/slmops/evaluate/stage.py", "params/loop.yaml"}
 
 
 def _files_naming(name: str, folders: list[str]) -> set[str]:
@@ -136,7 +136,7 @@ def test_only_evaluation_code_names_the_dev_set():
         p for p in ("dvc.yaml", "Makefile") if (ROOT / p).exists() and name in (ROOT / p).read_text()
     }
     assert readers <= DEV_SET_READERS_ALLOWED, f"only evaluation may read {name}: {sorted(readers)}"
-    assert not re.search(r"dev_handwritten", (ROOT / "components/demo/generate.py").read_text())
+    assert not re.search(r"dev_handwritten", (ROOT / "src/slmops/demo/generate.py").read_text())
 
 
 def test_synthesize_with_the_callable_teacher_writes_a_training_file(tmp_path):
@@ -165,7 +165,7 @@ def test_synthesize_with_the_callable_teacher_writes_a_training_file(tmp_path):
 
 
 def test_the_rules_hash_is_part_of_the_model_version_only_where_the_function_has_one():
-    from components.teacher.callable import CallableTeacher
+    from slmops.teacher.callable import CallableTeacher
 
     ours = CallableTeacher(CallableTeacherConfig(target=TARGET, model="demo-rules-v1"))
     plain = CallableTeacher(CallableTeacherConfig(target="json:dumps", model="rules"))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from flows.deployments import build_deployments
-from flows.monitor import DRIFT_DEPLOYMENT
+from slmops.flows.deployments import build_deployments
+from slmops.flows.monitor import DRIFT_DEPLOYMENT
 
 
 def test_the_schedule_holds_the_retrain_the_monitor_starts():

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from components.inference import ChatModel, pick_device
-from components.tasks import load_task
+from slmops.inference.chat_model import ChatModel, pick_device
+from slmops.tasks import load_task
 
 TASK = load_task("ticket_triage")
 GPU = torch.cuda.is_available()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from components.config import FinetuneConfig, LoraParams, TrainingConfig
-from components.evaluate import evaluate_model
-from components.finetune import run
-from components.inference import ChatModel
-from components.io import load_jsonl
-from components.tasks import load_task
+from slmops.config import FinetuneConfig, LoraParams, TrainingConfig
+from slmops.evaluate.stage import evaluate_model
+from slmops.inference.chat_model import ChatModel
+from slmops.io import load_jsonl
+from slmops.tasks import load_task
+from slmops.train.finetune import run
 
 task = load_task("ticket_triage")
 
@@ -59,7 +59,7 @@ def test_finetune_changes_weights_and_beats_the_untrained_model(tiny_models, tmp
 def test_qlora_loads_the_base_in_4bit(tiny_models):
     import bitsandbytes as bnb
 
-    from components.finetune import _load_base
+    from slmops.train.finetune import _load_base
 
     model = _load_base(FinetuneConfig(method="qlora"), str(tiny_models["model"]))
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from components.config import FinetuneConfig
-from components.finetune import last_checkpoint, run
-from components.tasks import load_task
+from slmops.config import FinetuneConfig
+from slmops.tasks import load_task
+from slmops.train.finetune import last_checkpoint, run
 
 MAX_STEPS = 60
 
@@ -31,9 +31,9 @@ def _cfg(**training) -> FinetuneConfig:
 _CHILD = """
 import sys
 from pathlib import Path
-from components.config import FinetuneConfig
-from components.finetune import run
-from components.tasks import load_task
+from slmops.config import FinetuneConfig
+from slmops.train.finetune import run
+from slmops.tasks import load_task
 cfg = FinetuneConfig.model_validate_json(sys.argv[1])
 task = load_task("ticket_triage")
 run(cfg, train=Path(sys.argv[2]), val=None, base_model=sys.argv[3], out_dir=Path(sys.argv[4]), task=task)

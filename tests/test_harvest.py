@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from components import harvest, pii
-from components.config import HarvestConfig
-from components.harvest import STATE, PiiLeft, load_state, pending_rows, run
-from components.io import load_jsonl, write_jsonl
-from components.tasks import load_task
+from slmops.config import HarvestConfig
+from slmops.io import load_jsonl, write_jsonl
+from slmops.loop import harvest
+from slmops.loop.harvest import STATE, PiiLeft, load_state, pending_rows, run
+from slmops.tasks import load_task
+from slmops.text import pii
 from tests.conftest import REPO
 
 task = load_task("ticket_triage")
@@ -110,7 +111,7 @@ def test_weakest_rows_come_first_with_provenance_and_the_cap_holds(tmp_path):
 
 
 def test_inputs_far_from_every_training_input_are_flagged_as_a_drifted_region(tmp_path):
-    from components.demo.generate import generate
+    from slmops.demo.generate import generate
 
     sets = generate(1, 1000, 10, 20)
     train = tmp_path / "train.jsonl"
@@ -230,9 +231,9 @@ def test_a_crash_between_the_batch_and_the_state_redoes_that_batch_taking_nothin
 CHILD = """
 import sys
 from pathlib import Path
-from components.config import HarvestConfig
-from components.harvest import run
-from components.tasks import load_task
+from slmops.config import HarvestConfig
+from slmops.loop.harvest import run
+from slmops.tasks import load_task
 task, cfg = load_task("ticket_triage"), HarvestConfig(near_dup_threshold=1.0, max_rows_per_batch=100_000)
 while True:
     run(cfg, task=task, log=Path(sys.argv[1]), out_dir=Path(sys.argv[2]), train=[], eval_sets=[])

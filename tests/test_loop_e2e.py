@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from components import pii
-from components.demo.generate import generate
-from components.io import load_jsonl, sha256_tree
-from components.serve.inference_log import InferenceLog
+from slmops.demo.generate import generate
+from slmops.io import load_jsonl, sha256_tree
+from slmops.serve.inference_log import InferenceLog
+from slmops.text import pii
 from tests.conftest import _pipeline_run, slmops
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ def _toy_gates(folder):
     ``tests/test_parity.py`` refuses a corrupted int8 weight."""
     import yaml
 
-    from components.config import load_gates
+    from slmops.config import load_gates
 
     gates = load_gates().model_dump()
     gates["poc"]["min"] = dict.fromkeys(gates["poc"]["min"], 0.0)
@@ -59,7 +59,7 @@ def _toy_gates(folder):
 
 def _log(work, seed: int, n: int, shifted: bool) -> None:
     """``n`` answered rows as the server logs them; shifted rows were all answered by the teacher fallback."""
-    from components.demo.teacher import answer
+    from slmops.demo.teacher import answer
 
     log = InferenceLog(work / "logs" / "inference.jsonl", fsync=False)
     for row in generate(seed, 0, 0, n, phrasing_share=0.5, shifted=shifted)["test"]:
@@ -105,8 +105,8 @@ def test_in_distribution_traffic_is_reported_and_starts_no_retrain(loop_run):
 
 
 def test_drift_in_two_windows_starts_one_retrain_that_trains_on_the_traffic(loop_run):
-    from components import registry
-    from components.config import load_params
+    from slmops.config import load_params
+    from slmops.registry import aliases as registry
 
     work, name = loop_run["work"], load_params("smoke").model_name
     student_before, champion = sha256_tree(work / "models/student"), registry.alias_version(name, "poc")

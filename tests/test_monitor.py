@@ -8,13 +8,13 @@ import random
 
 import pytest
 
-from components import pii
-from components.config import MonitorConfig
-from components.demo.generate import generate, gold_reply
-from components.drift import drifted_values, label_signals, predicted, rate_signals, semantic_signal
-from components.io import write_jsonl
-from components.monitor import run
-from components.tasks import load_task
+from slmops.config import MonitorConfig
+from slmops.demo.generate import generate, gold_reply
+from slmops.io import write_jsonl
+from slmops.loop.drift import drifted_values, label_signals, predicted, rate_signals, semantic_signal
+from slmops.loop.monitor import run
+from slmops.tasks import load_task
+from slmops.text import pii
 
 task = load_task("ticket_triage")
 CFG = MonitorConfig(window=200, min_rows=30)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import openai
 import pytest
 
-from components.config import ServeConfig
-from components.inference import ChatModel
-from components.io import load_jsonl
-from components.serve.app import BackgroundServer, create_app
-from components.serve.routes.chat import _format_violation
-from components.serve.schemas import ResponseFormat
+from slmops.config import ServeConfig
+from slmops.inference.chat_model import ChatModel
+from slmops.io import load_jsonl
+from slmops.serve.app import BackgroundServer, create_app
+from slmops.serve.routes.chat import _format_violation
+from slmops.serve.schemas import ResponseFormat
 
 USER = [{"role": "user", "content": "注文した商品が届きません"}]
 

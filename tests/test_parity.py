@@ -7,8 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from components.io import load_jsonl
-from components.parity import (
+from slmops.evaluate.parity import (
     ParityFigures,
     ParityModel,
     ParityThresholds,
@@ -17,7 +16,8 @@ from components.parity import (
     decide_parity,
     label_of,
 )
-from components.tasks import load_task
+from slmops.io import load_jsonl
+from slmops.tasks import load_task
 
 task = load_task("ticket_triage")
 
@@ -73,8 +73,8 @@ def test_each_quantized_form_is_compared_with_onnx_fp32_and_judged_on_its_own_st
 
 
 def test_registration_skips_a_smaller_form_that_fails_its_parity():
-    from components.config import PARAMS_DIR, QuantizeConfig, load_gates, load_params
-    from flows.pipeline import _choose_form
+    from slmops.config import PARAMS_DIR, QuantizeConfig, load_gates, load_params
+    from slmops.flows.pipeline import _choose_form
 
     params = load_params("smoke").model_copy(update={"quantize": QuantizeConfig(candidates=["int8", "int4"])})
     gates = load_gates(PARAMS_DIR / params.gates)
@@ -116,9 +116,9 @@ def _corrupt_int8(src, dst):
 
 @pytest.mark.slow
 def test_the_chain_agrees_and_a_corrupted_int8_weight_is_refused(tiny_models, tmp_path):
-    from components import pii
-    from components.inference import ChatModel
-    from components.serve.app import BackgroundServer
+    from slmops.inference.chat_model import ChatModel
+    from slmops.serve.app import BackgroundServer
+    from slmops.text import pii
 
     rows = load_jsonl(tiny_models["prepared"] / "test.jsonl")[:6]
     # The fixture's files are raw generator output; the prepare stage (and the server) mask inputs first.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import FinetuneConfig, ParamsError, QuantizeConfig, load_params
-from components.quantize import choose_candidate
+from slmops.config import FinetuneConfig, ParamsError, QuantizeConfig, load_params
+from slmops.export.quantize import choose_candidate
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,7 @@ def test_a_key_slmops_sets_itself_is_refused_with_the_field_to_use():
 
 
 def test_pass_through_keys_reach_the_library_config_and_defaults_keep_todays_behaviour(tmp_path):
-    from components.finetune import _peft_config, training_args
+    from slmops.train.finetune import _peft_config, training_args
 
     default = training_args(FinetuneConfig().training, tmp_path, seed=1)
     assert (default.adam_beta2, default.lr_scheduler_type, default.save_strategy) == (0.95, "cosine", "no")

@@ -10,17 +10,17 @@ from collections import Counter
 import pytest
 from pydantic import ValidationError
 
-from components import pii
-from components.config import PIIConfig
-from components.pii import find_pii, legacy, mask
-from components.pii.recognizers import card_issuer, luhn_ok, my_number_check_digit
+from slmops.config import PIIConfig
+from slmops.text import pii
+from slmops.text.pii import find_pii, legacy, mask
+from slmops.text.pii.recognizers import card_issuer, luhn_ok, my_number_check_digit
 from tests.conftest import slmops
 
 
 @pytest.fixture(scope="session", autouse=True)
 def pii_engine():
     """GiNZA's pipeline loads once (seconds) for the whole session; every test below reuses it."""
-    from components.pii.engine import analyzer
+    from slmops.text.pii.engine import analyzer
 
     return analyzer(False)
 
@@ -178,7 +178,7 @@ def test_legacy_masker_still_importable_for_the_benchmark():
 
 
 def test_importing_the_masker_loads_no_nlp_library():
-    code = "import sys, components.pii; print(any(m in sys.modules for m in ('spacy', 'presidio_analyzer')))"
+    code = "import sys, slmops.text.pii; print(any(m in sys.modules for m in ('spacy', 'presidio_analyzer')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -186,11 +186,11 @@ def test_importing_the_masker_loads_no_nlp_library():
 @pytest.mark.slow
 def test_ginza_ner_model_path():
     """The NER model (params pii.ner: true) loads from the installed package and confirms a lone surname."""
-    from components.pii.engine import analyzer
+    from slmops.text.pii.engine import analyzer
 
     text = "連絡先は佐々木（090-2222-3333）まで"
     assert mask(text, ner=True) == "連絡先は[NAME]([PHONE])まで"
-    from components.pii.names import GinzaPersonRecognizer
+    from slmops.text.pii.names import GinzaPersonRecognizer
 
     norm = pii.normalize(text)
     artifacts = analyzer(True).nlp_engine.process_text(norm, "ja")
@@ -253,7 +253,7 @@ def test_a_found_name_is_masked_wherever_it_comes_back(text, masked):
 
 
 def test_a_romaji_reading_after_a_slash_is_the_same_name():
-    from components.pii.mentions import is_romaji
+    from slmops.text.pii.mentions import is_romaji
 
     assert pii.mask("氏名：森田 花子 / Hanako Morita") == "氏名:[NAME] / [NAME]"
     assert pii.mask("氏名 Name: 上野 智子") == "氏名 Name: [NAME]"  # a form's label is no name

@@ -10,18 +10,18 @@ import json
 import httpx
 import pytest
 
-from components.config import FallbackConfig, OpenAITeacherConfig, PIIConfig, PrepareConfig, ServeConfig
-from components.data import run as prepare
-from components.harvest import PiiLeft
-from components.inference import ChatModel, Completion
-from components.io import load_jsonl
-from components.serve.app import BackgroundServer, create_app
-from components.serve.fallback import Fallback
-from components.serve.inference_log import log_row
-from components.tasks import load_task
-from components.teacher.base import TeacherResponse
-from components.teacher.openai import OpenAITeacher
-from components.teacher.validate import check_label, check_new_input
+from slmops.config import FallbackConfig, OpenAITeacherConfig, PIIConfig, PrepareConfig, ServeConfig
+from slmops.data.prepare import run as prepare
+from slmops.inference.chat_model import ChatModel, Completion
+from slmops.io import load_jsonl
+from slmops.loop.harvest import PiiLeft
+from slmops.serve.app import BackgroundServer, create_app
+from slmops.serve.fallback import Fallback
+from slmops.serve.inference_log import log_row
+from slmops.tasks import load_task
+from slmops.teacher.base import TeacherResponse
+from slmops.teacher.openai import OpenAITeacher
+from slmops.teacher.validate import check_label, check_new_input
 from tests.fake_teacher import FakeTeacher, label_json
 from tests.test_harvest import _run as harvest_run
 from tests.test_harvest import append, unique_texts
@@ -64,7 +64,7 @@ def test_teacher_replies_and_new_inputs_are_masked_by_the_configured_masker():
     assert reason is None and label.reply == "[NAME]様、確認いたします。"
     label, _ = check_label(TASK, reply, "荷物が届きません", PHONES_ONLY)
     assert "中村健一" in label.reply
-    from components.dedup import NearDupIndex
+    from slmops.text.dedup import NearDupIndex
 
     written = TeacherResponse(text="松本由美です。請求書が二重に届きました。確認をお願いします。", finish_reason="stop")
     text, reason = check_new_input(TASK, written, "ログインできません", NearDupIndex(0.9), NearDupIndex(0.9))
@@ -118,8 +118,8 @@ def test_the_model_sees_user_messages_as_it_was_trained_on_them():
     so served inputs do not differ from the training inputs (serve.mask_inputs)."""
     from types import SimpleNamespace
 
-    from components.config import ServeConfig
-    from components.serve.state import as_trained
+    from slmops.config import ServeConfig
+    from slmops.serve.state import as_trained
 
     messages = [
         {"role": "system", "content": "電話 090-1234-5678"},
@@ -134,9 +134,9 @@ def test_the_model_sees_user_messages_as_it_was_trained_on_them():
 def test_slmops_evaluate_reads_inputs_as_the_served_model_does(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import components.evaluate
-    import flows.cli
-    from components.config import load_params
+    import slmops.cli
+    import slmops.evaluate.stage
+    from slmops.config import load_params
 
     seen: list[str] = []
 
@@ -146,14 +146,14 @@ def test_slmops_evaluate_reads_inputs_as_the_served_model_does(tmp_path, monkeyp
 
     for mask_inputs in (True, False):
         params = load_params("smoke", overrides=[f"serve.mask_inputs={str(mask_inputs).lower()}"])
-        monkeypatch.setattr(flows.cli, "_setup", lambda *a, p=params, **k: p)
-        monkeypatch.setattr(flows.cli, "_load_model", lambda *a: None)
-        monkeypatch.setattr(components.evaluate, "evaluate_model", evaluate_model)
+        monkeypatch.setattr(slmops.cli, "_setup", lambda *a, p=params, **k: p)
+        monkeypatch.setattr(slmops.cli, "_load_model", lambda *a: None)
+        monkeypatch.setattr(slmops.evaluate.stage, "evaluate_model", evaluate_model)
         data = tmp_path / "rows.jsonl"
         expected = {"category": "account", "priority": "low"}
         row = {"input": "中村健一です。ＴＥＬ 090-1234-5678 まで", "expected": expected}
         data.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
-        result = CliRunner().invoke(flows.cli.app, ["evaluate", "--model", "poc", "--data", str(data)])
+        result = CliRunner().invoke(slmops.cli.app, ["evaluate", "--model", "poc", "--data", str(data)])
         assert result.exit_code == 0, result.output
     masked, raw = seen
     assert "中村" not in masked and "[PHONE]" in masked and "TEL" in masked  # masked and NFKC, as the server does

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from components.pii.scan import Finding, scan_file
+from slmops.text.pii.scan import Finding, scan_file
 from tests.conftest import slmops
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from components.config import PARAMS_DIR, load_gates
-from components.io import load_jsonl
-from flows.stages import DEMO, PIPELINE
+from slmops.config import PARAMS_DIR, load_gates
+from slmops.flows.stages import DEMO, PIPELINE
+from slmops.io import load_jsonl
 from tests.conftest import slmops
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ def test_mlflow_has_a_parent_run_with_nested_stage_runs_and_a_comparison_table(s
 
 def _stage_lines(stdout: str) -> dict[str, str]:
     """``{stage: "ran" | "cached"}`` from the one line each stage prints."""
-    from flows.stages import STAGES
+    from slmops.flows.stages import STAGES
 
     found = {}
     for line in stdout.splitlines():
@@ -83,8 +83,8 @@ def test_every_stage_prints_one_line_and_no_library_noise(smoke_run):
 
 
 def test_rerun_with_nothing_changed_recomputes_nothing(smoke_run):
-    from components import registry
-    from components.config import load_params
+    from slmops.config import load_params
+    from slmops.registry import aliases as registry
 
     name = load_params("smoke").model_name
     before = registry.alias_version(name, "poc")
@@ -223,10 +223,10 @@ def _register_copy(smoke_run, metrics=None) -> str:
     """Register the smoke int8 model again as a new version (a stand-in for a later retraining run)."""
     import mlflow
 
-    from components import registry
-    from components.config import load_params
-    from components.tasks import load_task
-    from flows.runtime import tracking
+    from slmops.config import load_params
+    from slmops.flows.runtime import tracking
+    from slmops.registry import aliases as registry
+    from slmops.tasks import load_task
 
     work = smoke_run["work"]
     mlflow.set_tracking_uri(smoke_run["env"]["MLFLOW_TRACKING_URI"])
@@ -242,8 +242,8 @@ def _register_copy(smoke_run, metrics=None) -> str:
 
 
 def test_promotion_is_gated_and_rollback_restores_the_previous_holder(smoke_run):
-    from components import registry
-    from components.config import load_params
+    from slmops.config import load_params
+    from slmops.registry import aliases as registry
 
     work, env = smoke_run["work"], smoke_run["env"]
     name = load_params("smoke").model_name
@@ -271,8 +271,8 @@ def test_promotion_is_gated_and_rollback_restores_the_previous_holder(smoke_run)
 
 
 def test_a_tampered_artifact_is_refused_at_load(smoke_run):
-    from components import registry
-    from components.config import load_params
+    from slmops.config import load_params
+    from slmops.registry import aliases as registry
 
     name = load_params("smoke").model_name
     version = _register_copy(smoke_run)
@@ -290,7 +290,7 @@ def _tamper(name: str, version: str) -> None:
 
     import mlflow
 
-    from components import registry
+    from slmops.registry import aliases as registry
 
     source = registry._client().get_model_version(name, version).source  # models:/m-<logged model id>
     stored = Path(urlparse(mlflow.get_logged_model(source.removeprefix("models:/")).artifact_location).path)
@@ -299,10 +299,10 @@ def _tamper(name: str, version: str) -> None:
 
 
 def test_the_server_follows_the_alias_and_refuses_a_tampered_holder(smoke_run):
-    from components import registry
-    from components.config import ServeConfig, load_params
-    from components.serve.app import BackgroundServer, create_app
-    from components.serve.reload import ModelHolder, ServedModel
+    from slmops.config import ServeConfig, load_params
+    from slmops.registry import aliases as registry
+    from slmops.serve.app import BackgroundServer, create_app
+    from slmops.serve.reload import ModelHolder, ServedModel
 
     name = load_params("smoke").model_name
     registry.set_alias(name, "live", _register_copy(smoke_run))
@@ -333,9 +333,9 @@ def test_the_server_follows_the_alias_and_refuses_a_tampered_holder(smoke_run):
 def test_rollback_waits_for_a_promotion_in_progress(smoke_run):
     import threading
 
-    from components import registry
-    from components.config import Layout, load_params
-    from flows.promote import promotion_lock, rollback
+    from slmops.config import Layout, load_params
+    from slmops.flows.promote import promotion_lock, rollback
+    from slmops.registry import aliases as registry
 
     params, work = load_params("smoke"), smoke_run["work"]
     name = params.model_name
@@ -367,9 +367,9 @@ def _loose_gates(tmp_path) -> Path:
 
 
 def test_a_passing_promotion_moves_the_alias_and_records_both_models(smoke_run, tmp_path, monkeypatch):
-    from components import registry
-    from components.config import load_params
-    from flows.promote import promote
+    from slmops.config import load_params
+    from slmops.flows.promote import promote
+    from slmops.registry import aliases as registry
 
     params, work = load_params("smoke"), smoke_run["work"]
     name = params.model_name

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from components.config import QuantizeConfig
+from slmops.config import QuantizeConfig
 
 VOCAB, HIDDEN = 1000, 96  # hidden 96 at block 32: three blocks a row, so zero points pack with a half-empty byte
 
@@ -18,7 +18,7 @@ def _export(tmp_path: Path, tied: bool) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from components.quantize import export_onnx
+    from slmops.export.quantize import export_onnx
 
     config = AutoConfig.for_model(
         "qwen2",
@@ -85,7 +85,7 @@ def _assert_generates_close_to(fp32: Path, out: Path) -> None:
 def test_int4_tied_embedding_is_one_4bit_table_shared_with_the_lm_head(tmp_path, symmetric):
     import onnx
 
-    from components.quantize import quantize_int4
+    from slmops.export.quantize import quantize_int4
 
     fp32 = _export(tmp_path, tied=True)
     out = quantize_int4(fp32, tmp_path / "int4", QuantizeConfig(int4_block_size=32, int4_symmetric=symmetric))
@@ -104,7 +104,7 @@ def test_int4_tied_embedding_is_one_4bit_table_shared_with_the_lm_head(tmp_path,
 
 @pytest.mark.slow
 def test_k_quant_refuses_an_odd_block_count_naming_the_block_size(tmp_path):
-    from components.quantize import quantize_int4
+    from slmops.export.quantize import quantize_int4
 
     fp32 = _export(tmp_path, tied=True)
     cfg = QuantizeConfig(int4_block_size=32, int4_algorithm="k_quant")  # hidden 96: three blocks a row
@@ -117,7 +117,7 @@ def test_k_quant_refuses_an_odd_block_count_naming_the_block_size(tmp_path):
 def test_int4_untied_embedding_keeps_its_own_4bit_table(tmp_path):
     import onnx
 
-    from components.quantize import quantize_int4
+    from slmops.export.quantize import quantize_int4
 
     out = quantize_int4(_export(tmp_path, tied=False), tmp_path / "int4", QuantizeConfig(int4_block_size=32))
     model = onnx.load(str(out / "model.onnx"))
@@ -133,7 +133,7 @@ def test_int4_algorithms_write_every_matmul_as_4bit_blocks_of_the_configured_siz
     import onnx
     from onnx import helper
 
-    from components.quantize import quantize_int4
+    from slmops.export.quantize import quantize_int4
 
     fp32 = _export(tmp_path, tied=True)
     matmuls = sum(n.op_type == "MatMul" for n in onnx.load(str(fp32 / "model.onnx")).graph.node)

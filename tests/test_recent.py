@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import LoopConfig
-from components.io import write_jsonl
-from components.recent import load_rows, split_recent
+from slmops.config import LoopConfig
+from slmops.io import write_jsonl
+from slmops.loop.recent import load_rows, split_recent
 from tests.test_harvest import unique_texts
 
 

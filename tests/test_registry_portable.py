@@ -13,9 +13,9 @@ import time
 import httpx
 import pytest
 
-from components import registry
-from components.inference import ChatModel
-from components.tasks import load_task
+from slmops.inference.chat_model import ChatModel
+from slmops.registry import aliases as registry
+from slmops.tasks import load_task
 
 TASK = load_task("ticket_triage")
 TEXTS = ["注文した商品がまだ届きません", "パスワードを忘れました"]

@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from components.config import ServeConfig
-from components.inference import ChatModel
-from components.io import load_jsonl
-from components.serve.app import BackgroundServer, create_app
+from slmops.config import ServeConfig
+from slmops.inference.chat_model import ChatModel
+from slmops.io import load_jsonl
+from slmops.serve.app import BackgroundServer, create_app
 from tests.conftest import REPO
 
 

@@ -8,11 +8,11 @@ import logging
 import httpx
 import pytest
 
-from components.config import ServeConfig
-from components.inference import ChatModel
-from components.serve.app import BackgroundServer, create_app
-from components.serve.keys import KeyRing
-from components.serve.reload import ModelHolder, ServedModel
+from slmops.config import ServeConfig
+from slmops.inference.chat_model import ChatModel
+from slmops.serve.app import BackgroundServer, create_app
+from slmops.serve.keys import KeyRing
+from slmops.serve.reload import ModelHolder, ServedModel
 
 KEYS = KeyRing(api_keys=frozenset({"user-key-123"}), admin_keys=frozenset({"admin-key-456"}))
 
@@ -45,7 +45,7 @@ def test_admin_routes_refuse_an_api_key_and_take_an_admin_key(model, caplog):
         chat = httpx.post(url + "/v1/chat/completions", json=body, headers={"Authorization": "Bearer user-key-123"})
         assert chat.status_code == 200  # the API key still works where it belongs
         version["now"] = "2"
-        with caplog.at_level(logging.INFO, logger="components.serve.routes.admin"):
+        with caplog.at_level(logging.INFO, logger="slmops.serve.routes.admin"):
             r = _post(url, "admin-key-456")
         assert r.status_code == 200 and r.json() == {"changed": True, "version": "2", "previous": "1"}
     logged = " ".join(rec.getMessage() for rec in caplog.records)

@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from components.config import ServeConfig
-from components.inference import ChatModel
-from components.serve.app import BackgroundServer, create_app
-from components.serve.batcher import Batcher
+from slmops.config import ServeConfig
+from slmops.inference.chat_model import ChatModel
+from slmops.serve.app import BackgroundServer, create_app
+from slmops.serve.batcher import Batcher
 
 PROMPTS = [f"{topic}について{i}" for i, topic in enumerate(["請求", "配送", "アカウント", "不具合", "解約", "その他"])]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from components.config import FallbackConfig, OpenAITeacherConfig, ServeConfig
-from components.inference import ChatModel, Completion
-from components.io import load_jsonl
-from components.serve.app import BackgroundServer, create_app
-from components.serve.fallback import Fallback
-from components.tasks import load_task
-from components.teacher.openai import OpenAITeacher
+from slmops.config import FallbackConfig, OpenAITeacherConfig, ServeConfig
+from slmops.inference.chat_model import ChatModel, Completion
+from slmops.io import load_jsonl
+from slmops.serve.app import BackgroundServer, create_app
+from slmops.serve.fallback import Fallback
+from slmops.tasks import load_task
+from slmops.teacher.openai import OpenAITeacher
 from tests.fake_teacher import FakeTeacher, label_json
 
 TASK = load_task("ticket_triage")

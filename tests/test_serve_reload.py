@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from components.config import ServeConfig
-from components.inference import ChatModel
-from components.serve.app import BackgroundServer, create_app
-from components.serve.reload import ModelHolder, ServedModel
+from slmops.config import ServeConfig
+from slmops.inference.chat_model import ChatModel
+from slmops.serve.app import BackgroundServer, create_app
+from slmops.serve.reload import ModelHolder, ServedModel
 
 
 @pytest.fixture(scope="module")

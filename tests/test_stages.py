@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import load_params
-from flows.runner import cache_key, run_stage
-from flows.stages import DEMO, PIPELINE, STAGES, Ctx
-from flows.versioning import dvc_stages
+from slmops.config import load_params
+from slmops.flows.runner import cache_key, run_stage
+from slmops.flows.stages import DEMO, PIPELINE, STAGES, Ctx
+from slmops.flows.versioning import dvc_stages
 from tests.conftest import REPO
 
 
@@ -129,7 +129,7 @@ def test_dvc_repro_runs_the_registry_stages_and_tracks_params_per_key(tmp_path):
 
 def _log_traffic(log: Path, n: int) -> None:
     """``n`` answered rows in the inference log, as the server writes them (review texts the data never had)."""
-    from components.demo.reviews import generate
+    from slmops.demo.reviews import generate
 
     rows = generate(99, 0, 0, n)["test"]
     log.parent.mkdir(parents=True, exist_ok=True)

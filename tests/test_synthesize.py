@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from components import pii
-from components.config import CostConfig, OpenAITeacherConfig, SynthesizeConfig
-from components.dedup import NearDupIndex
-from components.io import load_jsonl, write_jsonl
-from components.synthesize import RejectRateExceeded, run
-from components.tasks import load_task
-from components.teacher.base import TeacherUnavailable
+from slmops.config import CostConfig, OpenAITeacherConfig, SynthesizeConfig
+from slmops.io import load_jsonl, write_jsonl
+from slmops.synthesize.stage import RejectRateExceeded, run
+from slmops.tasks import load_task
+from slmops.teacher.base import TeacherUnavailable
+from slmops.text import pii
+from slmops.text.dedup import NearDupIndex
 from tests.fake_teacher import FakeTeacher, label_json
 
 task = load_task("ticket_triage")

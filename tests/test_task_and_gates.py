@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from components.config import GateThresholds
-from components.gates import decide
-from components.tasks import load_task
+from slmops.config import GateThresholds
+from slmops.registry.gates import decide
+from slmops.tasks import load_task
 
 task = load_task("ticket_triage")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.tasks import TASKS_DIR, load_task
+from slmops.tasks import TASKS_DIR, load_task
 
 SPECS = sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
 
@@ -86,6 +86,6 @@ def test_no_module_outside_tasks_names_a_task():
         str(p.relative_to(root))
         for folder in ("components", "flows")
         for p in (root / folder).rglob("*.py")
-        if "ticket_triage" in p.read_text(encoding="utf-8") and "components/tasks" not in p.as_posix()
+        if "ticket_triage" in p.read_text(encoding="utf-8") and "src/slmops/tasks" not in p.as_posix()
     ]
     assert named == []

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from components.config import CallableTeacherConfig, OpenAITeacherConfig, SamplingConfig, TransformersTeacherConfig
-from components.tasks import load_task
-from components.teacher import open_teacher
-from components.teacher.base import TeacherUnavailable
-from components.teacher.cache import ResponseCache, complete_cached
-from components.teacher.openai import TokenBucket
+from slmops.config import CallableTeacherConfig, OpenAITeacherConfig, SamplingConfig, TransformersTeacherConfig
+from slmops.tasks import load_task
+from slmops.teacher import open_teacher
+from slmops.teacher.base import TeacherUnavailable
+from slmops.teacher.cache import ResponseCache, complete_cached
+from slmops.teacher.openai import TokenBucket
 from tests.conftest import REPO
 from tests.fake_teacher import FakeTeacher, label_json
 
@@ -130,9 +130,9 @@ def test_cache_stores_each_answer_as_it_lands_so_a_killed_run_loses_nothing(tmp_
         cfg = _cfg(fake.base_url, max_concurrency=2)
         script = (
             "import sys, json; from pathlib import Path\n"
-            "from components.config import OpenAITeacherConfig, SamplingConfig\n"
-            "from components.teacher import open_teacher\n"
-            "from components.teacher.cache import ResponseCache, complete_cached\n"
+            "from slmops.config import OpenAITeacherConfig, SamplingConfig\n"
+            "from slmops.teacher import open_teacher\n"
+            "from slmops.teacher.cache import ResponseCache, complete_cached\n"
             "cfg = OpenAITeacherConfig.model_validate_json(sys.argv[1])\n"
             "requests = json.loads(sys.argv[2])\n"
             "with open_teacher(cfg) as t:\n"

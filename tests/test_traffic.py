@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 
-from components import synthesize
-from components.config import CallableTeacherConfig, HarvestConfig, LoopConfig, SynthesizeConfig
-from components.harvest import run as harvest
-from components.io import load_jsonl, write_jsonl
-from components.tasks import load_task
-from components.traffic import run
+from slmops.config import CallableTeacherConfig, HarvestConfig, LoopConfig, SynthesizeConfig
+from slmops.io import load_jsonl, write_jsonl
+from slmops.loop.harvest import run as harvest
+from slmops.loop.label_traffic import run
+from slmops.synthesize import stage as synthesize
+from slmops.tasks import load_task
 from tests.test_harvest import log_row, unique_texts
 
 task = load_task("ticket_triage")

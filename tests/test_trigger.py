@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from components.config import TriggerConfig
-from components.trigger import RetrainRunning, TriggerStore, retrain_lock
+from slmops.config import TriggerConfig
+from slmops.loop.trigger import RetrainRunning, TriggerStore, retrain_lock
 from tests.conftest import REPO
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -71,7 +71,7 @@ def test_the_lock_blocks_a_second_holder_in_this_and_another_process(tmp_path):
         with pytest.raises(RetrainRunning, match=r"another retrain is running.*\"pid\""), retrain_lock(lock):
             pass
         code = (
-            "import sys; from pathlib import Path; from components.trigger import retrain_lock, RetrainRunning\n"
+            "import sys; from pathlib import Path; from slmops.loop.trigger import retrain_lock, RetrainRunning\n"
             "try:\n    with retrain_lock(Path(sys.argv[1])): print('acquired')\n"
             "except RetrainRunning as e: print('busy', e)\n"
         )
@@ -84,7 +84,7 @@ def test_the_lock_blocks_a_second_holder_in_this_and_another_process(tmp_path):
 def test_a_waiting_holder_gets_the_lock_when_the_first_releases(tmp_path):
     lock = tmp_path / "retrain.lock"
     code = (
-        "import sys, time; from pathlib import Path; from components.trigger import retrain_lock\n"
+        "import sys, time; from pathlib import Path; from slmops.loop.trigger import retrain_lock\n"
         "with retrain_lock(Path(sys.argv[1])):\n    print('held', flush=True); sys.stdin.readline()\n"
     )
     holder = subprocess.Popen(

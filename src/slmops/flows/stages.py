@@ -1,0 +1,568 @@
+"""The stage registry: every stage declared once, with its params keys, inputs, output folder and code.
+
+Usage:
+    slmops stage prepare --profile demo          # one stage, cached by content (what dvc.yaml runs)
+    slmops dvc --profile demo                    # writes dvc.yaml + params.yaml from this registry
+
+The same declaration drives the Prefect flows (``src/slmops/flows/pipeline.py`` runs ``PIPELINE``, ``slmops demo build``
+runs ``DEMO``), the cache key, the generic stage command and ``dvc.yaml``; a test checks that the committed
+``dvc.yaml`` is what this registry generates. A stage's cache key is the params it reads (dotted keys into
+the resolved params, seed included), the content hashes of its inputs (not their paths) and the hashes of
+the code it runs (always ``config.py`` and ``io.py`` too). A stage whose manifest already holds that key, and
+whose output files still match the hashes recorded when it ran, is reported "cached"; any changed or missing
+output file makes it rerun, saying which.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from slmops.config import Layout, Params, SourceConfig, resolve_model_path
+from slmops.tasks import Task, load_task, spec_path
+
+REPO = Path(__file__).resolve().parent.parent
+COMMON_CODE = ("src/slmops/config/params.py", "src/slmops/io.py")
+PII_CODE = "src/slmops/text/pii"
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a stage needs to find its inputs: the resolved params and the work dir."""
+
+    params: Params
+    root: Path
+
+    @cached_property
+    def task(self) -> Task:
+        return load_task(self.params.task, self.root)
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(root=self.root)
+
+    @property
+    def traffic(self) -> Path:
+        """Harvested traffic (append-only batches + watermark): ``src/slmops/loop/harvest.py``."""
+        return self.root / "data" / "traffic"
+
+    @property
+    def traffic_labelled(self) -> Path:
+        """The teacher's labels on it, split into ``train.jsonl`` and ``recent.jsonl`` (the recent eval set)."""
+        return self.root / "data" / "traffic_labelled"
+
+    def source(self, src: SourceConfig | None) -> SourceConfig | None:
+        """A data source with its path made absolute under the work dir."""
+        return None if src is None else src.model_copy(update={"path": str(self.root / src.path)})
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    params: tuple[str, ...]  # dotted keys of the resolved params the stage reads
+    code: tuple[str, ...]  # repo-relative files/folders it runs, besides COMMON_CODE
+    inputs: Callable[[Ctx], list[Path]]
+    out: Callable[[Ctx], Path]  # the output folder; its manifest.json records the cache key and output hashes
+    run: Callable[[Ctx], BaseModel]
+    summary: Callable[[dict[str, Any]], str]  # the figure that matters, for the console line
+    artifacts: tuple[str, ...] = field(default=())  # files (globs) of the output folder logged to MLflow
+    datasets: tuple[tuple[str, str], ...] = field(default=())  # (file in the output folder, MLflow input context)
+    metrics: Callable[[Ctx], Path] | None = None  # a flat metrics file for `dvc metrics` / `dvc exp show`
+    persist: bool = False  # the output grows across runs (append-only): DVC must not delete it before a run
+
+
+def module_file(ref: str) -> str | None:
+    """The repo-relative source file of ``module:attr`` when it lives in this repo (else None)."""
+    spec = importlib.util.find_spec(ref.partition(":")[0])
+    origin = Path(spec.origin) if spec and spec.origin else None
+    return origin.relative_to(REPO).as_posix() if origin and origin.is_relative_to(REPO) else None
+
+
+def code_deps(stage: Stage, ctx: Ctx) -> list[str]:
+    """Every code path a stage's result depends on: its own, the shared ones, user modules it loads."""
+    deps = [*COMMON_CODE, *stage.code]
+    if "task" in stage.params and ":" in ctx.params.task:
+        deps.append(module_file(ctx.params.task))
+    teacher = ctx.params.synthesize.teacher
+    if any(k.startswith("synthesize") for k in stage.params) and teacher.kind == "callable":
+        found = module_file(teacher.target)  # its whole package: a rules engine imports its lexicon, phrase bank...
+        deps.append(str(Path(found).parent) if found else None)
+    if stage.name == "demo_data" and ctx.task.spec.demo_generator:
+        deps.append(module_file(ctx.task.spec.demo_generator))
+    return sorted({d for d in deps if d})
+
+
+def input_paths(stage: Stage, ctx: Ctx) -> list[Path]:
+    """The stage's declared inputs plus the task spec file when it reads ``task``."""
+    paths = stage.inputs(ctx)
+    spec = spec_path(ctx.params.task, ctx.root) if "task" in stage.params else None
+    return paths + ([spec] if spec is not None else [])
+
+
+def _sources(ctx: Ctx) -> list[Path]:
+    return [ctx.root / s.path for s in ctx.params.data.sources().values()]
+
+
+def base_model(ctx: Ctx) -> str:
+    """What finetune starts from: the champion's weights when ``loop.init_from: champion`` and a champion was
+    kept (``champion_dir``), else ``finetune.base_model`` (a local folder under the work dir, or a hub id)."""
+    if ctx.params.loop.init_from == "champion" and (champion_dir(ctx) / "config.json").exists():
+        return str(champion_dir(ctx))
+    return resolve_model_path(ctx.params.finetune.base_model, ctx.root)
+
+
+def champion_dir(ctx: Ctx) -> Path:
+    """The trained (merged) weights of the version that last took ``poc``, kept when it was registered."""
+    return ctx.root / "models" / "champion"
+
+
+def _local_base(ctx: Ctx) -> list[Path]:
+    """The base model folder when it is local: it exists, or the demo build writes it (so dvc.yaml lists it
+    whether or not the demo was built yet). A hub id is not an input."""
+    base = Path(base_model(ctx))
+    return [base] if base.exists() or base.resolve() == ctx.layout.student_base.resolve() else []
+
+
+# ---------------------------------------------------------------- how each stage calls its component
+
+
+def _demo_data(ctx: Ctx) -> BaseModel:
+    from slmops.demo import write_data
+
+    d, generator = ctx.params.demo, ctx.task.spec.demo_generator
+    if generator is None:
+        raise ValueError(f"task {ctx.task.name!r} names no demo_generator: the demo cannot make data for it")
+    seed, out = ctx.params.project.seed, ctx.root / d.out_dir
+    counts = write_data(generator, seed, d.n_seed, d.n_pool, d.n_test, out, **d.generator_options)
+    return _Counts(counts=counts)
+
+
+def _demo_tokenizer(ctx: Ctx) -> BaseModel:
+    from slmops.demo import tokenizer
+
+    out = tokenizer.run(
+        ctx.params.demo.vocab_size,
+        task=ctx.task,
+        raw_dir=ctx.root / ctx.params.demo.out_dir,
+        out_dir=ctx.layout.tokenizer,
+    )
+    return _Vocab(path=out, vocab_size=ctx.params.demo.vocab_size)
+
+
+def _demo_student_base(ctx: Ctx) -> BaseModel:
+    from slmops.demo.models import build_base
+
+    p, layout = ctx.params, ctx.layout
+    return build_base(
+        p.demo,
+        ctx.task,
+        tokenizer_dir=layout.tokenizer,
+        raw_dir=ctx.root / p.demo.out_dir,
+        out_dir=layout.student_base,
+        seed=p.project.seed,
+    )
+
+
+def _prepare(ctx: Ctx) -> BaseModel:
+    from slmops.data import prepare as data
+
+    p = ctx.params
+    if p.data.labelled is None:
+        raise ValueError("data.labelled is not set: name your labelled file in params (see README)")
+    return data.run(
+        p.prepare,
+        task=ctx.task,
+        labelled=ctx.source(p.data.labelled),
+        unlabelled=ctx.source(p.data.unlabelled),
+        test=ctx.source(p.data.test),
+        out_dir=ctx.layout.prepared,
+        seed=p.project.seed,
+        test_fraction=p.data.test_fraction,
+        pii_cfg=p.pii,
+    )
+
+
+def _harvest(ctx: Ctx) -> BaseModel:
+    from slmops.loop import harvest
+
+    prepared, log = ctx.layout.prepared, ctx.layout.inference_log
+    return harvest.run(
+        ctx.params.harvest,
+        task=ctx.task,
+        log=log,
+        out_dir=ctx.traffic,
+        train=[prepared / "train.jsonl", prepared / "pool.jsonl"],
+        eval_sets=[prepared / "test.jsonl"],
+        pii_cfg=ctx.params.pii,
+    )
+
+
+def _harvest_inputs(ctx: Ctx) -> list[Path]:
+    """The inference log (created empty when there is none: no traffic yet is an empty log, so the cache key
+    does not change when the server first writes to it, and DVC finds the dependency) and the prepared data."""
+    log = ctx.layout.inference_log
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.touch(exist_ok=True)
+    return [log] + [ctx.layout.prepared / f for f in ("train.jsonl", "pool.jsonl", "test.jsonl")]
+
+
+def _label_traffic(ctx: Ctx) -> BaseModel:
+    from slmops.loop import label_traffic as traffic
+
+    p = ctx.params
+    return traffic.run(
+        p.synthesize,
+        p.loop,
+        task=ctx.task,
+        traffic_dir=ctx.traffic,
+        out_dir=ctx.traffic_labelled,
+        cache_path=ctx.layout.state / "teacher_cache.sqlite",
+        near_dup_threshold=p.harvest.near_dup_threshold,
+        pii_cfg=p.pii,
+    )
+
+
+def _synthesize(ctx: Ctx) -> BaseModel:
+    from slmops.synthesize import stage as synthesize
+
+    prepared = ctx.layout.prepared
+    return synthesize.run(
+        ctx.params.synthesize,
+        task=ctx.task,
+        train=prepared / "train.jsonl",
+        pool=prepared / "pool.jsonl",
+        test=prepared / "test.jsonl",
+        out_dir=ctx.layout.synthetic,
+        cache_path=ctx.layout.state / "teacher_cache.sqlite",
+        seed=ctx.params.project.seed,
+        traffic=ctx.traffic_labelled / "train.jsonl",
+        recent=ctx.traffic_labelled / "recent.jsonl",
+        traffic_repeat=ctx.params.loop.traffic_repeat,
+        pii_cfg=ctx.params.pii,
+    )
+
+
+def _finetune(ctx: Ctx) -> BaseModel:
+    from slmops.train import finetune
+
+    p, layout = ctx.params, ctx.layout
+    return finetune.run(
+        p.finetune,
+        task=ctx.task,
+        train=layout.synthetic / "train.jsonl",
+        val=layout.prepared / "val.jsonl",
+        base_model=base_model(ctx),
+        out_dir=layout.student,
+        seed=p.project.seed,
+    )
+
+
+def _quantize(ctx: Ctx) -> BaseModel:
+    from slmops.export import quantize
+
+    return quantize.run(ctx.params.quantize, model_dir=ctx.layout.student, out_dir=ctx.layout.student_onnx)
+
+
+def _evaluate(ctx: Ctx) -> BaseModel:
+    import json
+
+    from slmops.evaluate import stage as evaluate
+    from slmops.flows.runtime import flatten
+
+    p, layout = ctx.params, ctx.layout
+    quantized = {form: layout.student_onnx / form for form in p.quantize.forms}
+    result = evaluate.run_models(
+        p.evaluate,
+        task=ctx.task,
+        test=layout.prepared / "test.jsonl",
+        student=layout.student,
+        quantized=quantized,
+        teacher=p.synthesize.teacher if p.evaluate.evaluate_teacher else None,
+        out_dir=layout.reports / "eval",
+    )
+    recent = ctx.traffic_labelled / "recent.jsonl"
+    if recent.exists() and recent.stat().st_size:  # the served forms on recent traffic, beside the gold set
+        on_recent = evaluate.run_models(
+            p.evaluate, task=ctx.task, test=recent, quantized=quantized, out_dir=layout.reports / "eval" / "recent"
+        )
+        result.metrics |= {f"recent_{name}": values for name, values in on_recent.metrics.items()}
+    _metrics_file(ctx).write_text(json.dumps(flatten(result.metrics), indent=1))  # for `dvc exp show`
+    return result
+
+
+def _metrics_file(ctx: Ctx) -> Path:
+    return ctx.layout.reports / "metrics.json"
+
+
+def _parity(ctx: Ctx) -> BaseModel:
+    from slmops.evaluate import parity
+
+    p, layout = ctx.params, ctx.layout
+    return parity.run(
+        ctx.task,
+        test=layout.prepared / "test.jsonl",
+        base_model=base_model(ctx),
+        student=layout.student,
+        onnx_fp32=layout.student_onnx / "fp32",
+        quantized={form: layout.student_onnx / form for form in p.quantize.forms},
+        out_dir=layout.reports / "parity",
+        max_tokens=p.evaluate.max_new_tokens,
+    )
+
+
+def _parity_summary(r: dict) -> str:
+    steps = r["figures"]["steps"]
+    return " · ".join(f"{s['step']} {s['output_agreement']:.2f}/{s['label_agreement']:.2f}" for s in steps) + (
+        "  (output/label agreement: each quantized form with onnx_fp32, the rest with the step before)"
+    )
+
+
+class _Counts(BaseModel):
+    counts: dict[str, int]
+
+
+class _Vocab(BaseModel):
+    path: Path
+    vocab_size: int
+
+
+# ---------------------------------------------------------------- the figure each stage line shows
+
+
+def _n(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _join(parts: dict[str, Any]) -> str:
+    return " · ".join(f"{k} {_n(v)}" for k, v in parts.items() if v is not None)
+
+
+def _prepare_summary(r: dict) -> str:
+    return _join(r["counts"] | {"rejected": sum(r["rejected"].values()), "PII masked": sum(r["pii_masked"].values())})
+
+
+def _synthesize_summary(r: dict) -> str:
+    accepted = r["counts"].get("teacher_label", 0) + r["counts"].get("teacher_augment", 0)
+    parts = {"asked": r["counts"]["asked"], "accepted": accepted, "rejected": sum(r["rejected"].values())}
+    return _join(parts | {"teacher calls": r["teacher_calls"], "cached": r["cache_hits"], "rows": r["counts"]["total"]})
+
+
+def _finetune_summary(r: dict) -> str:
+    parts = {"examples": r["train_examples"], "loss": r["final_train_loss"], "eval loss": r["eval_loss"]}
+    return f"{r['method']} · " + _join(parts)
+
+
+def _harvest_summary(r: dict) -> str:
+    parts = {"read": r["rows_read"], "selected": r["selected"], "batches": r["batches_total"]}
+    return _join(parts | {"rows": r["rows_total"]}) + (f"  ({_join(r['by_reason'])})" if r["by_reason"] else "")
+
+
+def _label_traffic_summary(r: dict) -> str:
+    parts = {"harvested": r["harvested"], "labelled": r["labelled"], "rejected": sum(r["rejected"].values())}
+    return _join(parts | {"teacher calls": r["teacher_calls"], "train": r["train_rows"], "recent": r["recent_rows"]})
+
+
+def _evaluate_summary(r: dict) -> str:
+    name, served = next(((k, v) for k, v in r["metrics"].items() if k.startswith("student_")), ("", {}))
+    shown = [k for k in served if k not in ("n", "latency_p50_ms", "latency_p95_ms", "size_mb", "exact_match")][:3]
+    line = f"{name} " + _join({k: served[k] for k in shown} | {"p95 ms": served.get("latency_p95_ms")})
+    recent = r["metrics"].get(f"recent_{name}")
+    headline = next((k for k in shown if k.endswith("_accuracy")), shown[0] if shown else None)
+    return line + (f" · recent traffic {headline} {_n(recent[headline])}" if recent and headline else "")
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in [
+        Stage(
+            name="demo_data",
+            params=(
+                "project.seed",
+                "task",
+                "demo.n_seed",
+                "demo.n_pool",
+                "demo.n_test",
+                "demo.out_dir",
+                "demo.generator_options",
+            ),
+            code=("src/slmops/demo/__init__.py",),
+            inputs=lambda ctx: [],
+            out=lambda ctx: ctx.root / ctx.params.demo.out_dir,
+            run=_demo_data,
+            summary=lambda r: _join(r["counts"]),
+        ),
+        Stage(
+            name="demo_tokenizer",
+            params=("task", "demo.out_dir", "demo.vocab_size"),
+            code=("src/slmops/demo/tokenizer.py", "src/slmops/demo/models.py", PII_CODE),
+            inputs=lambda ctx: [ctx.root / ctx.params.demo.out_dir],
+            out=lambda ctx: ctx.layout.tokenizer,
+            run=_demo_tokenizer,
+            summary=lambda r: _join({"vocab": r["vocab_size"]}),
+        ),
+        Stage(
+            name="demo_student_base",
+            params=("project.seed", "demo.out_dir", "demo.student", "demo.pretrain"),
+            code=("src/slmops/demo/models.py", "src/slmops/train/finetune.py", PII_CODE),
+            inputs=lambda ctx: [ctx.layout.tokenizer, ctx.root / ctx.params.demo.out_dir],
+            out=lambda ctx: ctx.layout.student_base,
+            run=_demo_student_base,
+            summary=lambda r: _join({"params": r["params"], "loss": r["final_loss"]}),
+            artifacts=("loss_curve.png",),
+        ),
+        Stage(
+            name="prepare",
+            params=("project.seed", "task", "data", "prepare", "pii"),
+            code=("src/slmops/data/prepare.py", PII_CODE, "src/slmops/tasks"),
+            inputs=_sources,
+            out=lambda ctx: ctx.layout.prepared,
+            run=_prepare,
+            summary=_prepare_summary,
+            artifacts=("rejects.jsonl",),
+            datasets=(("train.jsonl", "training"), ("val.jsonl", "validation"), ("test.jsonl", "evaluation")),
+        ),
+        Stage(
+            name="harvest",
+            params=("task", "harvest", "pii"),
+            code=(
+                "src/slmops/loop/harvest.py",
+                "src/slmops/loop/logtail.py",
+                "src/slmops/text/similarity.py",
+                "src/slmops/text/dedup.py",
+                "src/slmops/tasks",
+                PII_CODE,
+            ),
+            inputs=_harvest_inputs,
+            out=lambda ctx: ctx.traffic,
+            run=_harvest,
+            summary=_harvest_summary,
+            persist=True,
+        ),
+        Stage(
+            name="label_traffic",
+            params=(
+                "task",
+                "synthesize.teacher",
+                "synthesize.sampling",
+                "loop.recent_eval_fraction",
+                "loop.recent_eval_rows",
+                "harvest.near_dup_threshold",
+                "pii",
+            ),
+            code=(
+                "src/slmops/loop/label_traffic.py",
+                "src/slmops/loop/recent.py",
+                "src/slmops/synthesize/stage.py",
+                "src/slmops/teacher",
+                "src/slmops/tasks",
+                "src/slmops/text/dedup.py",
+                PII_CODE,
+            ),
+            inputs=lambda ctx: [ctx.traffic],
+            out=lambda ctx: ctx.traffic_labelled,
+            run=_label_traffic,
+            summary=_label_traffic_summary,
+            artifacts=("rejects.jsonl",),
+            datasets=(("train.jsonl", "training"), ("recent.jsonl", "evaluation")),
+        ),
+        Stage(
+            name="synthesize",
+            params=("project.seed", "task", "synthesize", "loop.traffic_repeat", "pii"),
+            code=(
+                "src/slmops/synthesize/stage.py",
+                "src/slmops/teacher",
+                "src/slmops/tasks",
+                "src/slmops/text/dedup.py",
+                PII_CODE,
+                "src/slmops/inference/chat_model.py",
+            ),
+            inputs=lambda ctx: (
+                [ctx.layout.prepared / f for f in ("train.jsonl", "pool.jsonl", "test.jsonl")]
+                + [ctx.traffic_labelled / f for f in ("train.jsonl", "recent.jsonl")]
+            ),
+            out=lambda ctx: ctx.layout.synthetic,
+            run=_synthesize,
+            summary=_synthesize_summary,
+            artifacts=("rejects.jsonl",),
+            datasets=(("train.jsonl", "training"),),
+        ),
+        Stage(
+            name="finetune",
+            params=("project.seed", "task", "finetune", "loop.init_from"),
+            code=("src/slmops/train/finetune.py", "src/slmops/tasks"),
+            inputs=lambda ctx: (
+                [ctx.layout.synthetic / "train.jsonl", ctx.layout.prepared / "val.jsonl"] + _local_base(ctx)
+            ),
+            out=lambda ctx: ctx.layout.student,
+            run=_finetune,
+            summary=_finetune_summary,
+            artifacts=("loss_curve.png", "log_history.json"),
+        ),
+        Stage(
+            name="quantize",
+            params=("quantize",),
+            code=("src/slmops/export/quantize.py",),
+            inputs=lambda ctx: [ctx.layout.student],
+            out=lambda ctx: ctx.layout.student_onnx,
+            run=_quantize,
+            summary=lambda r: f"fp32 {r['fp32_size_mb']:.2f} MB -> int8 {r['int8_size_mb']:.2f} MB",
+        ),
+        Stage(
+            name="evaluate",
+            params=("task", "evaluate", "synthesize.teacher", "quantize.weight_type", "quantize.candidates"),
+            code=(
+                "src/slmops/evaluate/stage.py",
+                "src/slmops/inference/chat_model.py",
+                "src/slmops/tasks",
+                "src/slmops/teacher",
+                "src/slmops/export/quantize.py",
+            ),
+            inputs=lambda ctx: [
+                ctx.layout.prepared / "test.jsonl",
+                ctx.traffic_labelled / "recent.jsonl",
+                ctx.layout.student,
+                ctx.layout.student_onnx,
+            ],
+            out=lambda ctx: ctx.layout.reports / "eval",
+            run=_evaluate,
+            summary=_evaluate_summary,
+            artifacts=("metrics.json", "comparison.csv", "confusion_*.png"),
+            metrics=_metrics_file,
+        ),
+        Stage(
+            name="parity",
+            params=(
+                "task",
+                "evaluate.max_new_tokens",
+                "quantize.weight_type",
+                "quantize.candidates",
+                "finetune.base_model",
+                "loop.init_from",
+            ),
+            code=(
+                "src/slmops/evaluate/parity.py",
+                "src/slmops/inference/chat_model.py",
+                "src/slmops/serve",
+                "src/slmops/tasks",
+            ),
+            inputs=lambda ctx: (
+                [ctx.layout.prepared / "test.jsonl", ctx.layout.student, ctx.layout.student_onnx] + _local_base(ctx)
+            ),
+            out=lambda ctx: ctx.layout.reports / "parity",
+            run=_parity,
+            summary=_parity_summary,
+            artifacts=("parity.json",),
+        ),
+    ]
+}
+DEMO = [STAGES[n] for n in ("demo_data", "demo_tokenizer", "demo_student_base")]
+PIPELINE = [
+    STAGES[n]
+    for n in ("prepare", "harvest", "label_traffic", "synthesize", "finetune", "quantize", "evaluate", "parity")
+]

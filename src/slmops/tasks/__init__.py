@@ -1,0 +1,52 @@
+"""Tasks are data: a YAML spec under ``params/tasks/`` (or a ``module:Class`` for logic a spec cannot express).
+
+Usage:
+    from slmops.tasks import load_task
+    task = load_task("ticket_triage")            # params/tasks/ticket_triage.yaml
+    task = load_task("path/to/my_task.yaml")     # any spec file
+    task = load_task("my_package.tasks:Invoice") # a Task subclass (constructed without arguments)
+
+Every other module receives a ``Task`` object and never names a particular task.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import yaml
+
+from slmops.tasks.spec import FieldSpec, Task, TaskSpec, check_spec
+
+__all__ = ["DEFAULT_TASK", "FieldSpec", "Task", "TaskSpec", "load_task", "spec_path"]
+
+DEFAULT_TASK = "ticket_triage"
+TASKS_DIR = Path(__file__).resolve().parent.parent.parent / "params" / "tasks"
+
+
+def spec_path(ref: str, root: Path | None = None) -> Path | None:
+    """The spec file a task reference points at (None for a ``module:Class`` reference)."""
+    if ":" in ref:
+        return None
+    if ref.endswith((".yaml", ".yml")):
+        path = Path(ref)
+        return path if path.is_absolute() or root is None else root / path
+    return TASKS_DIR / f"{ref}.yaml"
+
+
+def load_task(ref: str = DEFAULT_TASK, root: Path | None = None) -> Task:
+    """Load a task by spec name, spec path (relative to ``root``) or ``module:Class``."""
+    path = spec_path(ref, root)
+    if path is None:
+        module, _, name = ref.partition(":")
+        task = getattr(importlib.import_module(module), name)()
+        if not isinstance(task, Task):
+            raise TypeError(f"task {ref!r} must be a slmops.tasks.Task, got {type(task).__name__}")
+        return task
+    if not path.exists():
+        known = sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"task spec {path} does not exist; shipped specs: {known}")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return Task(check_spec(data, str(path)))

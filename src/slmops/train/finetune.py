@@ -1,0 +1,296 @@
+"""Finetune stage: QLoRA (default), LoRA or full fine-tuning of the student with TRL's ``SFTTrainer``.
+
+Usage:
+    slmops stage finetune --profile demo
+
+``finetune.base_model`` is a hub id or a local folder (the demo points it at its own tiny base model).
+QLoRA loads the base in 4-bit nf4 through bitsandbytes (on CPU too) and trains LoRA adapters; the adapters
+are then merged into a full-precision copy of the base so the next stage exports one plain model folder.
+Writes the merged model + tokenizer, ``adapter/`` (LoRA methods), ``log_history.json`` and ``loss_curve.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from slmops.config import FinetuneConfig, TrainingConfig
+from slmops.io import load_jsonl, write_manifest
+from slmops.tasks import Task
+
+
+class FinetuneResult(BaseModel):
+    model_dir: Path
+    method: str
+    train_examples: int
+    trainable_params: int
+    total_params: int
+    final_train_loss: float | None
+    eval_loss: float | None
+    global_step: int = 0
+    resumed_from_step: int | None = None  # the checkpoint ``finetune.resume`` continued from
+    log_history: list[dict[str, Any]]
+
+
+def sft_records(task: Task, rows: list[dict[str, Any]], teacher: bool = False) -> list[dict[str, Any]]:
+    """Task rows (``input`` + ``expected``) to TRL's conversational prompt-completion format."""
+    prompt = task.build_teacher_messages if teacher else task.build_messages
+    return [
+        {
+            "prompt": prompt(r["input"]),
+            "completion": [{"role": "assistant", "content": task.format_output(r["expected"])}],
+        }
+        for r in rows
+    ]
+
+
+def training_args(cfg: TrainingConfig, out_dir: Path, seed: int, **extra: Any):
+    """``trl.SFTConfig`` from the declared fields, then ``cfg``'s pass-through keys, then ``extra`` (the stage's)."""
+    import torch
+    from trl import SFTConfig
+
+    cuda = torch.cuda.is_available()
+    kwargs: dict[str, Any] = {
+        "output_dir": str(out_dir / "checkpoints"),
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps,
+        "per_device_train_batch_size": cfg.batch_size,
+        "per_device_eval_batch_size": cfg.batch_size,
+        "learning_rate": cfg.learning_rate,
+        "adam_beta2": cfg.adam_beta2,
+        "warmup_ratio": cfg.warmup_ratio,
+        "weight_decay": cfg.weight_decay,
+        "lr_scheduler_type": cfg.lr_scheduler_type,
+        "max_length": cfg.max_length,
+        "logging_steps": cfg.logging_steps,
+        "save_strategy": "steps" if cfg.save_steps else "no",
+        "save_steps": cfg.save_steps or 500,
+        "save_total_limit": cfg.save_total_limit,
+        "report_to": "none",
+        "seed": seed,
+        "use_cpu": not cuda,
+        "bf16": cuda and torch.cuda.is_bf16_supported(),  # CPU: plain fp32, no autocast
+        "disable_tqdm": True,  # src/slmops/progress.py draws one quiet bar instead
+        "dataloader_num_workers": 0,
+    }
+    if cfg.eval_steps:
+        kwargs |= {"eval_strategy": "steps", "eval_steps": cfg.eval_steps}
+    if cfg.early_stopping_patience:  # the best checkpoint is kept and loaded back at the end
+        kwargs |= {"load_best_model_at_end": True, "metric_for_best_model": "eval_loss", "greater_is_better": False}
+        kwargs |= {"save_strategy": "steps", "save_steps": cfg.eval_steps}
+    return SFTConfig(**(kwargs | cfg.extra | extra))
+
+
+def train_sft(
+    model,
+    tokenizer,
+    train: list[dict],
+    val: list[dict] | None,
+    args,
+    peft_config=None,
+    *,
+    callbacks: list | None = None,
+    resume_from: str | None = None,
+    desc: str = "train",
+):
+    """Run ``SFTTrainer`` and return ``(trainer, log_history)``. Shared by the student and the demo teacher."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from slmops.progress import quiet
+
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train),
+        eval_dataset=Dataset.from_list(val) if val else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    quiet(trainer, desc)
+    trainer.train(resume_from_checkpoint=resume_from)
+    return trainer, trainer.state.log_history
+
+
+def plot_loss(log_history: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in log_history if "loss" in h]
+    losses = [h["loss"] for h in log_history if "loss" in h]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, losses, label="train loss")
+    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
+    if evals:
+        ax.plot(*zip(*evals, strict=True), "o-", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _device_map():
+    """CPU, or this process's GPU: under ``accelerate launch``/torchrun each rank loads onto its local device."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    from accelerate import PartialState
+
+    return {"": PartialState().local_process_index}
+
+
+def _load_base(cfg: FinetuneConfig, base_model: str):
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if cfg.method != "qlora":
+        return AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    q = cfg.quantization
+    dtype = q.bnb_4bit_compute_dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.bnb_4bit_quant_type,
+        bnb_4bit_use_double_quant=q.bnb_4bit_use_double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, dtype),
+        **q.extra,
+    )
+    model = AutoModelForCausalLM.from_pretrained(base_model, quantization_config=quant, device_map=_device_map())
+    _keep_cpu_4bit_trainable(model)
+    return model
+
+
+def _keep_cpu_4bit_trainable(model) -> None:
+    """On CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit weight for its fast inference path the first
+    time the layer runs in eval mode without grad (any evaluation), and later training steps then run on
+    the repacked weight (older bitsandbytes: outside autograd). With 0.50.2 a 20-step probe trained either
+    way, but with this off, evaluation mid-training (eval_steps, early stopping) keeps the same dequantize
+    path as training, on every bitsandbytes version."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+
+
+def _peft_config(cfg: FinetuneConfig):
+    from peft import LoraConfig
+
+    lc = cfg.lora
+    return LoraConfig(
+        r=lc.r,
+        lora_alpha=lc.alpha,
+        modules_to_save=lc.modules_to_save,
+        ensure_weight_tying=bool(lc.modules_to_save),
+        lora_dropout=lc.dropout,
+        target_modules=lc.target_modules,
+        task_type="CAUSAL_LM",
+        **lc.extra,
+    )
+
+
+def last_checkpoint(out_dir: Path) -> str | None:
+    """The newest complete ``checkpoint-<step>`` folder under ``out_dir/checkpoints``, if any."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = out_dir / "checkpoints"
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def _callbacks(cfg: TrainingConfig) -> list:
+    if not cfg.early_stopping_patience:
+        return []
+    from transformers import EarlyStoppingCallback
+
+    return [EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold)]
+
+
+def run(
+    cfg: FinetuneConfig, *, task: Task, train: Path, val: Path | None, base_model: str, out_dir: Path, seed: int = 42
+) -> FinetuneResult:
+    """Train (resuming from the newest checkpoint when ``cfg.resume``), merge and save."""
+    from transformers import AutoTokenizer, set_seed
+
+    set_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    model = _load_base(cfg, base_model)
+    peft_config = _peft_config(cfg) if cfg.method in ("qlora", "lora") else None
+    train_rows = sft_records(task, load_jsonl(train))
+    val_rows = sft_records(task, load_jsonl(val)) if val else None
+    if cfg.training.eval_steps and not val_rows:
+        raise ValueError("finetune.training.eval_steps / early stopping need a validation set")
+    resume_from = last_checkpoint(out_dir) if cfg.resume else None
+    if not cfg.resume:
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # a fresh run never mixes in old ones
+    args = training_args(cfg.training, out_dir, seed)
+    callbacks = _callbacks(cfg.training)
+    trainer, history = train_sft(
+        model,
+        tokenizer,
+        train_rows,
+        val_rows,
+        args,
+        peft_config,
+        callbacks=callbacks,
+        resume_from=resume_from,
+        desc=cfg.method,
+    )
+    step = trainer.state.global_step
+    if val_rows and not any("eval_loss" in h and h.get("step") == step for h in history):
+        trainer.evaluate()  # logged into ``history`` (the trainer's own log) with its step
+    resumed = int(Path(resume_from).name.rsplit("-", 1)[-1]) if resume_from else None
+    return _save(
+        cfg, trainer, tokenizer, history, base_model, out_dir, peft_config is not None, len(train_rows), resumed
+    )
+
+
+def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters: bool, n_train: int, resumed):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    trained = trainer.model
+    trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trained.parameters())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if adapters:
+        from peft import PeftModel
+
+        trained.save_pretrained(out_dir / "adapter")
+        # Merge into a full-precision copy of the base: the next stage exports one plain model folder.
+        base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+        merged = PeftModel.from_pretrained(base, out_dir / "adapter").merge_and_unload()
+    else:
+        merged = trained
+    merged.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
+    plot_loss(history, out_dir / "loss_curve.png")
+
+    losses = [h["loss"] for h in history if "loss" in h]
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    result = FinetuneResult(
+        model_dir=out_dir,
+        method=cfg.method,
+        train_examples=n_train,
+        trainable_params=trainable,
+        total_params=total,
+        final_train_loss=losses[-1] if losses else None,
+        eval_loss=evals[-1] if evals else None,
+        global_step=trainer.state.global_step,
+        resumed_from_step=resumed,
+        log_history=history,
+    )
+    write_manifest(out_dir, stage="finetune", **result.model_dump(exclude={"log_history", "model_dir"}))
+    return result
