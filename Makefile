@@ -1,9 +1,12 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both set up .venv on first use.
+# slmops is a package you install; the demo is an example project (`slmops init`) in ./demo, git-ignored here.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+DEMO   ?= demo
+SLMOPS := $(abspath $(VENV))/bin/slmops
 
-.PHONY: install demo loop test test-fast lint format repro mlflow-ui prefect-ui clean
+.PHONY: install demo demo-project loop test test-fast lint format wheel repro mlflow-ui prefect-ui clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,14 +18,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-demo: install  ## build the offline demo's stand-ins, then run the whole pipeline on the embedded defaults
-	$(VENV)/bin/slmops demo build --profile demo
-	$(VENV)/bin/slmops run --profile demo
+$(DEMO)/slmops.yaml: | $(STAMP)
+	$(SLMOPS) init $(DEMO) --example ticket_triage
 
-loop: install  ## after `make demo`: serve poc, send shifted traffic, drift -> retrain -> champion vs challenger -> promote
-	$(VENV)/bin/slmops loop demo --profile loop
+demo-project: $(DEMO)/slmops.yaml
 
-test: install  ## the whole test suite, including one end-to-end smoke flow
+demo: install demo-project  ## the example project: build the offline stand-ins, then run the whole pipeline
+	cd $(DEMO) && $(SLMOPS) demo build && $(SLMOPS) run
+
+loop: install demo-project  ## after `make demo`: serve poc, send shifted traffic, drift -> retrain -> challenge -> promote
+	cd $(DEMO) && $(SLMOPS) loop demo --profile loop
+
+test: install  ## the whole test suite, including end-to-end smoke flows in `slmops init` projects
 	$(VENV)/bin/pytest -q
 
 test-fast: install
@@ -34,15 +41,17 @@ lint: install
 format: install
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-repro: install  ## the same stages through DVC (dvc.yaml and params.yaml are generated from the stage registry)
-	$(VENV)/bin/slmops dvc --profile demo
-	PATH=$(abspath $(VENV))/bin:$$PATH DVC_NO_ANALYTICS=1 DVC_SITE_CACHE_DIR=$(CURDIR)/.dvc-site-cache $(VENV)/bin/dvc repro
+wheel: install  ## dist/slmops-*.whl: what a team installs (`pip install dist/slmops-*.whl`)
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
+
+repro: install demo-project  ## the same stages through DVC (dvc.yaml and params.yaml are generated from the stage registry)
+	cd $(DEMO) && $(SLMOPS) dvc && PATH=$(abspath $(VENV))/bin:$$PATH DVC_NO_ANALYTICS=1 $(abspath $(VENV))/bin/dvc repro
 
 mlflow-ui: install
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --port 5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(DEMO))/mlruns.db --port 5000
 
 prefect-ui: install
-	PREFECT_HOME=$(CURDIR)/.prefect PREFECT_SERVER_ANALYTICS_ENABLED=false $(VENV)/bin/prefect server start
+	PREFECT_HOME=$(abspath $(DEMO))/.prefect PREFECT_SERVER_ANALYTICS_ENABLED=false $(VENV)/bin/prefect server start
 
 clean:
-	rm -rf data/raw data/prepared data/synthetic data/traffic data/traffic_labelled models reports logs mlruns.db mlartifacts .prefect .slmops .cache
+	rm -rf $(DEMO) dist build

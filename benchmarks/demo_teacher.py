@@ -4,7 +4,7 @@ Usage:
     .venv/bin/python -m benchmarks.demo_teacher            # a few seconds on a 2-core CPU
     .venv/bin/python -m benchmarks.demo_teacher --profile smoke --target slmops.demo.teacher:answer
 
-The hand-written set (src/slmops/demo/data/dev_handwritten.jsonl) was written by hand in phrasings the
+The hand-written set (src/slmops/templates/ticket_triage/data/dev_handwritten.jsonl) was written by hand in phrasings the
 generator does not produce and is read by nothing but evaluation. The generated test set is made fresh in a
 temporary folder with the profile's seed and sizes. Prints category/priority accuracy, JSON validity and the
 per-category recall on each set, then the time per 1,000 labelling and 1,000 self-instruct answers. The last
@@ -23,11 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from slmops.config import load_params
+from slmops.config.project import example_dir
 from slmops.demo import write_data
 from slmops.io import load_jsonl
 from slmops.tasks import load_task
 
-DEV_SET = Path(__file__).resolve().parents[1] / "src/slmops/demo/data/dev_handwritten.jsonl"
+DEV_SET = Path(__file__).resolve().parents[1] / "src/slmops/templates/ticket_triage/data/dev_handwritten.jsonl"
 
 
 def score(answer: Callable, task, rows: list[dict]) -> dict:
@@ -57,8 +58,8 @@ def main() -> None:
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--target", default="slmops.demo.teacher:answer", help="module:function")
     args = parser.parse_args()
-    params = load_params(args.profile)
-    task = load_task("ticket_triage")
+    params = load_params(args.profile, project=getattr(args, "work_dir", None) or example_dir("ticket_triage"))
+    task = load_task("ticket_triage", example_dir("ticket_triage"))
     module, _, name = args.target.partition(":")
     answer = getattr(importlib.import_module(module), name)
 

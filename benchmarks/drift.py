@@ -28,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 from slmops.config import MonitorConfig
+from slmops.config.project import example_dir
 from slmops.data.prepare import near_dup_key
 from slmops.demo.generate import CLOSINGS, GREETINGS, NAMES, URGENCY, generate, gold_reply
 from slmops.loop.monitor import assess, run
@@ -145,7 +146,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=25)
     parser.add_argument("--size", type=int, default=200)
     args = parser.parse_args()
-    task, cfg = load_task("ticket_triage"), MonitorConfig(window=args.size)
+    task, cfg = load_task("ticket_triage", example_dir("ticket_triage")), MonitorConfig(window=args.size)
     reference = reference_rows(42)
     print(f"reference {len(reference)} rows; {args.windows} windows of {args.size} rows per kind")
     table: dict[str, Counter] = {}

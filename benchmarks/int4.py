@@ -3,7 +3,7 @@ algorithm (rtn, hqq, k_quant) and block size, each quantized from the same ONNX 
 
 Usage (after `make demo`, or on any run's work dir):
     .venv/bin/python -m benchmarks.int4 --n 300
-    .venv/bin/python -m benchmarks.int4 --data src/slmops/demo/data/dev_handwritten.jsonl
+    .venv/bin/python -m benchmarks.int4 --data src/slmops/templates/ticket_triage/data/dev_handwritten.jsonl
 
 Prints, per form: size, the task's first accuracy metric, and how often its greedy answer (and its label) is the
 same as ONNX fp32's on the same inputs, which is what the parity gate measures. Accuracy saturates on easy
@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from slmops.config import QuantizeConfig, load_params
+from slmops.config.project import example_dir
 from slmops.evaluate.parity import label_of
 from slmops.evaluate.stage import evaluate_model, served_inputs
 from slmops.export.quantize import dir_size_mb, quantize_int4
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300, help="examples to answer")
     parser.add_argument("--out", type=Path, default=Path("reports/bench_int4"), help="scratch folder")
     args = parser.parse_args()
-    params = load_params(args.profile)
+    params = load_params(args.profile, project=getattr(args, "work_dir", None) or example_dir("ticket_triage"))
     task = load_task(params.task, args.work_dir)
     rows = served_inputs(args.data or args.work_dir / "data/prepared/test.jsonl", params, task, [])[: args.n]
     fp32 = args.work_dir / "models/student_onnx/fp32"

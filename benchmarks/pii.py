@@ -28,6 +28,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from slmops.config.project import example_dir
 from slmops.text import pii
 from slmops.text.pii import legacy
 
@@ -151,14 +152,22 @@ def prepare_rows_per_s(texts: list[str], n: int = 1000) -> float:
     from slmops.data.prepare import load_clean
     from slmops.tasks import load_task
 
-    params = load_params("demo")
+    params = load_params("demo", project=example_dir("ticket_triage"))
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pool.jsonl"
         rows = [{"id": str(i), "input": texts[i % len(texts)]} for i in range(n)]
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         start = time.perf_counter()
-        load_clean(path, PrepareConfig(max_chars=4000), load_task(params.task), False, [], Counter(), params.pii)
+        load_clean(
+            path,
+            PrepareConfig(max_chars=4000),
+            load_task(params.task, example_dir("ticket_triage")),
+            False,
+            [],
+            Counter(),
+            params.pii,
+        )
         return n / (time.perf_counter() - start)
 
 

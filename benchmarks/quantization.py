@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from slmops.config import load_params
+from slmops.config.project import example_dir
 from slmops.evaluate.stage import evaluate_model
 from slmops.export.quantize import dir_size_mb
 from slmops.inference.chat_model import ChatModel
@@ -27,7 +28,9 @@ def main() -> None:
     parser.add_argument("--profile", default="demo", help="params profile (its task decides the metrics)")
     args = parser.parse_args()
     w = args.work_dir
-    task = load_task(load_params(args.profile).task, w)
+    task = load_task(
+        load_params(args.profile, project=getattr(args, "work_dir", None) or example_dir("ticket_triage")).task, w
+    )
     primary = next(m for m in task.metric_names if m.endswith("_accuracy"))
     rows = load_jsonl(w / "data/prepared/test.jsonl")[: args.n]
     folders = {

@@ -33,10 +33,11 @@ from pathlib import Path
 
 import httpx
 
+from slmops.config.project import example_dir
 from slmops.io import load_jsonl
 from slmops.tasks import load_task
 
-task = load_task("ticket_triage")  # the demo task these benchmarks drive
+task = load_task("ticket_triage", example_dir("ticket_triage"))  # the demo task these benchmarks drive
 
 
 def _free_port() -> int:

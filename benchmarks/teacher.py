@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from slmops.config import OpenAITeacherConfig, SamplingConfig, SynthesizeConfig
+from slmops.config.project import example_dir
 from slmops.demo.generate import generate, make_inquiry
 from slmops.io import load_jsonl, write_jsonl
 from slmops.synthesize.stage import run as synthesize
@@ -33,7 +34,7 @@ from slmops.teacher import open_teacher
 from slmops.teacher.cache import ResponseCache, complete_cached
 from tests.fake_teacher import FakeTeacher, label_json
 
-task = load_task("ticket_triage")  # the demo task these benchmarks drive
+task = load_task("ticket_triage", example_dir("ticket_triage"))  # the demo task these benchmarks drive
 
 
 def throughput(n: int, delay: float, concurrency: int, work: Path) -> dict[str, float]:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.projects import TRIAGE
+
 REPO = Path(__file__).resolve().parent.parent
 # Before any test module imports prefect: keep its state out of the user's home.
 _STATE = Path(tempfile.mkdtemp(prefix="slmops-test-state-"))
@@ -44,20 +46,28 @@ def slmops(
     return proc
 
 
-def _pipeline_run(tmp_path_factory, profile: str, overrides: tuple[str, ...] = ()) -> dict:
-    """``slmops demo build`` then ``slmops run`` on ``profile`` (with ``--set`` ``overrides``) in a fresh work dir."""
-    work = tmp_path_factory.mktemp(f"{profile}-work")
+def new_project(parent: Path, example: str) -> Path:
+    """``slmops init`` of an example project under ``parent``: what a user gets from a fresh install."""
+    work = parent / example
+    slmops("init", str(work), "--example", example, cwd=parent)
+    return work
+
+
+def _pipeline_run(tmp_path_factory, example: str, profile: str = "smoke", overrides: tuple[str, ...] = ()) -> dict:
+    """``slmops init`` an example project, then ``slmops demo build`` and ``slmops run`` on ``profile`` (with
+    ``--set`` ``overrides``) in it."""
+    work = new_project(tmp_path_factory.mktemp(f"{example}-{profile}"), example)
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns.db'}"}
-    build = slmops("demo", "build", "--profile", profile, "--work-dir", str(work), env=env)
+    build = slmops("demo", "build", "--profile", profile, "--project", str(work), env=env)
     sets = [a for key in overrides for a in ("--set", key)]
-    proc = slmops("run", "--profile", profile, "--work-dir", str(work), *sets, env=env)
+    proc = slmops("run", "--profile", profile, "--project", str(work), *sets, env=env)
     return {"work": work, "stdout": proc.stdout, "build_stdout": build.stdout, "env": env}
 
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> dict:
     """One end-to-end pipeline run on the smoke profile, shared by the tests that need trained artifacts."""
-    run = _pipeline_run(tmp_path_factory, "smoke")
+    run = _pipeline_run(tmp_path_factory, "ticket_triage")
     os.environ.update(run["env"])  # the in-process registry helpers read the same store
     return run
 
@@ -65,7 +75,7 @@ def smoke_run(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def reviews_run(tmp_path_factory) -> dict:
     """The second task (review_insights: a spec plus generated data, no code of its own) on the smoke profile."""
-    return _pipeline_run(tmp_path_factory, "smoke-reviews")
+    return _pipeline_run(tmp_path_factory, "review_insights")
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +100,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     write_jsonl(prepared / "test.jsonl", sets["test"])
     for name in ("seed", "pool"):
         write_jsonl(raw / f"{name}.jsonl", sets[name])
-    train_tokenizer(512, task=load_task("ticket_triage"), raw_dir=raw, out_dir=root / "tokenizer")
+    train_tokenizer(512, task=load_task("ticket_triage", TRIAGE), raw_dir=raw, out_dir=root / "tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
     model = init_model(TinyModelConfig(hidden_size=64, num_layers=2, intermediate_size=128, num_heads=2), tokenizer)
     model.save_pretrained(root / "model")

@@ -14,6 +14,7 @@ import pytest
 
 from slmops.config import FinetuneConfig, QuantizeConfig
 from slmops.tasks import load_task
+from tests.projects import TRIAGE
 
 SMALL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "max_position_embeddings": 256}
 
@@ -79,7 +80,7 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     },
 }
 
-task = load_task("ticket_triage")
+task = load_task("ticket_triage", TRIAGE)
 
 
 def build_model(arch: str, tokenizer_dir: Path, out_dir: Path) -> Path:

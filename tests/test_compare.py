@@ -9,8 +9,9 @@ import pytest
 from slmops.config import CompareConfig
 from slmops.loop.compare import correctness, decide_challenger, judged_field, mcnemar_exact, paired
 from slmops.tasks import load_task
+from tests.projects import TRIAGE
 
-task = load_task("ticket_triage")
+task = load_task("ticket_triage", TRIAGE)
 
 
 def pairs(both: int, champion_only: int, challenger_only: int, neither: int) -> list[tuple[bool, bool]]:

@@ -6,49 +6,75 @@ from pathlib import Path
 
 import pytest
 
-from slmops.config import PARAMS_DIR, PROFILES, ParamsError, load_gates, load_params
+from slmops.config import ParamsError, gates_file, load_gates, load_params
+from slmops.config.project import example_dir, examples
+from tests.projects import REVIEWS, TRIAGE, TRIAGE_GATES
 
 INVALID = Path(__file__).parent / "fixtures" / "invalid_params"
 
 
-@pytest.mark.parametrize("profile", PROFILES)
-def test_every_profile_loads(profile):
-    params = load_params(profile)
+PROFILES = [(ex, p.stem) for ex in examples() for p in sorted((example_dir(ex) / "profiles").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize(("example", "profile"), PROFILES)
+def test_every_shipped_profile_loads_with_its_gates(example, profile):
+    root = example_dir(example)
+    params = load_params(profile, project=root)
     assert params.synthesize.teacher.kind in {"openai", "transformers", "callable"}
+    gates = load_gates(gates_file(params, root))
+    assert set(gates.poc.min) <= set(gates.prod.min)
 
 
-def test_every_params_file_is_a_profile_or_gates():
-    names = {p.stem for p in PARAMS_DIR.glob("*.yaml")}
-    gates = {n for n in names if n.startswith("gates")}
-    assert names == {"base", *gates, *PROFILES}
-    for name in gates:
-        loaded = load_gates(PARAMS_DIR / f"{name}.yaml")
-        assert set(loaded.poc.min) <= set(loaded.prod.min)
-    assert {load_params(p).gates for p in PROFILES} <= {f"{n}.yaml" for n in gates}
-
-
-def test_base_yaml_holds_only_real_overrides():
-    """Defaults live in the code; base.yaml may only change them, never repeat them."""
+@pytest.mark.parametrize("example", examples())
+def test_every_example_project_holds_only_a_project_file_profiles_tasks_and_data(example):
+    """slmops.yaml may only change the code's defaults, never repeat them; every task has its gates beside it."""
     import yaml
 
     from slmops.config import Params
-    from slmops.flows.runtime import flatten
+    from slmops.io import flatten
 
+    root = example_dir(example)
+    assert {p.name for p in root.iterdir()} <= {"slmops.yaml", "profiles", "tasks", "data"}
     defaults = flatten(Params().model_dump(mode="json"))
-    base = flatten(yaml.safe_load((PARAMS_DIR / "base.yaml").read_text()) or {})
+    base = flatten(yaml.safe_load((root / "slmops.yaml").read_text()) or {})
     assert [k for k, v in base.items() if defaults.get(k) == v] == []
+    specs = [p for p in (root / "tasks").glob("*.yaml") if not p.name.endswith(".gates.yaml")]
+    assert specs and all(s.with_name(s.stem + ".gates.yaml").exists() for s in specs)
+
+
+def test_commands_find_the_project_by_walking_up_and_refuse_outside_one(tmp_path):
+    from slmops.config.project import ProjectNotFound, find_project
+    from tests.conftest import new_project, slmops
+
+    root = new_project(tmp_path, "review_insights")
+    (root / "data" / "deep" / "er").mkdir(parents=True)
+    assert find_project(root / "data" / "deep" / "er") == root
+    shown = slmops("params", cwd=root / "data" / "deep" / "er")
+    assert "task: review_insights" in shown.stdout
+    outside = slmops("params", cwd=tmp_path, check=False)
+    assert outside.returncode == 2 and "slmops init" in outside.stderr
+    with pytest.raises(ProjectNotFound):
+        find_project(tmp_path)
+
+
+def test_smoke_extends_demo():
+    demo, smoke = load_params("demo", project=TRIAGE), load_params("smoke", project=TRIAGE)
+    assert smoke.dvc.commit is False and demo.dvc.commit is True
+    assert smoke.synthesize.teacher == demo.synthesize.teacher  # from slmops.yaml, through demo
+    assert smoke.finetune.lora == demo.finetune.lora
 
 
 def test_a_profile_can_extend_another_and_overrides_apply_last():
-    params = load_params("smoke-reviews", overrides=["finetune.training.epochs=2"])
-    smoke = load_params("smoke")
-    assert params.task == "review_insights" and params.demo.student == smoke.demo.student  # from smoke
+    params = load_params("smoke", project=REVIEWS, overrides=["finetune.training.epochs=2"])
+    demo = load_params("demo", project=REVIEWS)
+    assert params.task == "review_insights" and params.demo.n_pool == 60 and demo.demo.n_pool == 300
+    assert params.quantize.candidates == demo.quantize.candidates == ["int8", "int4"]  # from slmops.yaml
     assert params.finetune.training.epochs == 2 and params.finetune.training.max_length == 160
     assert params.model_name == "review-insights-slm"
 
 
 def test_a_partial_section_keeps_the_other_defaults_of_that_section():
-    params = load_params("smoke")  # sets augment_sampling: {max_tokens: 48} only
+    params = load_params("smoke", project=TRIAGE)  # sets augment_sampling: {max_tokens: 48} only
     assert params.synthesize.augment_sampling.seed == 42 and params.synthesize.augment_sampling.temperature == 0.9
 
 
@@ -64,14 +90,14 @@ def test_a_partial_section_keeps_the_other_defaults_of_that_section():
 )
 def test_invalid_params_fail_with_file_and_key(fixture, expected):
     with pytest.raises(ParamsError) as err:
-        load_params("smoke", extra=INVALID / fixture)
+        load_params("smoke", project=TRIAGE, extra=INVALID / fixture)
     assert expected in str(err.value)
     assert fixture in str(err.value)
 
 
 def test_unknown_profile_is_a_clear_error():
     with pytest.raises(ParamsError, match="unknown profile 'nope'"):
-        load_params("nope")
+        load_params("nope", project=TRIAGE)
 
 
 @pytest.mark.parametrize(
@@ -85,7 +111,7 @@ def test_unknown_profile_is_a_clear_error():
 def test_gates_must_get_stricter_at_each_stage(tmp_path, stage, kind, metric, value, expected):
     import yaml
 
-    gates = load_gates().model_dump()
+    gates = load_gates(TRIAGE_GATES).model_dump()
     gates["poc"]["min"]["category_accuracy"] = 0.6
     if value is None:
         del gates[stage][kind][metric]
@@ -101,19 +127,27 @@ def test_gates_must_get_stricter_at_each_stage(tmp_path, stage, kind, metric, va
 def test_a_gate_on_a_metric_the_task_does_not_report_stops_the_run_before_it_starts(tmp_path):
     from slmops.config.preflight import check
 
-    params = load_params("smoke-reviews", overrides=["gates=gates.yaml"])  # ticket_triage's gates
+    gates = "tasks/ticket_triage.gates.yaml"
+    params = load_params("smoke", project=REVIEWS, overrides=[f"gates={gates}"])  # ticket_triage's gates
+    (tmp_path / "tasks").mkdir()
+    for name in ("review_insights.yaml", "ticket_triage.gates.yaml"):
+        (tmp_path / "tasks" / name).write_bytes(
+            ((REVIEWS if "review" in name else TRIAGE) / "tasks" / name).read_bytes()
+        )
     problems = check(params, tmp_path)
     assert any("category_accuracy: the task reports no such metric" in p for p in problems)
 
 
 def test_an_offline_run_with_a_hub_id_fails_fast_naming_the_model_and_the_switch(tmp_path):
-    from tests.conftest import slmops
+    from tests.conftest import new_project, slmops
+
+    tmp_path = new_project(tmp_path, "ticket_triage")
 
     proc = slmops(
         "run",
         "--profile",
         "smoke",
-        "--work-dir",
+        "--project",
         str(tmp_path),
         "--set",
         "finetune.base_model=Qwen/Qwen2.5-0.5B-Instruct",

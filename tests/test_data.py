@@ -10,8 +10,9 @@ from slmops.demo.generate import generate, overlap_report
 from slmops.io import load_jsonl
 from slmops.tasks import load_task
 from slmops.text.pii import find_pii
+from tests.projects import REVIEWS, TRIAGE
 
-TASK = load_task("ticket_triage")
+TASK = load_task("ticket_triage", TRIAGE)
 
 
 def test_generator_sizes_and_no_test_input_in_training_inputs():
@@ -128,7 +129,7 @@ def test_prepared_demo_splits_do_not_overlap_and_hold_no_pii(tmp_path):
             assert not find_pii(row["input"]), row["input"]
 
 
-REVIEWS = load_task("review_insights")
+REVIEWS = load_task("review_insights", REVIEWS)
 REVIEW_ROWS = [
     {
         "id": "r1",

@@ -16,11 +16,12 @@ from slmops.io import load_jsonl, write_jsonl
 from slmops.synthesize.stage import run
 from slmops.tasks import load_task
 from slmops.text.dedup import NearDupIndex
+from tests.projects import TRIAGE
 
 ROOT = Path(__file__).resolve().parents[1]
-DEV_SET = ROOT / "src/slmops/demo/data/dev_handwritten.jsonl"
+DEV_SET = ROOT / "src/slmops/templates/ticket_triage/data/dev_handwritten.jsonl"
 TARGET = "slmops.demo.teacher:answer"
-task = load_task("ticket_triage")
+task = load_task("ticket_triage", TRIAGE)
 
 
 @pytest.mark.parametrize(
@@ -115,9 +116,10 @@ def test_the_dev_set_is_hand_labelled_and_balanced():
 
 
 # Code that may read the hand-written dev set: evaluation only. Training, generation and synthesis never may.
-# params/loop.yaml: `slmops loop demo` measures the served versions on it offline (src/slmops/flows/loop_demo.py:accuracy);
-# it never sends it to the server, so it never reaches the inference log, the harvest or training.
-DEV_SET_READERS_ALLOWED = {"src/slmops/evaluate/stage.py", "params/loop.yaml"}
+# The example's profiles/loop.yaml: `slmops loop demo` measures the served versions on it offline
+# (slmops/flows/loop_demo.py:accuracy); it never sends it to the server, so it never reaches the inference log,
+# the harvest or training.
+DEV_SET_READERS_ALLOWED = {"src/slmops/evaluate/stage.py", "src/slmops/templates/ticket_triage/profiles/loop.yaml"}
 
 
 def _files_naming(name: str, folders: list[str]) -> set[str]:
@@ -132,7 +134,7 @@ def _files_naming(name: str, folders: list[str]) -> set[str]:
 def test_only_evaluation_code_names_the_dev_set():
     name = DEV_SET.name
     assert "benchmarks/demo_teacher.py" in _files_naming(name, ["benchmarks"])  # the scan does find readers
-    readers = _files_naming(name, ["components", "flows", "params"]) | {
+    readers = _files_naming(name, ["src"]) | {
         p for p in ("dvc.yaml", "Makefile") if (ROOT / p).exists() and name in (ROOT / p).read_text()
     }
     assert readers <= DEV_SET_READERS_ALLOWED, f"only evaluation may read {name}: {sorted(readers)}"

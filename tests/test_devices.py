@@ -8,8 +8,9 @@ import torch
 
 from slmops.inference.chat_model import ChatModel, pick_device
 from slmops.tasks import load_task
+from tests.projects import TRIAGE
 
-TASK = load_task("ticket_triage")
+TASK = load_task("ticket_triage", TRIAGE)
 GPU = torch.cuda.is_available()
 
 

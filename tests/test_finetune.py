@@ -11,8 +11,9 @@ from slmops.inference.chat_model import ChatModel
 from slmops.io import load_jsonl
 from slmops.tasks import load_task
 from slmops.train.finetune import run
+from tests.projects import TRIAGE
 
-task = load_task("ticket_triage")
+task = load_task("ticket_triage", TRIAGE)
 
 
 @pytest.mark.slow

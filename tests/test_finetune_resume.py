@@ -14,10 +14,11 @@ import pytest
 from slmops.config import FinetuneConfig
 from slmops.tasks import load_task
 from slmops.train.finetune import last_checkpoint, run
+from tests.projects import TRIAGE
 
 MAX_STEPS = 60
 
-task = load_task("ticket_triage")
+task = load_task("ticket_triage", TRIAGE)
 
 
 def _cfg(**training) -> FinetuneConfig:
@@ -34,8 +35,9 @@ from pathlib import Path
 from slmops.config import FinetuneConfig
 from slmops.train.finetune import run
 from slmops.tasks import load_task
+from tests.projects import TRIAGE
 cfg = FinetuneConfig.model_validate_json(sys.argv[1])
-task = load_task("ticket_triage")
+task = load_task("ticket_triage", TRIAGE)
 run(cfg, train=Path(sys.argv[2]), val=None, base_model=sys.argv[3], out_dir=Path(sys.argv[4]), task=task)
 """
 

@@ -23,8 +23,9 @@ from slmops.loop.harvest import STATE, PiiLeft, load_state, pending_rows, run
 from slmops.tasks import load_task
 from slmops.text import pii
 from tests.conftest import REPO
+from tests.projects import TRIAGE
 
-task = load_task("ticket_triage")
+task = load_task("ticket_triage", TRIAGE)
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 WORDS = (
     "注文 配送 請求 返品 交換 画面 電源 充電 設定 アプリ 会員 解約 予約 在庫 店舗 保証 修理 部品 説明書 色 "
@@ -234,7 +235,8 @@ from pathlib import Path
 from slmops.config import HarvestConfig
 from slmops.loop.harvest import run
 from slmops.tasks import load_task
-task, cfg = load_task("ticket_triage"), HarvestConfig(near_dup_threshold=1.0, max_rows_per_batch=100_000)
+from tests.projects import TRIAGE
+task, cfg = load_task("ticket_triage", TRIAGE), HarvestConfig(near_dup_threshold=1.0, max_rows_per_batch=100_000)
 while True:
     run(cfg, task=task, log=Path(sys.argv[1]), out_dir=Path(sys.argv[2]), train=[], eval_sets=[])
 """

@@ -18,6 +18,7 @@ from slmops.io import load_jsonl, sha256_tree
 from slmops.serve.inference_log import InferenceLog
 from slmops.text import pii
 from tests.conftest import _pipeline_run, slmops
+from tests.projects import TRIAGE, TRIAGE_GATES
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ LOOP = [
 def loop_run(tmp_path_factory) -> dict:
     """The smoke pipeline, with gates that fit a 64-wide toy model (``_toy_gates``)."""
     gates = f"gates={_toy_gates(tmp_path_factory.mktemp('loop-gates'))}"
-    return _pipeline_run(tmp_path_factory, "smoke", overrides=(gates,)) | {"sets": [*LOOP, gates]}
+    return _pipeline_run(tmp_path_factory, "ticket_triage", overrides=(gates,)) | {"sets": [*LOOP, gates]}
 
 
 def _toy_gates(folder):
@@ -49,7 +50,7 @@ def _toy_gates(folder):
 
     from slmops.config import load_gates
 
-    gates = load_gates().model_dump()
+    gates = load_gates(TRIAGE_GATES).model_dump()
     gates["poc"]["min"] = dict.fromkeys(gates["poc"]["min"], 0.0)
     gates["parity"] |= {"min_output_agreement": 0.75, "min_label_agreement": 0.75}
     path = folder / "gates.yaml"
@@ -82,7 +83,7 @@ def _log(work, seed: int, n: int, shifted: bool) -> None:
 
 def _monitor(run) -> str:
     args = [a for key in run["sets"] for a in ("--set", key)]  # the retrain it starts reads the same gates
-    proc = slmops("monitor", "--profile", "smoke", "--work-dir", str(run["work"]), *args, env=run["env"])
+    proc = slmops("monitor", "--profile", "smoke", "--project", str(run["work"]), *args, env=run["env"])
     return proc.stdout
 
 
@@ -108,7 +109,7 @@ def test_drift_in_two_windows_starts_one_retrain_that_trains_on_the_traffic(loop
     from slmops.config import load_params
     from slmops.registry import aliases as registry
 
-    work, name = loop_run["work"], load_params("smoke").model_name
+    work, name = loop_run["work"], load_params("smoke", project=TRIAGE).model_name
     student_before, champion = sha256_tree(work / "models/student"), registry.alias_version(name, "poc")
     _log(work, seed=502, n=40, shifted=True)
     out = _monitor(loop_run)
@@ -128,7 +129,9 @@ def test_drift_in_two_windows_starts_one_retrain_that_trains_on_the_traffic(loop
     parity = (work / "reports/parity/parity.json").read_text()
     assert (work / "reports/challenge/decision.json").exists(), f"no challenge ran\n{out}\nparity: {parity}"
     decision = json.loads((work / "reports/challenge/decision.json").read_text())["decision"]
-    evaluated = min(15, load_params("smoke").evaluate.max_examples)  # both models on the same (capped) rows
+    evaluated = min(
+        15, load_params("smoke", project=TRIAGE).evaluate.max_examples
+    )  # both models on the same (capped) rows
     assert decision["recent"]["n"] == evaluated and decision["gold"]["n"] > 0
     holder = registry.alias_version(name, "poc")
     assert (holder != champion) == decision["passed"], decision  # promoted if and only if it won

@@ -15,8 +15,9 @@ from slmops.loop.drift import drifted_values, label_signals, predicted, rate_sig
 from slmops.loop.monitor import run
 from slmops.tasks import load_task
 from slmops.text import pii
+from tests.projects import TRIAGE
 
-task = load_task("ticket_triage")
+task = load_task("ticket_triage", TRIAGE)
 CFG = MonitorConfig(window=200, min_rows=30)
 # A product line and complaints the generator never writes; its greetings and closings stay the same.
 NEW = [

@@ -18,8 +18,9 @@ from slmops.evaluate.parity import (
 )
 from slmops.io import load_jsonl
 from slmops.tasks import load_task
+from tests.projects import TRIAGE
 
-task = load_task("ticket_triage")
+task = load_task("ticket_triage", TRIAGE)
 
 
 def _step(name: str, reference: str, output: float = 1.0, label: float = 1.0, logit: float | None = None):
@@ -76,7 +77,9 @@ def test_registration_skips_a_smaller_form_that_fails_its_parity():
     from slmops.config import PARAMS_DIR, QuantizeConfig, load_gates, load_params
     from slmops.flows.pipeline import _choose_form
 
-    params = load_params("smoke").model_copy(update={"quantize": QuantizeConfig(candidates=["int8", "int4"])})
+    params = load_params("smoke", project=TRIAGE).model_copy(
+        update={"quantize": QuantizeConfig(candidates=["int8", "int4"])}
+    )
     gates = load_gates(PARAMS_DIR / params.gates)
     good = {"json_valid_rate": 1.0, "category_accuracy": 1.0, "priority_accuracy": 1.0, "latency_p95_ms": 1.0}
     metrics = {"student_int8": good | {"size_mb": 4.0}, "student_int4": good | {"size_mb": 2.0}}

@@ -6,6 +6,7 @@ import pytest
 
 from slmops.config import FinetuneConfig, ParamsError, QuantizeConfig, load_params
 from slmops.export.quantize import choose_candidate
+from tests.projects import TRIAGE
 
 
 @pytest.mark.parametrize(
@@ -20,7 +21,7 @@ def test_an_unknown_pass_through_key_fails_at_load_naming_it(tmp_path, section, 
     extra = tmp_path / "extra.yaml"
     extra.write_text(f"finetune:\n  {section}:\n    {key}: 1\n")
     with pytest.raises(ParamsError) as err:
-        load_params("smoke", extra=extra)
+        load_params("smoke", project=TRIAGE, extra=extra)
     message = str(err.value)
     assert f"finetune.{section}" in message and key in message and library in message and str(extra) in message
 

@@ -23,11 +23,12 @@ from slmops.teacher.base import TeacherResponse
 from slmops.teacher.openai import OpenAITeacher
 from slmops.teacher.validate import check_label, check_new_input
 from tests.fake_teacher import FakeTeacher, label_json
+from tests.projects import TRIAGE
 from tests.test_harvest import _run as harvest_run
 from tests.test_harvest import append, unique_texts
 from tests.test_harvest import log_row as traffic_row
 
-TASK = load_task("ticket_triage")
+TASK = load_task("ticket_triage", TRIAGE)
 INQUIRY = "中村健一と申します。愛知県名古屋市中区栄3-4-5 サカエビル302号室に届いていません。電話は（045）123-4567"
 MASKED = "[NAME]と申します。[ADDRESS]に届いていません。電話は[PHONE]"
 SECRETS = ("中村健一", "中村", "健一", "栄3-4-5", "302号室", "123-4567")
@@ -145,7 +146,7 @@ def test_slmops_evaluate_reads_inputs_as_the_served_model_does(tmp_path, monkeyp
         return {"n": len(rows)}, []
 
     for mask_inputs in (True, False):
-        params = load_params("smoke", overrides=[f"serve.mask_inputs={str(mask_inputs).lower()}"])
+        params = load_params("smoke", project=TRIAGE, overrides=[f"serve.mask_inputs={str(mask_inputs).lower()}"])
         monkeypatch.setattr(slmops.cli, "_setup", lambda *a, p=params, **k: p)
         monkeypatch.setattr(slmops.cli, "_load_model", lambda *a: None)
         monkeypatch.setattr(slmops.evaluate.stage, "evaluate_model", evaluate_model)

@@ -16,10 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from slmops.config import PARAMS_DIR, load_gates
+from slmops.config import load_gates
 from slmops.flows.stages import DEMO, PIPELINE
 from slmops.io import load_jsonl
 from tests.conftest import slmops
+from tests.projects import REVIEWS_GATES, TRIAGE, TRIAGE_GATES
 
 pytestmark = pytest.mark.slow
 
@@ -86,9 +87,9 @@ def test_rerun_with_nothing_changed_recomputes_nothing(smoke_run):
     from slmops.config import load_params
     from slmops.registry import aliases as registry
 
-    name = load_params("smoke").model_name
+    name = load_params("smoke", project=TRIAGE).model_name
     before = registry.alias_version(name, "poc")
-    proc = slmops("run", "--profile", "smoke", "--work-dir", str(smoke_run["work"]), env=smoke_run["env"])
+    proc = slmops("run", "--profile", "smoke", "--project", str(smoke_run["work"]), env=smoke_run["env"])
     lines = _stage_lines(proc.stdout)
     assert set(lines.values()) == {"cached"} and set(lines) == {s.name for s in PIPELINE}, proc.stdout
     # The same model is not registered again: poc keeps its version.
@@ -100,7 +101,7 @@ def test_a_corrupted_served_model_is_rebuilt_not_trusted(smoke_run):
     data = bytearray(weights.read_bytes())
     data[-64:] = bytes(64)  # zero the last bytes, as a bad disk or a stray process would
     weights.write_bytes(bytes(data))
-    proc = slmops("run", "--profile", "smoke", "--work-dir", str(smoke_run["work"]), env=smoke_run["env"])
+    proc = slmops("run", "--profile", "smoke", "--project", str(smoke_run["work"]), env=smoke_run["env"])
     lines = _stage_lines(proc.stdout)
     assert lines["quantize"] == "ran" and "outputs changed since cached (int8/model.onnx)" in proc.stdout
     assert lines["finetune"] == lines["synthesize"] == "cached"
@@ -120,12 +121,12 @@ def test_the_second_task_runs_from_a_spec_and_data_alone(reviews_run):
         runs = mlflow.search_runs(search_all_experiments=True)
     finally:
         mlflow.set_tracking_uri(previous)
-    parent = runs[runs["tags.mlflow.runName"] == "pipeline-smoke-reviews"].iloc[0]
+    parent = runs[runs["tags.mlflow.runName"] == "pipeline-smoke"].iloc[0]
     assert parent["tags.task"] == "review_insights" and parent["metrics.student_int8.aspects_micro_f1"] >= 0
     # quantize.candidates [int8, int4]: both evaluated and parity-checked (against ONNX fp32, and through their own
     # server) in the same run; the smallest one that passes the gate and its own parity is registered.
     assert parent["metrics.student_int4.size_mb"] < parent["metrics.student_int8.size_mb"]
-    limits = load_gates(PARAMS_DIR / "gates-reviews.yaml").parity  # smoke-reviews.yaml: gates
+    limits = load_gates(REVIEWS_GATES).parity  # the task's gates, beside its spec
     faithful = {
         form: parent[f"metrics.parity.{form}.output_agreement"] >= limits.min_output_agreement
         and parent[f"metrics.parity.{form}.label_agreement"] >= limits.min_label_agreement
@@ -152,7 +153,7 @@ def test_served_poc_model_answers_http_and_logs_the_request(smoke_run):
     work, port = smoke_run["work"], _free_port()
     exe = os.path.join(os.path.dirname(sys.executable), "slmops")
     server = subprocess.Popen(
-        [exe, "serve", "--alias", "poc", "--port", str(port), "--profile", "smoke", "--work-dir", str(work)],
+        [exe, "serve", "--alias", "poc", "--port", str(port), "--profile", "smoke", "--project", str(work)],
         env={**os.environ, **smoke_run["env"]},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -210,7 +211,7 @@ def test_evaluate_cli_prints_metrics_as_the_last_line(smoke_run, tmp_path):
         str(data),
         "--profile",
         "smoke",
-        "--work-dir",
+        "--project",
         str(smoke_run["work"]),
         env=smoke_run["env"],
     )
@@ -230,14 +231,14 @@ def _register_copy(smoke_run, metrics=None) -> str:
 
     work = smoke_run["work"]
     mlflow.set_tracking_uri(smoke_run["env"]["MLFLOW_TRACKING_URI"])
-    tracking(work, load_params("smoke").project.experiment)
-    params = load_params("smoke")
+    tracking(work, load_params("smoke", project=TRIAGE).project.experiment)
+    params = load_params("smoke", project=TRIAGE)
     with mlflow.start_run(run_name="test-register"):
         return registry.register(
             work / "models/student_onnx/int8",
             params.model_name,
             metrics or {"category_accuracy": 0.1},
-            load_task(params.task),
+            load_task(params.task, TRIAGE),
         )
 
 
@@ -246,12 +247,12 @@ def test_promotion_is_gated_and_rollback_restores_the_previous_holder(smoke_run)
     from slmops.registry import aliases as registry
 
     work, env = smoke_run["work"], smoke_run["env"]
-    name = load_params("smoke").model_name
-    failed = slmops("promote", "--to", "prod", "--profile", "smoke", "--work-dir", str(work), env=env, check=False)
+    name = load_params("smoke", project=TRIAGE).model_name
+    failed = slmops("promote", "--to", "prod", "--profile", "smoke", "--project", str(work), env=env, check=False)
     assert failed.returncode == 1 and "no version holds 'pilot'" in failed.stdout
 
     # The smoke model is far too weak for the pilot gates: the promotion fails and changes nothing.
-    pilot = slmops("promote", "--to", "pilot", "--profile", "smoke", "--work-dir", str(work), env=env, check=False)
+    pilot = slmops("promote", "--to", "pilot", "--profile", "smoke", "--project", str(work), env=env, check=False)
     decision = json.loads(pilot.stdout)
     assert pilot.returncode == 1 and decision["reasons"] and decision["candidate_metrics"]
     assert registry.alias_version(name, "pilot") is None
@@ -263,9 +264,9 @@ def test_promotion_is_gated_and_rollback_restores_the_previous_holder(smoke_run)
     first = registry.alias_version(name, "poc")
     second = _register_copy(smoke_run)
     registry.set_alias(name, "poc", second)
-    history = slmops("history", "--stage", "poc", "--profile", "smoke", "--work-dir", str(work), env=env)
+    history = slmops("history", "--stage", "poc", "--profile", "smoke", "--project", str(work), env=env)
     assert f"version {first}" in history.stdout and f"version {second}" in history.stdout
-    back = slmops("rollback", "--stage", "poc", "--profile", "smoke", "--work-dir", str(work), env=env)
+    back = slmops("rollback", "--stage", "poc", "--profile", "smoke", "--project", str(work), env=env)
     assert f"-> version {first}" in back.stdout
     assert registry.alias_version(name, "poc") == first
 
@@ -274,7 +275,7 @@ def test_a_tampered_artifact_is_refused_at_load(smoke_run):
     from slmops.config import load_params
     from slmops.registry import aliases as registry
 
-    name = load_params("smoke").model_name
+    name = load_params("smoke", project=TRIAGE).model_name
     version = _register_copy(smoke_run)
     registry.set_alias(name, "tampered", version)
     _, loaded = registry.load_chat_model(name, "tampered")  # intact: loads
@@ -304,7 +305,7 @@ def test_the_server_follows_the_alias_and_refuses_a_tampered_holder(smoke_run):
     from slmops.serve.app import BackgroundServer, create_app
     from slmops.serve.reload import ModelHolder, ServedModel
 
-    name = load_params("smoke").model_name
+    name = load_params("smoke", project=TRIAGE).model_name
     registry.set_alias(name, "live", _register_copy(smoke_run))
     holder = ModelHolder(
         ServedModel(*registry.load_chat_model(name, "live")),
@@ -337,7 +338,7 @@ def test_rollback_waits_for_a_promotion_in_progress(smoke_run):
     from slmops.flows.promote import promotion_lock, rollback
     from slmops.registry import aliases as registry
 
-    params, work = load_params("smoke"), smoke_run["work"]
+    params, work = load_params("smoke", project=TRIAGE), smoke_run["work"]
     name = params.model_name
     first = _register_copy(smoke_run)
     registry.set_alias(name, "canary", first)
@@ -355,7 +356,7 @@ def test_rollback_waits_for_a_promotion_in_progress(smoke_run):
 def _loose_gates(tmp_path) -> Path:
     import yaml
 
-    gates = load_gates().model_dump()
+    gates = load_gates(TRIAGE_GATES).model_dump()
     gates = {
         stage: {**rules, "min": dict.fromkeys(rules["min"], 0.0), "max": dict.fromkeys(rules["max"], 1e9)}
         for stage, rules in gates.items()
@@ -371,7 +372,7 @@ def test_a_passing_promotion_moves_the_alias_and_records_both_models(smoke_run, 
     from slmops.flows.promote import promote
     from slmops.registry import aliases as registry
 
-    params, work = load_params("smoke"), smoke_run["work"]
+    params, work = load_params("smoke", project=TRIAGE), smoke_run["work"]
     name = params.model_name
     candidate = registry.alias_version(name, "poc")
     result = promote(params, work, "pilot", gates_file=_loose_gates(tmp_path))

@@ -16,8 +16,9 @@ import pytest
 from slmops.inference.chat_model import ChatModel
 from slmops.registry import aliases as registry
 from slmops.tasks import load_task
+from tests.projects import TRIAGE
 
-TASK = load_task("ticket_triage")
+TASK = load_task("ticket_triage", TRIAGE)
 TEXTS = ["注文した商品がまだ届きません", "パスワードを忘れました"]
 
 
@@ -82,7 +83,7 @@ def test_the_registered_model_loads_and_serves_in_a_clean_venv(registered, tmp_p
     subprocess.run([python, "-m", "pip", "install", "-q", "-r", requirements], check=True, timeout=900)
     clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     check = subprocess.run(
-        [python, "-c", "import importlib.util as u; print(u.find_spec('components'), u.find_spec('torch'))"],
+        [python, "-c", "import importlib.util as u; print(u.find_spec('slmops'), u.find_spec('torch'))"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -13,8 +13,9 @@ from slmops.serve.fallback import Fallback
 from slmops.tasks import load_task
 from slmops.teacher.openai import OpenAITeacher
 from tests.fake_teacher import FakeTeacher, label_json
+from tests.projects import TRIAGE
 
-TASK = load_task("ticket_triage")
+TASK = load_task("ticket_triage", TRIAGE)
 TEACHER_ANSWER = label_json("shipping", "high", "配送状況を確認いたします。")
 
 
@@ -133,10 +134,11 @@ def test_fallback_reasons():
 
 
 def test_serve_refuses_to_start_when_the_configured_teacher_is_missing(tiny_models, tmp_path):
-    from tests.conftest import slmops
+    from tests.conftest import new_project, slmops
 
+    tmp_path = new_project(tmp_path, "ticket_triage")
     # A fallback teacher that cannot be opened (here: a callable whose module does not exist) stops the start.
-    args = ("serve", "--model-path", str(tiny_models["int8"]), "--work-dir", str(tmp_path), "--port", "1")
+    args = ("serve", "--model-path", str(tiny_models["int8"]), "--project", str(tmp_path), "--port", "1")
     teacher = 'serve.fallback.teacher={kind: callable, target: "no_such_module:answer"}'
     proc = slmops(*args, "--profile", "smoke", "--set", teacher, check=False)
     assert proc.returncode == 2

@@ -18,15 +18,37 @@ from slmops.config import load_params
 from slmops.flows.runner import cache_key, run_stage
 from slmops.flows.stages import DEMO, PIPELINE, STAGES, Ctx
 from slmops.flows.versioning import dvc_stages
-from tests.conftest import REPO
+from tests.projects import REVIEWS, TRIAGE
 
 
-def test_committed_dvc_yaml_and_params_yaml_are_what_the_registry_generates():
-    """Regenerate with `slmops dvc --profile demo` (make repro does) when this fails."""
-    params = load_params("demo")
-    committed = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
-    assert committed == dvc_stages(params, REPO)
-    assert yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8")) == params.model_dump(mode="json")
+def test_init_writes_the_dvc_yaml_and_params_yaml_the_registry_generates(tmp_path):
+    from slmops.flows.versioning import code_hashes
+    from tests.conftest import new_project
+
+    root = new_project(tmp_path, "ticket_triage")
+    params = load_params(project=root)  # the default profile, demo
+    assert yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) == dvc_stages(params, root)
+    written = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    assert written == params.model_dump(mode="json") | {"code": code_hashes(params, root)}
+    assert len(set(written["code"].values())) == len(DEMO + PIPELINE)  # each stage runs different code
+
+
+def test_a_stages_code_is_the_import_closure_of_its_modules():
+    """The helpers the issue found missing from hand-kept lists are in the computed closure."""
+    from slmops.flows.codedeps import PACKAGE_DIR, closure
+    from slmops.flows.stages import code_modules
+
+    ctx = Ctx(load_params("smoke", project=TRIAGE), TRIAGE)
+
+    def files(stage: str) -> set[str]:
+        return {f.relative_to(PACKAGE_DIR).as_posix() for f in closure(code_modules(STAGES[stage], ctx))}
+
+    assert {"loop/harvest.py", "loop/logtail.py", "text/similarity.py", "inference/chat_model.py"} <= files(
+        "label_traffic"
+    )
+    assert "data/prepare.py" in files("synthesize") and "progress.py" in files("finetune")
+    assert {"registry/gates.py", "text/pii/__init__.py"} <= files("parity")
+    assert not any(f.startswith(("serve/", "train/")) for f in files("prepare"))
 
 
 def _keys(params, root: Path) -> dict[str, str]:
@@ -48,14 +70,14 @@ def _keys(params, root: Path) -> dict[str, str]:
 )
 def test_a_param_change_invalidates_exactly_the_stages_that_read_it(tmp_path, override, expected):
     """Downstream stages then rerun because their inputs' content hashes change (not checked here)."""
-    before = _keys(load_params("smoke"), tmp_path)
-    after = _keys(load_params("smoke", overrides=[override]), tmp_path)
+    before = _keys(load_params("smoke", project=TRIAGE), tmp_path)
+    after = _keys(load_params("smoke", project=TRIAGE, overrides=[override]), tmp_path)
     assert {name for name in before if before[name] != after[name]} == expected
 
 
 def test_a_stage_reports_cached_only_while_its_outputs_are_intact(tmp_path, capsys):
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
-    ctx = Ctx(load_params("smoke-reviews"), tmp_path)
+    ctx = Ctx(load_params("smoke", project=REVIEWS), tmp_path)
     run_stage(STAGES["demo_data"], ctx, track=False)
     first = run_stage(STAGES["prepare"], ctx, track=False)
     assert run_stage(STAGES["prepare"], ctx, track=False) == first
@@ -71,25 +93,42 @@ def test_a_stage_reports_cached_only_while_its_outputs_are_intact(tmp_path, caps
 
 
 @pytest.mark.slow
-def test_dvc_repro_runs_the_registry_stages_and_tracks_params_per_key(tmp_path):
-    """`dvc repro` on the smoke profile of the second task, in a copy of the repo's code and params."""
-    for folder in ("components", "flows", "params"):
-        shutil.copytree(REPO / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+def test_dvc_repro_runs_the_registry_stages_and_tracks_params_and_code_per_stage(tmp_path):
+    """`dvc repro` on the smoke profile of the second task, with the slmops code copied (so a test may edit it)."""
+    from tests.conftest import new_project
+
+    code = tmp_path / "code"
+    shutil.copytree(
+        Path(__import__("slmops").__file__).parent, code / "slmops", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    tmp_path = new_project(tmp_path, "review_insights")
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(code)}
 
     def run(*cmd: str) -> str:
         proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
         return proc.stdout + proc.stderr
 
-    run("git", "init", "-q")
-    run(str(bin_dir / "dvc"), "init", "-q")
-    run(str(bin_dir / "slmops"), "dvc", "--profile", "smoke-reviews", "--work-dir", str(tmp_path))
+    def stale() -> set[str]:
+        status = run(str(bin_dir / "dvc"), "status")
+        return {s.name for s in DEMO + PIPELINE if f"{s.name}:" in status}
+
+    run(str(bin_dir / "slmops"), "dvc", "--profile", "smoke")
     out = run(str(bin_dir / "dvc"), "repro")
     assert all(f"Running stage '{s.name}'" in out for s in DEMO + PIPELINE), out[-3000:]
     assert (tmp_path / "reports" / "eval" / "metrics.json").exists()
     assert "up to date" in run(str(bin_dir / "dvc"), "status").lower()
+
+    # A helper that harvest imports (and label_traffic, through harvest) is edited: exactly those two are stale,
+    # and `dvc repro` reruns them and nothing else (their outputs are the same, so nothing after them reruns).
+    helper = code / "slmops" / "text" / "similarity.py"
+    helper.write_text(helper.read_text() + "\n# a fix in a helper\n")
+    run(str(bin_dir / "slmops"), "dvc", "--profile", "smoke")
+    assert stale() == {"harvest", "label_traffic"}
+    out = run(str(bin_dir / "dvc"), "repro")
+    ran = {s.name for s in DEMO + PIPELINE if f"Running stage '{s.name}'" in out}
+    assert ran == {"harvest", "label_traffic"}, out[-3000:]
 
     resolved = yaml.safe_load((tmp_path / "params.yaml").read_text())
     resolved["evaluate"]["max_new_tokens"] = 32
@@ -102,7 +141,7 @@ def test_dvc_repro_runs_the_registry_stages_and_tracks_params_per_key(tmp_path):
     dag = run(str(bin_dir / "dvc"), "dag", "--dot")
     for edge in ('"harvest" -> "label_traffic"', '"label_traffic" -> "synthesize"', '"prepare" -> "harvest"'):
         assert edge in dag, dag
-    run(str(bin_dir / "slmops"), "dvc", "--profile", "smoke-reviews", "--work-dir", str(tmp_path))
+    run(str(bin_dir / "slmops"), "dvc", "--profile", "smoke")
     run("git", "add", "-A")
     run("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "baseline")
     _log_traffic(tmp_path / "logs" / "inference.jsonl", 30)

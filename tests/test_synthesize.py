@@ -16,8 +16,9 @@ from slmops.teacher.base import TeacherUnavailable
 from slmops.text import pii
 from slmops.text.dedup import NearDupIndex
 from tests.fake_teacher import FakeTeacher, label_json
+from tests.projects import TRIAGE
 
-task = load_task("ticket_triage")
+task = load_task("ticket_triage", TRIAGE)
 
 TEST_INPUT = "テスト用の問い合わせで、ノートPCの画面が真っ暗になりました。"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from slmops.config import GateThresholds
 from slmops.registry.gates import decide
 from slmops.tasks import load_task
+from tests.projects import TRIAGE
 
-task = load_task("ticket_triage")
+task = load_task("ticket_triage", TRIAGE)
 
 GOOD = '{"category": "billing", "priority": "high", "reply": "確認いたします。"}'
 

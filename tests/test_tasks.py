@@ -7,18 +7,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slmops.tasks import TASKS_DIR, load_task
+from slmops.config.project import example_dir, examples
+from slmops.tasks import load_task
+from tests.projects import REVIEWS, TRIAGE
 
-SPECS = sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
+SPECS = sorted(
+    (ex, p.stem) for ex in examples() for p in (example_dir(ex) / "tasks").glob("*.yaml") if ".gates" not in p.name
+)
 
 
 def test_two_different_tasks_ship():
-    assert {"ticket_triage", "review_insights"} <= set(SPECS)
+    assert {"ticket_triage", "review_insights"} <= {name for _, name in SPECS}
 
 
-@pytest.mark.parametrize("name", SPECS)
-def test_every_shipped_spec_loads_and_its_schema_round_trips(name):
-    task = load_task(name)
+@pytest.mark.parametrize(("example", "name"), SPECS)
+def test_every_shipped_spec_loads_and_its_schema_round_trips(example, name):
+    task = load_task(name, example_dir(example))
     schema = task.response_format()["json_schema"]["schema"]
     assert set(schema["required"]) == set(task.fields)
     assert task.build_messages("x")[-1]["content"].endswith("x")
@@ -26,7 +30,7 @@ def test_every_shipped_spec_loads_and_its_schema_round_trips(name):
 
 
 def _spec(tmp_path: Path, **changes) -> Path:
-    data = yaml.safe_load((TASKS_DIR / "review_insights.yaml").read_text(encoding="utf-8"))
+    data = yaml.safe_load((REVIEWS / "tasks" / "review_insights.yaml").read_text(encoding="utf-8"))
     for dotted, value in changes.items():
         node = data
         *parents, last = dotted.split(".")
@@ -60,7 +64,7 @@ def test_a_bad_spec_fails_at_load_naming_the_key(tmp_path, changes, expected):
 
 
 def test_metrics_per_field_type():
-    task = load_task("review_insights")
+    task = load_task("review_insights", REVIEWS)
     good = '{"rating": 4, "aspects": ["price", "quality"], "summary": "価格・品質に満足。"}'
     off = '{"rating": 2, "aspects": ["price"], "summary": "価格に満足。"}'
     gold = {"rating": 4, "aspects": ["price", "quality"], "summary": "価格・品質に満足。"}
@@ -74,7 +78,7 @@ def test_metrics_per_field_type():
 
 
 def test_macro_f1_punishes_ignoring_a_class():
-    task = load_task("ticket_triage")
+    task = load_task("ticket_triage", TRIAGE)
     out = '{"category": "billing", "priority": "low", "reply": "x"}'
     m = task.compute_metrics([out] * 4, [{"category": c, "priority": "low"} for c in ["billing"] * 3 + ["other"]])
     assert m["category_accuracy"] == 0.75 and m["category_macro_f1"] < 0.5
@@ -84,8 +88,7 @@ def test_no_module_outside_tasks_names_a_task():
     root = Path(__file__).resolve().parent.parent
     named = [
         str(p.relative_to(root))
-        for folder in ("components", "flows")
-        for p in (root / folder).rglob("*.py")
-        if "ticket_triage" in p.read_text(encoding="utf-8") and "src/slmops/tasks" not in p.as_posix()
+        for p in (root / "src" / "slmops").rglob("*.py")
+        if "ticket_triage" in p.read_text(encoding="utf-8") and p.parent.name not in ("tasks", "demo")
     ]
     assert named == []

@@ -21,8 +21,9 @@ from slmops.teacher.cache import ResponseCache, complete_cached
 from slmops.teacher.openai import TokenBucket
 from tests.conftest import REPO
 from tests.fake_teacher import FakeTeacher, label_json
+from tests.projects import TRIAGE
 
-task = load_task("ticket_triage")
+task = load_task("ticket_triage", TRIAGE)
 
 
 def _cfg(url: str, **kw) -> OpenAITeacherConfig:

@@ -11,9 +11,10 @@ from slmops.loop.harvest import run as harvest
 from slmops.loop.label_traffic import run
 from slmops.synthesize import stage as synthesize
 from slmops.tasks import load_task
+from tests.projects import TRIAGE
 from tests.test_harvest import log_row, unique_texts
 
-task = load_task("ticket_triage")
+task = load_task("ticket_triage", TRIAGE)
 BAD = "解約"  # inputs with this word get an answer outside the task's schema
 
 

@@ -38,14 +38,37 @@ app.add_typer(demo_app, name="demo")
 loop_app = typer.Typer(help="The continuous-improvement loop, shown end to end.", no_args_is_help=True)
 app.add_typer(loop_app, name="loop")
 
+
+def _find_project(value: Path | None) -> Path:
+    """The project root: ``--project``, else the nearest folder holding slmops.yaml at or above the cwd."""
+    from slmops.config.project import ProjectNotFound, find_project, use_project
+
+    try:
+        root = find_project(value)
+    except ProjectNotFound as err:
+        raise typer.BadParameter(str(err)) from None
+    use_project(root)  # the project's own modules (a callable teacher, a Task class) are importable
+    return root
+
+
 WorkDir = Annotated[
     Path,
-    typer.Option("--work-dir", envvar="SLMOPS_WORK_DIR", help="Where data, models, MLflow and Prefect state live."),
+    typer.Option(
+        "--project",
+        "--work-dir",
+        envvar="SLMOPS_PROJECT",
+        callback=_find_project,
+        show_default="the nearest folder with slmops.yaml, from the working directory up",
+        help="The project: slmops.yaml, profiles, tasks, and the data, models, MLflow and Prefect state.",
+    ),
 ]
 Profile = Annotated[
-    str,
+    str | None,
     typer.Option(
-        "--profile", envvar="SLMOPS_PROFILE", help="Params profile: params/base.yaml + params/<profile>.yaml."
+        "--profile",
+        envvar="SLMOPS_PROFILE",
+        show_default="the project's default_profile",
+        help="Params profile: slmops.yaml + profiles/<profile>.yaml (and what it extends).",
     ),
 ]
 Stage = Annotated[str, typer.Option(help="Registry alias: poc, pilot or prod.")]
@@ -58,6 +81,42 @@ Overrides = Annotated[
 ]
 
 
+def resolve_profile(profile: str | None, root: Path) -> str | None:
+    from slmops.config import resolve_profile as resolve
+
+    return resolve(profile, root)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="The new project's folder (created if missing).")],
+    example: Annotated[
+        str | None,
+        typer.Option(help="Start from an example project: ticket_triage or review_insights (default: a blank one)."),
+    ] = None,
+) -> None:
+    """Write a new project: slmops.yaml, profiles/, tasks/ with each task's gates, .gitignore, git + DVC, dvc.yaml."""
+    from slmops.config import load_params
+    from slmops.config.project import ProjectNotFound, init_project
+    from slmops.flows.versioning import write_dvc_files
+
+    try:
+        root = init_project(directory, example)
+    except (ProjectNotFound, RuntimeError) as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
+    params = load_params(project=root)
+    write_dvc_files(params, resolve_profile(None, root) or "default", root)
+    typer.echo(f"slmops project in {root} ({example or 'blank'}): task {params.task}")
+    for line in sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and ".git" not in p.parts
+    ):
+        if not line.startswith(".dvc/"):
+            typer.echo(f"  {line}")
+    start = "slmops demo build && slmops run" if example else "put your data in data/, then slmops run"
+    typer.echo(f"next: cd {directory} && {start}")
+
+
 def _setup(
     work_dir: Path, profile: str | None, params_file: Path | None = None, preflight: bool = False, overrides=None
 ):
@@ -65,7 +124,10 @@ def _setup(
     from slmops.config import ParamsError, load_params, load_params_file
 
     try:
-        params = load_params_file(params_file) if params_file else load_params(profile, overrides=overrides or [])
+        if params_file:
+            params = load_params_file(params_file)
+        else:
+            params = load_params(profile, project=work_dir, overrides=overrides or [])
     except ParamsError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None
@@ -81,7 +143,7 @@ def _setup(
 
 
 @app.command()
-def run(profile: Profile = "demo", work_dir: WorkDir = Path("."), overrides: Overrides = None) -> None:
+def run(profile: Profile = None, work_dir: WorkDir = None, overrides: Overrides = None) -> None:
     """Run the pipeline (Prefect flow, tracked in MLflow) on a params profile: one line per stage, then a table."""
     params = _setup(work_dir, profile, preflight=True, overrides=overrides)
     from slmops.flows.runtime import quiet_console
@@ -89,7 +151,8 @@ def run(profile: Profile = "demo", work_dir: WorkDir = Path("."), overrides: Ove
     log_file = quiet_console(work_dir)
     from slmops.flows.pipeline import pipeline
 
-    typer.echo(f"slmops run: task {params.task}, profile {profile}, work dir {work_dir.resolve()} (log: {log_file})")
+    shown = resolve_profile(profile, work_dir)
+    typer.echo(f"slmops run: task {params.task}, profile {shown}, project {work_dir} (log: {log_file})")
     summary = pipeline(profile=profile, work_dir=str(work_dir), overrides=overrides or [])
     typer.echo("\n" + _table(summary["metrics"]))
     store = f"sqlite:///{(work_dir / 'mlruns.db').resolve()}"
@@ -109,7 +172,7 @@ def _gate_line(gate: dict) -> str:
 
 
 @demo_app.command("build")
-def demo_build(profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
+def demo_build(profile: Profile = None, work_dir: WorkDir = None) -> None:
     """Build the offline demo's stand-ins: data from the task's generator, a tokenizer, a tiny base model."""
     _setup(work_dir, profile)
     from slmops.flows.runtime import quiet_console
@@ -117,18 +180,18 @@ def demo_build(profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None
     quiet_console(work_dir)
     from slmops.flows.pipeline import demo_build as build
 
-    typer.echo(f"slmops demo build: profile {profile}, work dir {work_dir.resolve()}")
+    typer.echo(f"slmops demo build: profile {resolve_profile(profile, work_dir)}, project {work_dir}")
     build(profile=profile, work_dir=str(work_dir))
 
 
 @app.command()
 def stage(
     name: Annotated[str, typer.Argument(help="A stage of the registry (src/slmops/flows/stages.py), e.g. prepare.")],
-    profile: Profile = "demo",
+    profile: Profile = None,
     params_file: Annotated[
         Path | None, typer.Option(help="A complete params file (DVC's params.yaml) instead of --profile.")
     ] = None,
-    work_dir: WorkDir = Path("."),
+    work_dir: WorkDir = None,
 ) -> None:
     """Run one stage, cached by content (what dvc.yaml's commands run). Not tracked in MLflow."""
     params = _setup(work_dir, profile, params_file)
@@ -145,10 +208,11 @@ def stage(
 
 @app.command("params")
 def show_params(
-    profile: Profile = "demo",
+    profile: Profile = None,
+    work_dir: WorkDir = None,
     schema: Annotated[bool, typer.Option(help="Print the JSON schema of every key, with defaults.")] = False,
 ) -> None:
-    """Print the resolved params (code defaults + params/base.yaml + the profile) as YAML."""
+    """Print the resolved params (code defaults + slmops.yaml + the profile) as YAML."""
     import yaml
 
     from slmops.config import Params
@@ -156,17 +220,17 @@ def show_params(
     if schema:
         typer.echo(json.dumps(Params.model_json_schema(), indent=2, ensure_ascii=False))
         return
-    params = _setup(Path("."), profile)
+    params = _setup(work_dir, profile)
     typer.echo(yaml.safe_dump(params.model_dump(mode="json"), allow_unicode=True, sort_keys=False))
 
 
 @app.command()
-def dvc(profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
+def dvc(profile: Profile = None, work_dir: WorkDir = None) -> None:
     """Write dvc.yaml and params.yaml (the resolved profile) from the stage registry."""
     params = _setup(work_dir, profile)
     from slmops.flows.versioning import write_dvc_files
 
-    for path in write_dvc_files(params, profile, work_dir.resolve()):
+    for path in write_dvc_files(params, resolve_profile(profile, work_dir) or "default", work_dir):
         typer.echo(f"wrote {path}")
 
 
@@ -178,8 +242,8 @@ def evaluate(
     data: Annotated[
         Path, typer.Option(help="A labelled JSONL/CSV/Parquet file in the task's terms (input + output fields).")
     ],
-    profile: Profile = "demo",
-    work_dir: WorkDir = Path("."),
+    profile: Profile = None,
+    work_dir: WorkDir = None,
 ) -> None:
     """Evaluate a model on any labelled file, reading each input as the server's model does; the last stdout
     line is the metrics as one JSON object."""
@@ -204,8 +268,8 @@ def evaluate(
 @app.command()
 def promote(
     to: Annotated[str, typer.Option("--to", help="Target alias: pilot or prod.")],
-    profile: Profile = "demo",
-    work_dir: WorkDir = Path("."),
+    profile: Profile = None,
+    work_dir: WorkDir = None,
 ) -> None:
     """Move the model up one stage (poc -> pilot -> prod) if it passes that stage's gates."""
     params = _setup(work_dir, profile)
@@ -217,7 +281,7 @@ def promote(
 
 
 @app.command()
-def rollback(stage: Stage = "prod", profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
+def rollback(stage: Stage = "prod", profile: Profile = None, work_dir: WorkDir = None) -> None:
     """Point an alias back at the version that held it before."""
     params = _setup(work_dir, profile)
     from slmops.flows.promote import rollback as do_rollback
@@ -231,7 +295,7 @@ def rollback(stage: Stage = "prod", profile: Profile = "demo", work_dir: WorkDir
 
 
 @app.command()
-def history(stage: Stage = "prod", profile: Profile = "demo", work_dir: WorkDir = Path(".")) -> None:
+def history(stage: Stage = "prod", profile: Profile = None, work_dir: WorkDir = None) -> None:
     """List which versions held an alias, and when."""
     params = _setup(work_dir, profile)
     from slmops.flows.runtime import tracking
@@ -256,8 +320,8 @@ def serve(
     fallback: Annotated[
         bool, typer.Option(help="Use the teacher fallback configured in params serve.fallback (if any).")
     ] = True,
-    profile: Profile = "demo",
-    work_dir: WorkDir = Path("."),
+    profile: Profile = None,
+    work_dir: WorkDir = None,
     overrides: Overrides = None,
 ) -> None:
     """Start the OpenAI-compatible server (/v1/chat/completions, /v1/models, /health, /metrics).
@@ -305,8 +369,8 @@ def serve(
 
 @app.command()
 def monitor(
-    profile: Profile = "demo",
-    work_dir: WorkDir = Path("."),
+    profile: Profile = None,
+    work_dir: WorkDir = None,
     retrain: Annotated[bool, typer.Option(help="Start the retraining flow when drift is found.")] = True,
     overrides: Overrides = None,
 ) -> None:
@@ -326,7 +390,7 @@ def monitor(
 
 
 @app.command()
-def retrain(profile: Profile = "demo", work_dir: WorkDir = Path("."), overrides: Overrides = None) -> None:
+def retrain(profile: Profile = None, work_dir: WorkDir = None, overrides: Overrides = None) -> None:
     """Retrain now (what the weekly schedule runs): harvest logged traffic, teacher labels, train, then register
     only a challenger that beats the poc champion on the same gold and recent-traffic rows."""
     _setup(work_dir, profile, preflight=True, overrides=overrides)
@@ -342,7 +406,7 @@ def retrain(profile: Profile = "demo", work_dir: WorkDir = Path("."), overrides:
 
 
 @loop_app.command("demo")
-def loop_demo(profile: Profile = "loop", work_dir: WorkDir = Path(".")) -> None:
+def loop_demo(profile: Profile = None, work_dir: WorkDir = None) -> None:
     """After `make demo`: serve poc, send in-distribution then shifted traffic with the openai client, let the
     monitor trigger a retrain, and print accuracy before and after with the wall time of every step."""
     params = _setup(work_dir, profile)
@@ -368,8 +432,8 @@ def headline_metric(params, work_dir: Path) -> str:
 
 @app.command()
 def schedule(
-    profile: Profile = "demo",
-    work_dir: WorkDir = Path("."),
+    profile: Profile = None,
+    work_dir: WorkDir = None,
     retrain_cron: Annotated[str, typer.Option(help="Cron for the retraining flow.")] = "0 3 * * 1",
     monitor_cron: Annotated[str, typer.Option(help="Cron for the monitor flow.")] = "0 * * * *",
 ) -> None:
@@ -380,18 +444,24 @@ def schedule(
     serve_deployments(profile, str(work_dir.resolve()), retrain_cron, monitor_cron)
 
 
-def _pii_config(profile: str):
-    from slmops.config import ParamsError, load_params
+def _pii_config(profile: str | None):
+    """The project's ``pii`` params; outside a project, the code defaults (every entity type)."""
+    from slmops.config import ParamsError, PIIConfig, load_params
+    from slmops.config.project import ProjectNotFound, find_project
 
     try:
-        return load_params(profile).pii
+        root = find_project()
+    except ProjectNotFound:
+        return PIIConfig()
+    try:
+        return load_params(profile, project=root).pii
     except ParamsError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None
 
 
 @pii_app.command("mask")
-def pii_mask(profile: Profile = "demo") -> None:
+def pii_mask(profile: Profile = None) -> None:
     """Read text lines on stdin, write them masked (NFKC + typed placeholders such as [NAME], [PHONE]) to stdout."""
     from slmops.text.pii import mask
 
@@ -403,7 +473,7 @@ def pii_mask(profile: Profile = "demo") -> None:
 @pii_app.command("scan")
 def pii_scan(
     files: Annotated[list[Path], typer.Argument(help="JSONL, CSV/TSV or plain-text files.")],
-    profile: Profile = "demo",
+    profile: Profile = None,
 ) -> None:
     """Report suspected PII as file:line: TYPE (field), never the value. Exit 1 if any is found, 2 on a bad file."""
     from slmops.text.pii.scan import scan_file

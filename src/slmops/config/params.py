@@ -17,10 +17,8 @@ from typing import Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from slmops.tasks import DEFAULT_TASK
-
-PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
-PROFILES = ("demo", "smoke", "smoke-reviews", "loop")
+from slmops.config.project import PROJECT_FILE, find_project
+from slmops.tasks import DEFAULT_TASK, spec_path
 
 
 class Strict(BaseModel):
@@ -488,7 +486,9 @@ class Params(Strict):
     # A spec name (params/tasks/<name>.yaml), a spec path relative to the work dir, or ``module:Class``.
     task: str = DEFAULT_TASK
     data: DataConfig = DataConfig()
-    gates: str = "gates.yaml"  # promotion thresholds, a file in the params folder
+    # Promotion thresholds: None means the gates beside the task spec (tasks/<name>.gates.yaml); else a file
+    # relative to the project.
+    gates: str | None = None
     demo: DemoConfig = DemoConfig()
     prepare: PrepareConfig = PrepareConfig()
     synthesize: SynthesizeConfig = SynthesizeConfig()
@@ -606,7 +606,7 @@ def _validate(model: type[BaseModel], data: dict[str, Any]) -> Any:
 
 
 def _profile_sources(params_dir: Path, profile: str, seen: tuple[str, ...] = ()) -> list[tuple[Path, dict[str, Any]]]:
-    """``<profile>.yaml`` and, first, the profiles it ``extends`` (e.g. ``extends: smoke``)."""
+    """``profiles/<profile>.yaml`` and, first, the profiles it ``extends`` (e.g. ``extends: demo``)."""
     path = params_dir / f"{profile}.yaml"
     if not path.exists():
         raise ParamsError(f"unknown profile {profile!r}: {path} does not exist")
@@ -632,15 +632,29 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def resolve_profile(profile: str | None, root: Path) -> str | None:
+    """The profile a command runs: ``--profile``, else ``SLMOPS_PROFILE``, else the project's ``default_profile``."""
+    if profile:
+        return profile
+    if os.environ.get("SLMOPS_PROFILE"):
+        return os.environ["SLMOPS_PROFILE"]
+    return _read_yaml(root / PROJECT_FILE).get("default_profile")
+
+
 def load_params(
-    profile: str | None = None, params_dir: Path | None = None, extra: Path | None = None, overrides: list[str] = ()
+    profile: str | None = None, project: Path | None = None, extra: Path | None = None, overrides: list[str] = ()
 ) -> Params:
-    """Code defaults, overlaid by ``base.yaml``, ``<profile>.yaml`` (and what it extends), an extra file and
-    ``--set key=value`` overrides, in that order."""
-    params_dir = params_dir or PARAMS_DIR
-    profile = profile or os.environ.get("SLMOPS_PROFILE", "demo")
-    sources = [(params_dir / "base.yaml", _read_yaml(params_dir / "base.yaml"))]
-    sources += _profile_sources(params_dir, profile)
+    """Code defaults, overlaid by the project's ``slmops.yaml``, ``profiles/<profile>.yaml`` (and what it
+    extends), an extra file and ``--set key=value`` overrides, in that order. ``project``: the project root
+    (default: found by walking up from the working directory)."""
+    root = Path(project).resolve() if project is not None else find_project()
+    if not (root / PROJECT_FILE).is_file():
+        raise ParamsError(f"{root}: no {PROJECT_FILE}: not an slmops project (create one with `slmops init`)")
+    profile = resolve_profile(profile, root)
+    base = _read_yaml(root / PROJECT_FILE)
+    base.pop("default_profile", None)
+    sources = [(root / PROJECT_FILE, base)]
+    sources += _profile_sources(root / "profiles", profile) if profile else []
     if extra is not None:
         sources.append((extra, _read_yaml(extra)))
     if overrides:
@@ -657,16 +671,29 @@ def load_params(
 
 
 def load_params_file(path: Path) -> Params:
-    """A complete params file, e.g. the resolved one ``slmops params --out`` writes for DVC."""
+    """A complete params file, e.g. the resolved one ``slmops dvc`` writes for DVC (its ``code:`` section, the
+    stages' code hashes, is DVC's alone)."""
     data = _read_yaml(path)
+    data.pop("code", None)
     try:
         return _validate(Params, data)
     except ValidationError as err:
         raise ParamsError(_explain(err, [(path, data)])) from None
 
 
-def load_gates(path: Path | None = None) -> Gates:
-    path = path or PARAMS_DIR / "gates.yaml"
+def gates_file(params: Params, root: Path) -> Path:
+    """The task's gates: ``params.gates`` (relative to the project) or ``<task spec>.gates.yaml`` beside it."""
+    if params.gates:
+        return root / params.gates
+    spec = spec_path(params.task, root)
+    if spec is None:
+        raise ParamsError(f"task {params.task!r} is a class, not a spec file: set `gates:` to its gates file")
+    return spec.with_name(spec.name.removesuffix(spec.suffix) + ".gates.yaml")
+
+
+def load_gates(path: Path) -> Gates:
+    if not path.is_file():
+        raise ParamsError(f"{path}: no gates file (each task's gates sit beside its spec: tasks/<name>.gates.yaml)")
     data = _read_yaml(path)
     try:
         return _validate(Gates, data)
@@ -678,7 +705,7 @@ def load_gates(path: Path | None = None) -> Gates:
 
 
 class Layout(BaseModel):
-    """Every path the pipeline reads or writes, below one work dir (the repo root for the demo)."""
+    """Every path the pipeline reads or writes, below the project's root."""
 
     model_config = ConfigDict(frozen=True)
     root: Path
@@ -695,6 +722,11 @@ class Layout(BaseModel):
     reports = property(lambda self: self._p("reports"))
     inference_log = property(lambda self: self._p("logs", "inference.jsonl"))
     state = property(lambda self: self._p(".slmops"))
+    console_log = property(lambda self: self._p("logs", "slmops.log"))
+    traffic = property(lambda self: self._p("data", "traffic"))  # harvested traffic, append-only batches
+    traffic_labelled = property(lambda self: self._p("data", "traffic_labelled"))  # train.jsonl + recent.jsonl
+    champion = property(lambda self: self._p("models", "champion"))  # merged weights of the last poc holder
+    teacher_cache = property(lambda self: self._p(".slmops", "teacher_cache.sqlite"))
 
 
 def resolve_model_path(name_or_path: str, root: Path) -> str:

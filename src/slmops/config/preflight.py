@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slmops.config import PARAMS_DIR, Params, ParamsError, load_gates, resolve_model_path
+from slmops.config import Params, ParamsError, gates_file, load_gates, resolve_model_path
 from slmops.tasks import load_task
 
 LATENCY_AND_SIZE = {"latency_p50_ms", "latency_p95_ms", "size_mb", "n"}
@@ -44,9 +44,9 @@ def check(params: Params, root: Path) -> list[str]:
             problems.append(f"data.{name}.path {src.path!r} does not exist under {root}{hint}")
     problems += _offline_problems(params, root)
     try:
-        gates = load_gates(PARAMS_DIR / params.gates)
+        gates = load_gates(gates_file(params, root))
     except (ParamsError, OSError) as err:
-        return problems + [f"gates {params.gates!r}: {err}"]
+        return problems + [f"gates: {err}"]
     known = set(task.metric_names) | LATENCY_AND_SIZE
     for stage in ("poc", "pilot", "prod"):
         thresholds = getattr(gates, stage)
@@ -54,7 +54,7 @@ def check(params: Params, root: Path) -> list[str]:
             for metric in getattr(thresholds, kind):
                 if metric not in known:
                     problems.append(
-                        f"{params.gates}: {stage}.{kind}.{metric}: the task reports no such metric; "
+                        f"{gates_file(params, root).name}: {stage}.{kind}.{metric}: the task reports no such metric; "
                         f"it reports {sorted(known)}"
                     )
     return problems

@@ -31,7 +31,7 @@ def retrain(
     ``reason``: why it started (a schedule marks the trigger's cooldown; a drift trigger already did)."""
     from slmops.flows.pipeline import pipeline
 
-    params = load_params(profile, overrides=overrides or [])
+    params = load_params(profile, project=Path(work_dir), overrides=overrides or [])
     ctx = Ctx(params, Path(work_dir).resolve())
     store = TriggerStore(ctx.layout.state / "trigger.json")
     try:

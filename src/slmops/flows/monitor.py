@@ -64,7 +64,7 @@ def decide_retrain(ctx: Ctx, drift: dict[str, Any], enabled: bool) -> TriggerDec
         return store.suppress("retraining on drift is off (--no-retrain or monitor.retrain_on_drift: false)")
     try:
         with retrain_lock(layout.state / "retrain.lock"):
-            new_rows = pending_rows(layout.inference_log, ctx.root / "data" / "traffic", cfg.harvest.min_chars)
+            new_rows = pending_rows(layout.inference_log, layout.traffic, cfg.harvest.min_chars)
             return store.observe(
                 cfg.loop.trigger, drift=drift["drift_detected"], window_id=drift["window_end_id"], new_rows=new_rows
             )
@@ -95,7 +95,7 @@ def monitor_flow(
 ) -> dict[str, Any]:
     import mlflow
 
-    params: Params = load_params(profile, overrides=overrides or [])
+    params: Params = load_params(profile, project=Path(work_dir), overrides=overrides or [])
     ctx = Ctx(params, Path(work_dir).resolve())
     tracking(ctx.root, params.project.experiment + "-monitor")
     with mlflow.start_run(run_name="monitor"):

@@ -16,11 +16,11 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from slmops.config import PARAMS_DIR, Params, load_gates, load_params
+from slmops.config import Params, gates_file, load_gates, load_params
 from slmops.flows.runner import log_dataset, run_stage
-from slmops.flows.runtime import flatten, tracking
+from slmops.flows.runtime import tracking
 from slmops.flows.stages import DEMO, PIPELINE, STAGES, Ctx
-from slmops.io import sha256_tree
+from slmops.io import flatten, sha256_tree
 
 
 @task(name="stage", cache_policy=NO_CACHE)
@@ -37,7 +37,7 @@ def demo_build(profile: str = "demo", work_dir: str = ".") -> dict[str, Any]:
     """Offline stand-ins for what real users bring or download: data, a tokenizer, a student base model."""
     import mlflow
 
-    ctx = Ctx(load_params(profile), Path(work_dir).resolve())
+    ctx = Ctx(load_params(profile, project=Path(work_dir)), Path(work_dir).resolve())
     tracking(ctx.root, ctx.params.project.experiment)
     with mlflow.start_run(run_name=f"demo-build-{profile}") as run:
         mlflow.set_tag("profile", profile)
@@ -57,7 +57,7 @@ def gate_and_register(
     is visible per run."""
     from slmops.registry import aliases as registry
 
-    params, gates = ctx.params, load_gates(PARAMS_DIR / ctx.params.gates)
+    params, gates = ctx.params, load_gates(gates_file(ctx.params, ctx.root))
     form, decision, parity_decision = _choose_form(params, metrics, parity, gates)
     out: dict[str, Any] = decision.model_dump() | {"form": form}
     out |= {"passed": decision.passed and parity_decision.passed, "reasons": decision.reasons + parity_decision.reasons}
@@ -91,9 +91,7 @@ def keep_champion(ctx: Ctx, version: str) -> None:
     import json
     import shutil
 
-    from slmops.flows.stages import champion_dir
-
-    target = champion_dir(ctx)
+    target = ctx.layout.champion
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(ctx.layout.student, staging, ignore=shutil.ignore_patterns("adapter", "checkpoint-*"))
@@ -127,7 +125,7 @@ def pipeline(
     champion on the same rows before it is registered (what a retrain does, see ``src/slmops/flows/loop.py``)."""
     import mlflow
 
-    params = load_params(profile, overrides=overrides or [])
+    params = load_params(profile, project=Path(work_dir), overrides=overrides or [])
     ctx = Ctx(params, Path(work_dir).resolve())
     experiment_id = tracking(ctx.root, params.project.experiment)
     with mlflow.start_run(run_name=f"{'retrain' if challenge else 'pipeline'}-{profile}") as parent_run:
@@ -146,13 +144,15 @@ def pipeline(
         if decision.get("version"):
             mlflow.set_tag("registered_version", decision["version"])
         if params.dvc.commit:
-            from slmops.flows.versioning import dvc_commit_and_push
+            from slmops.flows.versioning import dvc_commit_and_push, write_dvc_files
 
+            if (ctx.root / ".dvc").is_dir():  # params.yaml and dvc.yaml say what this run ran
+                write_dvc_files(params, profile or "default", ctx.root)
             lock = dvc_commit_and_push(ctx.root)
             if lock is not None:
                 mlflow.log_artifact(str(lock))
-        if (ctx.root / "logs" / "slmops.log").exists():  # the full log: library output, warnings, tracebacks
-            mlflow.log_artifact(str(ctx.root / "logs" / "slmops.log"), artifact_path="logs")
+        if ctx.layout.console_log.exists():  # the full log: library output, warnings, tracebacks
+            mlflow.log_artifact(str(ctx.layout.console_log), artifact_path="logs")
     return {
         "run_id": parent,
         "experiment_id": experiment_id,
@@ -180,7 +180,7 @@ def _log_evaluation(ctx: Ctx, metrics: dict[str, dict[str, float]]) -> None:
 
     log_dataset(ctx.layout.synthetic / "train.jsonl", "training")
     log_dataset(ctx.layout.prepared / "test.jsonl", "evaluation")
-    log_dataset(ctx.traffic_labelled / "recent.jsonl", "evaluation")
+    log_dataset(ctx.layout.traffic_labelled / "recent.jsonl", "evaluation")
     mlflow.log_table(_comparison_table(metrics), artifact_file="eval/comparison.json")
     for model in metrics:  # recent_<name>: the same model on the recent-traffic eval set (eval/recent/)
         recent = model.startswith("recent_")

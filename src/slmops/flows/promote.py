@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from slmops.config import PARAMS_DIR, Layout, Params, load_gates
+from slmops.config import Layout, Params, gates_file, load_gates
 from slmops.flows.runtime import tracking
 from slmops.flows.stages import Ctx
 from slmops.registry import aliases as registry
@@ -42,12 +42,12 @@ def promotion_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def promote(params: Params, work_dir: Path, to: str, gates_file: Path | None = None) -> dict[str, Any]:
+def promote(params: Params, work_dir: Path, to: str, gates: Path | None = None) -> dict[str, Any]:
     if to not in SOURCE:
         raise ValueError(f"--to must be one of {sorted(SOURCE)}, got {to!r}")
     tracking(work_dir, params.project.experiment)
     with promotion_lock(Layout(root=work_dir.resolve()).state / "promotion.lock"):
-        return _promote(params.model_name, to, gates_file or PARAMS_DIR / params.gates)
+        return _promote(params.model_name, to, gates or gates_file(params, work_dir))
 
 
 def rollback(params: Params, work_dir: Path, stage: str) -> str:
@@ -57,7 +57,7 @@ def rollback(params: Params, work_dir: Path, stage: str) -> str:
         return registry.rollback(params.model_name, stage)
 
 
-def _promote(name: str, to: str, gates_file: Path) -> dict[str, Any]:
+def _promote(name: str, to: str, gates_path: Path) -> dict[str, Any]:
     source = SOURCE[to]
     candidate = registry.alias_version(name, source)
     if candidate is None:
@@ -65,7 +65,7 @@ def _promote(name: str, to: str, gates_file: Path) -> dict[str, Any]:
     champion = registry.alias_version(name, to)
     candidate_metrics = registry.version_metrics(name, candidate)
     champion_metrics = registry.version_metrics(name, champion) if champion and champion != candidate else None
-    decision = decide(candidate_metrics, champion_metrics, getattr(load_gates(gates_file), to), stage=to)
+    decision = decide(candidate_metrics, champion_metrics, getattr(load_gates(gates_path), to), stage=to)
     result = decision.model_dump() | {
         "candidate": candidate,
         "champion": champion,
@@ -144,7 +144,7 @@ def auto_promote(ctx: Ctx) -> list[dict[str, Any]]:
 
     decisions = []
     for stage in ORDER[1 : ORDER.index(ctx.params.loop.auto_promote_to) + 1]:
-        decision = promote(ctx.params, ctx.root, stage, PARAMS_DIR / ctx.params.gates)
+        decision = promote(ctx.params, ctx.root, stage)
         decisions.append(decision)
         print(
             f"  promote to {stage}: {'passed' if decision['passed'] else 'failed: ' + '; '.join(decision['reasons'])}"

@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slmops.flows.runtime import flatten
-from slmops.flows.stages import REPO, Ctx, Stage, code_deps, input_paths
-from slmops.io import atomic_write_text, read_manifest, sha256_file, sha256_text, sha256_tree
+from slmops.flows.stages import Ctx, Stage, input_paths, stage_code_hash
+from slmops.io import atomic_write_text, flatten, read_manifest, sha256_file, sha256_text, sha256_tree
 
 log = logging.getLogger("slmops")
 
@@ -36,7 +35,7 @@ def cache_key(stage: Stage, ctx: Ctx) -> str:
     """Params slice + content hashes of the inputs + hashes of the code: what the stage's result depends on."""
     values = param_slice(ctx.params.model_dump(mode="json"), stage.params)
     inputs = [sha256_tree(p) if p.exists() else "missing" for p in input_paths(stage, ctx)]
-    code = [sha256_tree(REPO / c) for c in code_deps(stage, ctx)]
+    code = stage_code_hash(stage, ctx)
     return sha256_text(json.dumps([values, inputs, code], sort_keys=True, default=str))
 
 

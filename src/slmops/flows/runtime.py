@@ -83,14 +83,3 @@ def tracking(work_dir: Path, experiment: str) -> str:
     # Tell the UI this is model training, so the experiment opens on its runs, not on an empty GenAI overview.
     mlflow.MlflowClient().set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
     return experiment_id
-
-
-def flatten(data: dict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out |= flatten(value, name + ".")
-        else:
-            out[name] = value
-    return out

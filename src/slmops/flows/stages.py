@@ -7,15 +7,14 @@ Usage:
 The same declaration drives the Prefect flows (``src/slmops/flows/pipeline.py`` runs ``PIPELINE``, ``slmops demo build``
 runs ``DEMO``), the cache key, the generic stage command and ``dvc.yaml``; a test checks that the committed
 ``dvc.yaml`` is what this registry generates. A stage's cache key is the params it reads (dotted keys into
-the resolved params, seed included), the content hashes of its inputs (not their paths) and the hashes of
-the code it runs (always ``config.py`` and ``io.py`` too). A stage whose manifest already holds that key, and
+the resolved params, seed included), the content hashes of its inputs (not their paths) and the hash of
+the code it runs: the import closure of its modules, computed (``codedeps.py``). A stage whose manifest already holds that key, and
 whose output files still match the hashes recorded when it ran, is reported "cached"; any changed or missing
 output file makes it rerun, saying which.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,11 +24,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from slmops.config import Layout, Params, SourceConfig, resolve_model_path
+from slmops.flows.codedeps import code_hash
 from slmops.tasks import Task, load_task, spec_path
 
-REPO = Path(__file__).resolve().parent.parent
-COMMON_CODE = ("src/slmops/config/params.py", "src/slmops/io.py")
-PII_CODE = "src/slmops/text/pii"
+COMMON_MODULES = ("slmops.config", "slmops.io")  # every stage reads params and writes a manifest
 
 
 @dataclass(frozen=True)
@@ -47,16 +45,6 @@ class Ctx:
     def layout(self) -> Layout:
         return Layout(root=self.root)
 
-    @property
-    def traffic(self) -> Path:
-        """Harvested traffic (append-only batches + watermark): ``src/slmops/loop/harvest.py``."""
-        return self.root / "data" / "traffic"
-
-    @property
-    def traffic_labelled(self) -> Path:
-        """The teacher's labels on it, split into ``train.jsonl`` and ``recent.jsonl`` (the recent eval set)."""
-        return self.root / "data" / "traffic_labelled"
-
     def source(self, src: SourceConfig | None) -> SourceConfig | None:
         """A data source with its path made absolute under the work dir."""
         return None if src is None else src.model_copy(update={"path": str(self.root / src.path)})
@@ -66,7 +54,7 @@ class Ctx:
 class Stage:
     name: str
     params: tuple[str, ...]  # dotted keys of the resolved params the stage reads
-    code: tuple[str, ...]  # repo-relative files/folders it runs, besides COMMON_CODE
+    modules: tuple[str, ...]  # the modules it runs: their import closure is its code (COMMON_MODULES too)
     inputs: Callable[[Ctx], list[Path]]
     out: Callable[[Ctx], Path]  # the output folder; its manifest.json records the cache key and output hashes
     run: Callable[[Ctx], BaseModel]
@@ -77,25 +65,23 @@ class Stage:
     persist: bool = False  # the output grows across runs (append-only): DVC must not delete it before a run
 
 
-def module_file(ref: str) -> str | None:
-    """The repo-relative source file of ``module:attr`` when it lives in this repo (else None)."""
-    spec = importlib.util.find_spec(ref.partition(":")[0])
-    origin = Path(spec.origin) if spec and spec.origin else None
-    return origin.relative_to(REPO).as_posix() if origin and origin.is_relative_to(REPO) else None
-
-
-def code_deps(stage: Stage, ctx: Ctx) -> list[str]:
-    """Every code path a stage's result depends on: its own, the shared ones, user modules it loads."""
-    deps = [*COMMON_CODE, *stage.code]
+def code_modules(stage: Stage, ctx: Ctx) -> list[str]:
+    """The modules whose import closure is the stage's code: its own, the shared ones, and the task class,
+    callable teacher or demo generator the params name (in the package or the team's project)."""
+    modules = [*COMMON_MODULES, *stage.modules]
     if "task" in stage.params and ":" in ctx.params.task:
-        deps.append(module_file(ctx.params.task))
+        modules.append(ctx.params.task.partition(":")[0])
     teacher = ctx.params.synthesize.teacher
     if any(k.startswith("synthesize") for k in stage.params) and teacher.kind == "callable":
-        found = module_file(teacher.target)  # its whole package: a rules engine imports its lexicon, phrase bank...
-        deps.append(str(Path(found).parent) if found else None)
+        modules.append(teacher.target.partition(":")[0])
     if stage.name == "demo_data" and ctx.task.spec.demo_generator:
-        deps.append(module_file(ctx.task.spec.demo_generator))
-    return sorted({d for d in deps if d})
+        modules.append(ctx.task.spec.demo_generator.partition(":")[0])
+    return modules
+
+
+def stage_code_hash(stage: Stage, ctx: Ctx) -> str:
+    """What the cache key and DVC's ``code.<stage>`` param hold for the stage's code."""
+    return code_hash(code_modules(stage, ctx), roots=(ctx.root,))
 
 
 def input_paths(stage: Stage, ctx: Ctx) -> list[Path]:
@@ -111,15 +97,10 @@ def _sources(ctx: Ctx) -> list[Path]:
 
 def base_model(ctx: Ctx) -> str:
     """What finetune starts from: the champion's weights when ``loop.init_from: champion`` and a champion was
-    kept (``champion_dir``), else ``finetune.base_model`` (a local folder under the work dir, or a hub id)."""
-    if ctx.params.loop.init_from == "champion" and (champion_dir(ctx) / "config.json").exists():
-        return str(champion_dir(ctx))
+    kept (``Layout.champion``), else ``finetune.base_model`` (a local folder under the work dir, or a hub id)."""
+    if ctx.params.loop.init_from == "champion" and (ctx.layout.champion / "config.json").exists():
+        return str(ctx.layout.champion)
     return resolve_model_path(ctx.params.finetune.base_model, ctx.root)
-
-
-def champion_dir(ctx: Ctx) -> Path:
-    """The trained (merged) weights of the version that last took ``poc``, kept when it was registered."""
-    return ctx.root / "models" / "champion"
 
 
 def _local_base(ctx: Ctx) -> list[Path]:
@@ -196,7 +177,7 @@ def _harvest(ctx: Ctx) -> BaseModel:
         ctx.params.harvest,
         task=ctx.task,
         log=log,
-        out_dir=ctx.traffic,
+        out_dir=ctx.layout.traffic,
         train=[prepared / "train.jsonl", prepared / "pool.jsonl"],
         eval_sets=[prepared / "test.jsonl"],
         pii_cfg=ctx.params.pii,
@@ -220,9 +201,9 @@ def _label_traffic(ctx: Ctx) -> BaseModel:
         p.synthesize,
         p.loop,
         task=ctx.task,
-        traffic_dir=ctx.traffic,
-        out_dir=ctx.traffic_labelled,
-        cache_path=ctx.layout.state / "teacher_cache.sqlite",
+        traffic_dir=ctx.layout.traffic,
+        out_dir=ctx.layout.traffic_labelled,
+        cache_path=ctx.layout.teacher_cache,
         near_dup_threshold=p.harvest.near_dup_threshold,
         pii_cfg=p.pii,
     )
@@ -239,10 +220,10 @@ def _synthesize(ctx: Ctx) -> BaseModel:
         pool=prepared / "pool.jsonl",
         test=prepared / "test.jsonl",
         out_dir=ctx.layout.synthetic,
-        cache_path=ctx.layout.state / "teacher_cache.sqlite",
+        cache_path=ctx.layout.teacher_cache,
         seed=ctx.params.project.seed,
-        traffic=ctx.traffic_labelled / "train.jsonl",
-        recent=ctx.traffic_labelled / "recent.jsonl",
+        traffic=ctx.layout.traffic_labelled / "train.jsonl",
+        recent=ctx.layout.traffic_labelled / "recent.jsonl",
         traffic_repeat=ctx.params.loop.traffic_repeat,
         pii_cfg=ctx.params.pii,
     )
@@ -273,7 +254,7 @@ def _evaluate(ctx: Ctx) -> BaseModel:
     import json
 
     from slmops.evaluate import stage as evaluate
-    from slmops.flows.runtime import flatten
+    from slmops.io import flatten
 
     p, layout = ctx.params, ctx.layout
     quantized = {form: layout.student_onnx / form for form in p.quantize.forms}
@@ -286,7 +267,7 @@ def _evaluate(ctx: Ctx) -> BaseModel:
         teacher=p.synthesize.teacher if p.evaluate.evaluate_teacher else None,
         out_dir=layout.reports / "eval",
     )
-    recent = ctx.traffic_labelled / "recent.jsonl"
+    recent = ctx.layout.traffic_labelled / "recent.jsonl"
     if recent.exists() and recent.stat().st_size:  # the served forms on recent traffic, beside the gold set
         on_recent = evaluate.run_models(
             p.evaluate, task=ctx.task, test=recent, quantized=quantized, out_dir=layout.reports / "eval" / "recent"
@@ -391,7 +372,7 @@ STAGES: dict[str, Stage] = {
                 "demo.out_dir",
                 "demo.generator_options",
             ),
-            code=("src/slmops/demo/__init__.py",),
+            modules=("slmops.demo",),
             inputs=lambda ctx: [],
             out=lambda ctx: ctx.root / ctx.params.demo.out_dir,
             run=_demo_data,
@@ -400,7 +381,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             name="demo_tokenizer",
             params=("task", "demo.out_dir", "demo.vocab_size"),
-            code=("src/slmops/demo/tokenizer.py", "src/slmops/demo/models.py", PII_CODE),
+            modules=("slmops.demo.tokenizer",),
             inputs=lambda ctx: [ctx.root / ctx.params.demo.out_dir],
             out=lambda ctx: ctx.layout.tokenizer,
             run=_demo_tokenizer,
@@ -409,7 +390,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             name="demo_student_base",
             params=("project.seed", "demo.out_dir", "demo.student", "demo.pretrain"),
-            code=("src/slmops/demo/models.py", "src/slmops/train/finetune.py", PII_CODE),
+            modules=("slmops.demo.models",),
             inputs=lambda ctx: [ctx.layout.tokenizer, ctx.root / ctx.params.demo.out_dir],
             out=lambda ctx: ctx.layout.student_base,
             run=_demo_student_base,
@@ -419,7 +400,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             name="prepare",
             params=("project.seed", "task", "data", "prepare", "pii"),
-            code=("src/slmops/data/prepare.py", PII_CODE, "src/slmops/tasks"),
+            modules=("slmops.data.prepare",),
             inputs=_sources,
             out=lambda ctx: ctx.layout.prepared,
             run=_prepare,
@@ -430,16 +411,9 @@ STAGES: dict[str, Stage] = {
         Stage(
             name="harvest",
             params=("task", "harvest", "pii"),
-            code=(
-                "src/slmops/loop/harvest.py",
-                "src/slmops/loop/logtail.py",
-                "src/slmops/text/similarity.py",
-                "src/slmops/text/dedup.py",
-                "src/slmops/tasks",
-                PII_CODE,
-            ),
+            modules=("slmops.loop.harvest",),
             inputs=_harvest_inputs,
-            out=lambda ctx: ctx.traffic,
+            out=lambda ctx: ctx.layout.traffic,
             run=_harvest,
             summary=_harvest_summary,
             persist=True,
@@ -455,17 +429,9 @@ STAGES: dict[str, Stage] = {
                 "harvest.near_dup_threshold",
                 "pii",
             ),
-            code=(
-                "src/slmops/loop/label_traffic.py",
-                "src/slmops/loop/recent.py",
-                "src/slmops/synthesize/stage.py",
-                "src/slmops/teacher",
-                "src/slmops/tasks",
-                "src/slmops/text/dedup.py",
-                PII_CODE,
-            ),
-            inputs=lambda ctx: [ctx.traffic],
-            out=lambda ctx: ctx.traffic_labelled,
+            modules=("slmops.loop.label_traffic",),
+            inputs=lambda ctx: [ctx.layout.traffic],
+            out=lambda ctx: ctx.layout.traffic_labelled,
             run=_label_traffic,
             summary=_label_traffic_summary,
             artifacts=("rejects.jsonl",),
@@ -474,17 +440,10 @@ STAGES: dict[str, Stage] = {
         Stage(
             name="synthesize",
             params=("project.seed", "task", "synthesize", "loop.traffic_repeat", "pii"),
-            code=(
-                "src/slmops/synthesize/stage.py",
-                "src/slmops/teacher",
-                "src/slmops/tasks",
-                "src/slmops/text/dedup.py",
-                PII_CODE,
-                "src/slmops/inference/chat_model.py",
-            ),
+            modules=("slmops.synthesize.stage",),
             inputs=lambda ctx: (
                 [ctx.layout.prepared / f for f in ("train.jsonl", "pool.jsonl", "test.jsonl")]
-                + [ctx.traffic_labelled / f for f in ("train.jsonl", "recent.jsonl")]
+                + [ctx.layout.traffic_labelled / f for f in ("train.jsonl", "recent.jsonl")]
             ),
             out=lambda ctx: ctx.layout.synthetic,
             run=_synthesize,
@@ -495,7 +454,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             name="finetune",
             params=("project.seed", "task", "finetune", "loop.init_from"),
-            code=("src/slmops/train/finetune.py", "src/slmops/tasks"),
+            modules=("slmops.train.finetune",),
             inputs=lambda ctx: (
                 [ctx.layout.synthetic / "train.jsonl", ctx.layout.prepared / "val.jsonl"] + _local_base(ctx)
             ),
@@ -507,7 +466,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             name="quantize",
             params=("quantize",),
-            code=("src/slmops/export/quantize.py",),
+            modules=("slmops.export.quantize",),
             inputs=lambda ctx: [ctx.layout.student],
             out=lambda ctx: ctx.layout.student_onnx,
             run=_quantize,
@@ -516,16 +475,10 @@ STAGES: dict[str, Stage] = {
         Stage(
             name="evaluate",
             params=("task", "evaluate", "synthesize.teacher", "quantize.weight_type", "quantize.candidates"),
-            code=(
-                "src/slmops/evaluate/stage.py",
-                "src/slmops/inference/chat_model.py",
-                "src/slmops/tasks",
-                "src/slmops/teacher",
-                "src/slmops/export/quantize.py",
-            ),
+            modules=("slmops.evaluate.stage",),
             inputs=lambda ctx: [
                 ctx.layout.prepared / "test.jsonl",
-                ctx.traffic_labelled / "recent.jsonl",
+                ctx.layout.traffic_labelled / "recent.jsonl",
                 ctx.layout.student,
                 ctx.layout.student_onnx,
             ],
@@ -545,12 +498,7 @@ STAGES: dict[str, Stage] = {
                 "finetune.base_model",
                 "loop.init_from",
             ),
-            code=(
-                "src/slmops/evaluate/parity.py",
-                "src/slmops/inference/chat_model.py",
-                "src/slmops/serve",
-                "src/slmops/tasks",
-            ),
+            modules=("slmops.evaluate.parity",),
             inputs=lambda ctx: (
                 [ctx.layout.prepared / "test.jsonl", ctx.layout.student, ctx.layout.student_onnx] + _local_base(ctx)
             ),

@@ -2,7 +2,7 @@
 
 Usage:
     from slmops.tasks import load_task
-    task = load_task("ticket_triage")                 # params/tasks/ticket_triage.yaml
+    task = load_task("ticket_triage", root)           # <project>/tasks/ticket_triage.yaml
     task.build_messages("注文した商品がまだ届きません。")   # what the student sees
     label, reason = task.parse_output('{"category": "shipping", ...}')
     task.compute_metrics(outputs, expected)           # {"category_accuracy": ..., "reply_chrf": ..., ...}
