@@ -159,7 +159,13 @@ def test_text_content_parts_and_the_developer_role_are_understood(client):
         },
     ]
     answer = client.chat.completions.create(model="tiny", messages=messages, max_completion_tokens=4)
-    assert answer.choices[0].finish_reason in ("stop", "length")
+    # The same conversation as a system message and one plain string: the model read the same prompt.
+    plain = [{"role": "system", "content": "日本語で答えてください"}, {"role": "user", "content": "注文した商品が届きません"}]
+    same = client.chat.completions.create(model="tiny", messages=plain, max_completion_tokens=4)
+    assert answer.usage.prompt_tokens == same.usage.prompt_tokens
+    assert answer.choices[0].message.content == same.choices[0].message.content  # greedy
+    without = client.chat.completions.create(model="tiny", messages=messages[1:], max_completion_tokens=4)
+    assert without.usage.prompt_tokens < answer.usage.prompt_tokens  # the developer message was read
 
 
 def test_a_timeout_is_504_and_ends_a_stream_with_length(tiny_models, tmp_path):

@@ -18,7 +18,7 @@ from slmops.evaluate.parity import (
 )
 from slmops.io import load_jsonl
 from slmops.tasks import load_task
-from tests.projects import TRIAGE
+from tests.projects import TRIAGE, TRIAGE_GATES
 
 task = load_task("ticket_triage", TRIAGE)
 
@@ -74,13 +74,13 @@ def test_each_quantized_form_is_compared_with_onnx_fp32_and_judged_on_its_own_st
 
 
 def test_registration_skips_a_smaller_form_that_fails_its_parity():
-    from slmops.config import PARAMS_DIR, QuantizeConfig, load_gates, load_params
+    from slmops.config import QuantizeConfig, load_gates, load_params
     from slmops.flows.pipeline import _choose_form
 
     params = load_params("smoke", project=TRIAGE).model_copy(
         update={"quantize": QuantizeConfig(candidates=["int8", "int4"])}
     )
-    gates = load_gates(PARAMS_DIR / params.gates)
+    gates = load_gates(TRIAGE_GATES)
     good = {"json_valid_rate": 1.0, "category_accuracy": 1.0, "priority_accuracy": 1.0, "latency_p95_ms": 1.0}
     metrics = {"student_int8": good | {"size_mb": 4.0}, "student_int4": good | {"size_mb": 2.0}}
     steps = [_step("onnx_fp32", "merged", logit=1e-5), _step("int8", "onnx_fp32"), _step("served_int8", "int8")]

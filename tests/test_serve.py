@@ -130,16 +130,26 @@ def test_streaming_sends_chunks_that_add_up_to_the_answer_and_is_logged(server):
     assert len(rows) == before + 1 and rows[-1]["id"] == chunks[0]["id"]
 
 
+def _samples(url: str) -> dict[str, float]:
+    text = httpx.get(url + "/metrics").text
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line[:1] != "#"}
+
+
 def test_metrics_count_requests_tokens_and_errors(server):
-    httpx.post(server["url"] + "/v1/chat/completions", json=_chat(), timeout=30)
+    """The server is shared by this module's tests: what is asserted is what these two requests added."""
+    before = _samples(server["url"])
+    ok = httpx.post(server["url"] + "/v1/chat/completions", json=_chat(), timeout=30).json()
     httpx.post(server["url"] + "/v1/chat/completions", json={**_chat(), "model": "nope"}, timeout=30)
-    text = httpx.get(server["url"] + "/metrics").text
-    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line[:1] != "#"}
-    answered = sum(v for k, v in samples.items() if k.startswith("slmops_requests_total"))
-    assert answered >= 1 and samples["slmops_request_latency_seconds_count"] == answered
-    assert samples['slmops_tokens_total{kind="completion"}'] >= 1
-    assert samples['slmops_errors_total{kind="unknown_model"}'] >= 1
-    assert not any(k.startswith("slmops_fallbacks_total") for k in samples)  # the fallback is off here
+    after = _samples(server["url"])
+
+    def added(prefix: str) -> float:
+        return sum(v - before.get(k, 0.0) for k, v in after.items() if k.startswith(prefix))
+
+    assert added("slmops_requests_total") == 1 and added("slmops_request_latency_seconds_count") == 1
+    assert added('slmops_tokens_total{kind="completion"}') == ok["usage"]["completion_tokens"]
+    assert added('slmops_tokens_total{kind="prompt"}') == ok["usage"]["prompt_tokens"]
+    assert added('slmops_errors_total{kind="unknown_model"}') == 1
+    assert not any(k.startswith("slmops_fallbacks_total") for k in after)  # the fallback is off here
 
 
 def test_overload_gets_429_with_retry_after_and_every_answer_is_logged(tiny_models, tmp_path):

@@ -17,7 +17,11 @@ SPECS = sorted(
 
 
 def test_two_different_tasks_ship():
-    assert {"ticket_triage", "review_insights"} <= {name for _, name in SPECS}
+    """Two examples whose specs differ in kind, not just in name: one enum task, one with an integer, labels and text."""
+    triage, reviews = load_task("ticket_triage", TRIAGE), load_task("review_insights", REVIEWS)
+    assert {f.type for f in triage.fields.values()} == {"enum", "text"}
+    assert {f.type for f in reviews.fields.values()} == {"integer", "labels", "text"}
+    assert set(triage.metric_names).isdisjoint(set(reviews.metric_names) - {"json_valid_rate", "exact_match"})
 
 
 @pytest.mark.parametrize(("example", "name"), SPECS)

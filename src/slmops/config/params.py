@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from slmops.config.project import PROJECT_FILE, find_project
-from slmops.tasks import DEFAULT_TASK, spec_path
+from slmops.tasks import spec_path
 
 
 class Strict(BaseModel):
@@ -483,8 +483,8 @@ class DvcConfig(Strict):
 
 class Params(Strict):
     project: ProjectConfig = ProjectConfig()
-    # A spec name (params/tasks/<name>.yaml), a spec path relative to the work dir, or ``module:Class``.
-    task: str = DEFAULT_TASK
+    # A spec name (tasks/<name>.yaml in the project), a spec path relative to the project, or ``module:Class``.
+    task: str = ""  # required: load_params refuses a project that names none
     data: DataConfig = DataConfig()
     # Promotion thresholds: None means the gates beside the task spec (tasks/<name>.gates.yaml); else a file
     # relative to the project.
@@ -665,9 +665,12 @@ def load_params(
     for _, data in sources:
         merged = deep_merge(merged, data)
     try:
-        return _validate(Params, merged)
+        params = _validate(Params, merged)
     except ValidationError as err:
         raise ParamsError(_explain(err, sources)) from None
+    if not params.task:
+        raise ParamsError(f"{root / PROJECT_FILE}: task: not set: name your task spec (tasks/<name>.yaml)")
+    return params
 
 
 def load_params_file(path: Path) -> Params:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import typing
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -215,18 +216,19 @@ def run(
     onnx_fp32: Path,
     quantized: dict[str, Path],
     out_dir: Path,
+    serve: Callable[[Any], AbstractContextManager[Any]],
+    max_tokens: int,
     examples: int = 50,
-    max_tokens: int = 96,
 ) -> ParityResult:
     """The chain for one pipeline run: trained (base + adapter, when LoRA/QLoRA wrote one) -> merged -> ONNX fp32,
     then every quantized form (``{"int8": folder, ...}``) against ONNX fp32 and that form behind a real HTTP
-    server against the form, on the first ``examples`` test inputs."""
+    server against the form, on the first ``examples`` test inputs. ``serve(chat_model)`` starts that server
+    (a context manager whose value has ``base_url``): the flow passes ``slmops.serve.app.serve_in_background``."""
     import json
     from contextlib import ExitStack
 
     from slmops.inference.chat_model import ChatModel
     from slmops.io import load_jsonl, write_manifest
-    from slmops.serve.app import BackgroundServer, create_app
     from slmops.text import pii
 
     # As the server does (serve.mask_inputs), so every step reads the same text; prepared inputs are unchanged.
@@ -244,7 +246,7 @@ def run(
         for form, folder in quantized.items():
             served = ChatModel.load(folder)
             chain.append(ParityModel.local(form, served, fp32=False, reference="onnx_fp32"))
-            server = servers.enter_context(BackgroundServer(create_app(served, "student", None)))
+            server = servers.enter_context(serve(served))
             chain.append(ParityModel.http(f"served_{form}", server.base_url, "student", reference=form))
         figures = compare_chain(prompts, chain, task, max_tokens)
     out_dir.mkdir(parents=True, exist_ok=True)

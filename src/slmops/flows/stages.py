@@ -283,6 +283,7 @@ def _metrics_file(ctx: Ctx) -> Path:
 
 def _parity(ctx: Ctx) -> BaseModel:
     from slmops.evaluate import parity
+    from slmops.serve.app import serve_in_background
 
     p, layout = ctx.params, ctx.layout
     return parity.run(
@@ -293,6 +294,7 @@ def _parity(ctx: Ctx) -> BaseModel:
         onnx_fp32=layout.student_onnx / "fp32",
         quantized={form: layout.student_onnx / form for form in p.quantize.forms},
         out_dir=layout.reports / "parity",
+        serve=serve_in_background,
         max_tokens=p.evaluate.max_new_tokens,
     )
 
@@ -498,7 +500,7 @@ STAGES: dict[str, Stage] = {
                 "finetune.base_model",
                 "loop.init_from",
             ),
-            modules=("slmops.evaluate.parity",),
+            modules=("slmops.evaluate.parity", "slmops.serve.app"),  # it serves each form through the app
             inputs=lambda ctx: (
                 [ctx.layout.prepared / "test.jsonl", ctx.layout.student, ctx.layout.student_onnx] + _local_base(ctx)
             ),

@@ -110,6 +110,11 @@ async def _bad_request(request: Request, err: RequestValidationError) -> JSONRes
     return error(400, f"{where}: {first['msg']}" if where else first["msg"], param=where or None)
 
 
+def serve_in_background(model: ChatModel, model_name: str = "student") -> BackgroundServer:
+    """The real server for ``model`` in a thread, no log: ``with serve_in_background(m) as s: s.base_url``."""
+    return BackgroundServer(create_app(model, model_name, inference_log=None))
+
+
 class BackgroundServer:
     """Run an app with uvicorn in a thread (tests, the demo teacher); ``with`` waits until it accepts."""
 

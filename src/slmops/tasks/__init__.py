@@ -18,9 +18,8 @@ import yaml
 
 from slmops.tasks.spec import FieldSpec, Task, TaskSpec, check_spec
 
-__all__ = ["DEFAULT_TASK", "FieldSpec", "Task", "TaskSpec", "load_task", "spec_path"]
+__all__ = ["FieldSpec", "Task", "TaskSpec", "load_task", "spec_path"]
 
-DEFAULT_TASK = "ticket_triage"
 TASKS_DIR = "tasks"  # in the project: tasks/<name>.yaml, with tasks/<name>.gates.yaml beside it
 
 
