@@ -160,7 +160,10 @@ def test_text_content_parts_and_the_developer_role_are_understood(client):
     ]
     answer = client.chat.completions.create(model="tiny", messages=messages, max_completion_tokens=4)
     # The same conversation as a system message and one plain string: the model read the same prompt.
-    plain = [{"role": "system", "content": "日本語で答えてください"}, {"role": "user", "content": "注文した商品が届きません"}]
+    plain = [
+        {"role": "system", "content": "日本語で答えてください"},
+        {"role": "user", "content": "注文した商品が届きません"},
+    ]
     same = client.chat.completions.create(model="tiny", messages=plain, max_completion_tokens=4)
     assert answer.usage.prompt_tokens == same.usage.prompt_tokens
     assert answer.choices[0].message.content == same.choices[0].message.content  # greedy

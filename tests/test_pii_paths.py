@@ -154,7 +154,8 @@ def test_slmops_evaluate_reads_inputs_as_the_served_model_does(tmp_path, monkeyp
         expected = {"category": "account", "priority": "low"}
         row = {"input": "中村健一です。ＴＥＬ 090-1234-5678 まで", "expected": expected}
         data.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
-        result = CliRunner().invoke(slmops.cli.app, ["evaluate", "--model", "poc", "--data", str(data)])
+        args = ["evaluate", "--model", "poc", "--data", str(data), "--project", str(TRIAGE)]
+        result = CliRunner().invoke(slmops.cli.app, args)
         assert result.exit_code == 0, result.output
     masked, raw = seen
     assert "中村" not in masked and "[PHONE]" in masked and "TEL" in masked  # masked and NFKC, as the server does

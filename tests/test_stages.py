@@ -46,9 +46,14 @@ def test_a_stages_code_is_the_import_closure_of_its_modules():
     assert {"loop/harvest.py", "loop/logtail.py", "text/similarity.py", "inference/chat_model.py"} <= files(
         "label_traffic"
     )
-    assert "data/prepare.py" in files("synthesize") and "progress.py" in files("finetune")
+    assert "text/dedup.py" in files("synthesize") and "progress.py" in files("finetune")
     assert {"registry/gates.py", "text/pii/__init__.py"} <= files("parity")
     assert not any(f.startswith(("serve/", "train/")) for f in files("prepare"))
+
+
+def _project(example_root: Path, tmp_path: Path) -> Path:
+    """A copy of an example project to run stages in (they write below it)."""
+    return shutil.copytree(example_root, tmp_path / example_root.name)
 
 
 def _keys(params, root: Path) -> dict[str, str]:
@@ -70,14 +75,16 @@ def _keys(params, root: Path) -> dict[str, str]:
 )
 def test_a_param_change_invalidates_exactly_the_stages_that_read_it(tmp_path, override, expected):
     """Downstream stages then rerun because their inputs' content hashes change (not checked here)."""
-    before = _keys(load_params("smoke", project=TRIAGE), tmp_path)
-    after = _keys(load_params("smoke", project=TRIAGE, overrides=[override]), tmp_path)
+    root = _project(TRIAGE, tmp_path)
+    before = _keys(load_params("smoke", project=root), root)
+    after = _keys(load_params("smoke", project=root, overrides=[override]), root)
     assert {name for name in before if before[name] != after[name]} == expected
 
 
 def test_a_stage_reports_cached_only_while_its_outputs_are_intact(tmp_path, capsys):
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
-    ctx = Ctx(load_params("smoke", project=REVIEWS), tmp_path)
+    tmp_path = _project(REVIEWS, tmp_path)
+    ctx = Ctx(load_params("smoke", project=tmp_path), tmp_path)
     run_stage(STAGES["demo_data"], ctx, track=False)
     first = run_stage(STAGES["prepare"], ctx, track=False)
     assert run_stage(STAGES["prepare"], ctx, track=False) == first

@@ -63,7 +63,7 @@ def _spec(tmp_path: Path, **changes) -> Path:
 def test_a_bad_spec_fails_at_load_naming_the_key(tmp_path, changes, expected):
     path = _spec(tmp_path, **changes)
     with pytest.raises(ValueError) as err:
-        load_task(str(path))
+        load_task(str(path), tmp_path)
     assert expected in str(err.value) and str(path) in str(err.value)
 
 

@@ -92,7 +92,9 @@ def init(
     directory: Annotated[Path, typer.Argument(help="The new project's folder (created if missing).")],
     example: Annotated[
         str | None,
-        typer.Option(help="Start from an example project: ticket_triage or review_insights (default: a blank one)."),
+        typer.Option(
+            help="Start from an example project that ships with slmops (a wrong name lists them); default: blank."
+        ),
     ] = None,
 ) -> None:
     """Write a new project: slmops.yaml, profiles/, tasks/ with each task's gates, .gitignore, git + DVC, dvc.yaml."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slmops.config.project import PROJECT_FILE, find_project
 from slmops.tasks import spec_path
@@ -132,7 +133,10 @@ class TrainingConfig(PassThrough):
         "save_strategy": "save_steps",
         "eval_strategy": "eval_steps / early_stopping_patience",
     }
-    epochs: float = 3
+    # ``auto`` (the default): enough epochs for about 300 optimizer steps on the real train rows, from 1 to
+    # 30 (``slmops.train.schedule.auto_epochs``): a few hundred rows train many epochs, 20k rows train one.
+    # A number (> 0) is used as is; ``max_steps`` > 0 wins over either, as in transformers.
+    epochs: float | Literal["auto"] = "auto"
     batch_size: int = 16
     learning_rate: float = 1e-3
     max_length: int = 192
@@ -153,6 +157,20 @@ class TrainingConfig(PassThrough):
     eval_steps: int | None = Field(None, ge=1)
     early_stopping_patience: int | None = Field(None, ge=1)
     early_stopping_threshold: float = Field(0.0, ge=0.0)
+    # After training, warn (console, result ``warning``) when the final eval loss is above this (None: never
+    # on the loss level alone), or when the loss still fell by over 10% in the last quarter of training.
+    undertrained_eval_loss: float | None = Field(1.0, gt=0)
+
+    @field_validator("epochs", mode="before")
+    @classmethod
+    def _epochs_auto_or_positive(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"Input should be a valid number or 'auto', got {value!r}")
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"must be a number > 0 or 'auto', got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _early_stopping_needs_eval(self) -> TrainingConfig:

@@ -2,7 +2,7 @@
 
 Usage:
     root = find_project()                      # from the working directory, or SLMOPS_PROJECT
-    init_project(Path("my-project"), "ticket_triage")
+    init_project(Path("my-project"), example=examples()[0])
 
 A project holds what is the team's, never the package's: ``slmops.yaml`` (the params every profile shares),
 ``profiles/<name>.yaml`` (overlays), ``tasks/<name>.yaml`` with ``tasks/<name>.gates.yaml`` beside it, the
@@ -64,7 +64,7 @@ def find_project(start: Path | None = None) -> Path:
             return folder
     raise ProjectNotFound(
         f"not inside an slmops project: no {PROJECT_FILE} in {here} or above it. "
-        "Create one with `slmops init <dir> [--example ticket_triage]`, or pass --project <dir>."
+        "Create one with `slmops init <dir> [--example NAME]`, or pass --project <dir>."
     )
 
 
