@@ -136,7 +136,7 @@ def _is_categorical(annotation: Any) -> bool:
 
 
 def compare_chain(
-    prompts: Sequence[Messages], chain: Sequence[ParityModel], task: Any, max_tokens: int = 96
+    prompts: Sequence[Messages], chain: Sequence[ParityModel], task: Any, max_tokens: int
 ) -> ParityFigures:
     """Answers (and fp32 prefill logits) of every step on every prompt, each step against its reference (by
     default the one before it)."""

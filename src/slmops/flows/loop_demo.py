@@ -70,7 +70,7 @@ def served_version(url: str) -> str:
     return str(httpx.get(f"{url}/health", timeout=5).json()["version"])
 
 
-def send(url: str, model: str, rows: list[dict], concurrency: int) -> int:
+def send(url: str, model: str, rows: list[dict], concurrency: int, max_tokens: int) -> int:
     """Each row as one chat completion through the official client; returns how many were answered."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -80,7 +80,7 @@ def send(url: str, model: str, rows: list[dict], concurrency: int) -> int:
 
     def one(row: dict) -> bool:
         reply = client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": row["input"]}], max_tokens=96, temperature=0
+            model=model, messages=[{"role": "user", "content": row["input"]}], max_tokens=max_tokens, temperature=0
         )
         return bool(reply.choices[0].message.content)
 
@@ -163,7 +163,7 @@ def run_demo(params: Params, profile: str, work_dir: Path) -> dict[str, Any]:
 
 def _window(steps: Steps, name: str, monitored: str, url: str, params: Params, rows: list[dict]) -> dict[str, Any]:
     """Send one window of traffic through the server, then run the monitor flow on it."""
-    steps.run(f"{name}: send", send, url, params.model_name, rows, params.loop.demo.concurrency)
+    steps.run(f"{name}: send", send, url, params.model_name, rows, params.loop.demo.concurrency, params.evaluate.max_new_tokens)
     return steps.run(name + monitored, _monitor, steps.profile, steps.work_dir)
 
 

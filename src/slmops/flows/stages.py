@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from slmops.config import Layout, Params, SourceConfig, resolve_model_path
+from slmops.config.project import use_project
 from slmops.flows.codedeps import code_hash
 from slmops.tasks import Task, load_task, spec_path
 
@@ -36,6 +37,9 @@ class Ctx:
 
     params: Params
     root: Path
+
+    def __post_init__(self) -> None:
+        use_project(self.root)  # the team's own modules (a callable teacher, a Task class), in any process
 
     @cached_property
     def task(self) -> Task:

@@ -101,7 +101,7 @@ class ChatModel:
     def chat(
         self,
         messages: list[dict[str, str]],
-        max_tokens: int = 96,
+        max_tokens: int,
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
@@ -115,7 +115,7 @@ class ChatModel:
     def chat_batch(
         self,
         conversations: list[list[dict[str, str]]],
-        max_tokens: int | list[int] = 96,
+        max_tokens: int | list[int],
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
@@ -175,7 +175,7 @@ class ChatModel:
     def chat_stream(
         self,
         messages: list[dict[str, str]],
-        max_tokens: int = 96,
+        max_tokens: int,
         temperature: float = 0.0,
         top_p: float = 1.0,
         max_time: float | None = None,

@@ -20,7 +20,7 @@ class TeacherChat:
         with open_teacher(cfg) as teacher:
             yield cls(teacher)
 
-    def chat(self, messages: list[dict[str, str]], max_tokens: int = 96) -> Completion:
+    def chat(self, messages: list[dict[str, str]], max_tokens: int) -> Completion:
         response = self.teacher.complete([messages], SamplingConfig(max_tokens=max_tokens))[0]
         return Completion(
             text=response.text or "",
