@@ -213,15 +213,32 @@ def test_load_benchmark_loses_no_log_rows_through_the_real_cli_server(tiny_model
     assert figures["log_row"]["fsync_ms"] > 0 and figures["int8_batch_agreement"]["of"] > 0
 
 
+class _Recording:
+    """The served model, recording the budget each generation was given."""
+
+    def __init__(self, model: ChatModel):
+        self.model, self.budgets = model, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def chat_batch(self, conversations, max_tokens, *args, **kwargs):
+        self.budgets += max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(conversations)
+        return self.model.chat_batch(conversations, max_tokens, *args, **kwargs)
+
+
 def test_without_max_tokens_the_answer_gets_what_the_window_leaves(tiny_models, tmp_path):
     model = ChatModel.load(tiny_models["int8"])
-    app = create_app(model, "tiny", None, ServeConfig(max_tokens_cap=model.context_window))
-    with BackgroundServer(app) as srv:
-        url = f"http://127.0.0.1:{srv.port}/v1/chat/completions"
-        body = {"model": "tiny", "messages": [{"role": "user", "content": "配送の件"}]}
-        r = httpx.post(url, json=body, timeout=60)
-        assert r.status_code == 200, r.text
-        usage = r.json()["usage"]
-        assert usage["total_tokens"] <= model.context_window and "x-slmops-model-version" not in r.headers
-        full = {"model": "tiny", "messages": [{"role": "user", "content": "長い" * 600}]}
-        assert httpx.post(url, json=full, timeout=60).status_code == 400  # no room left: still a clear 400
+    messages = [{"role": "user", "content": "配送の件"}]
+    room = model.room_for(messages)
+    for cap, expected in ((model.context_window, room), (7, 7)):  # the window's remainder, or the server's cap
+        recording = _Recording(model)
+        with BackgroundServer(create_app(recording, "tiny", None, ServeConfig(max_tokens_cap=cap))) as srv:
+            url = f"http://127.0.0.1:{srv.port}/v1/chat/completions"
+            r = httpx.post(url, json={"model": "tiny", "messages": messages}, timeout=60)
+            assert r.status_code == 200, r.text
+            usage = r.json()["usage"]
+            assert recording.budgets == [expected] and usage["completion_tokens"] <= expected
+            assert usage["total_tokens"] <= model.context_window and "x-slmops-model-version" not in r.headers
+            full = {"model": "tiny", "messages": [{"role": "user", "content": "長い" * 600}]}
+            assert httpx.post(url, json=full, timeout=60).status_code == 400  # no room left: still a clear 400
