@@ -163,7 +163,15 @@ def run_demo(params: Params, profile: str, work_dir: Path) -> dict[str, Any]:
 
 def _window(steps: Steps, name: str, monitored: str, url: str, params: Params, rows: list[dict]) -> dict[str, Any]:
     """Send one window of traffic through the server, then run the monitor flow on it."""
-    steps.run(f"{name}: send", send, url, params.model_name, rows, params.loop.demo.concurrency, params.evaluate.max_new_tokens)
+    steps.run(
+        f"{name}: send",
+        send,
+        url,
+        params.model_name,
+        rows,
+        params.loop.demo.concurrency,
+        params.evaluate.max_new_tokens,
+    )
     return steps.run(name + monitored, _monitor, steps.profile, steps.work_dir)
 
 

@@ -111,6 +111,8 @@ def _log_mlflow(stage: Stage, ctx: Ctx, status: str, manifest: dict, result: dic
     out_dir = stage.out(ctx)
     with mlflow.start_run(run_name=stage.name, nested=parent_run_id is not None, parent_run_id=parent_run_id):
         mlflow.set_tags({"cached": str(status == "cached").lower(), "stage_status": status[:250]})
+        notes = {"warning": result.get("warning"), "epochs_reason": result.get("epochs_reason")}
+        mlflow.set_tags({key: str(text)[:5000] for key, text in notes.items() if text})  # e.g. under-trained
         if "seconds" in manifest:  # time of the run that computed it, also when this one was cached
             mlflow.log_metric("stage_seconds", manifest["seconds"])
         values = param_slice(ctx.params.model_dump(mode="json"), stage.params)

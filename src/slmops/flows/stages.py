@@ -341,8 +341,9 @@ def _synthesize_summary(r: dict) -> str:
 
 
 def _finetune_summary(r: dict) -> str:
-    parts = {"examples": r["train_examples"], "loss": r["final_train_loss"], "eval loss": r["eval_loss"]}
-    return f"{r['method']} · " + _join(parts)
+    parts = {"examples": r["train_examples"], "epochs": r.get("epochs"), "loss": r["final_train_loss"]}
+    line = f"{r['method']} · " + _join(parts | {"eval loss": r["eval_loss"]})
+    return line + ("  UNDER-TRAINED: see the WARNING above" if r.get("warning") else "")
 
 
 def _harvest_summary(r: dict) -> str:

@@ -12,6 +12,7 @@ Writes the merged model + tokenizer, ``adapter/`` (LoRA methods), ``log_history.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from pydantic import BaseModel
 from slmops.config import FinetuneConfig, TrainingConfig
 from slmops.io import load_jsonl, write_manifest
 from slmops.tasks import Task
+from slmops.train.schedule import choose_epochs, undertrained
 
 
 class FinetuneResult(BaseModel):
@@ -33,6 +35,9 @@ class FinetuneResult(BaseModel):
     eval_loss: float | None
     global_step: int = 0
     resumed_from_step: int | None = None  # the checkpoint ``finetune.resume`` continued from
+    epochs: float  # what the run trained for (``auto``: chosen from the train rows; max_steps: what it amounts to)
+    epochs_reason: str  # one line: why that many
+    warning: str | None = None  # ``undertrained``'s message, when the run looks under-trained
     log_history: list[dict[str, Any]]
 
 
@@ -48,15 +53,17 @@ def sft_records(task: Task, rows: list[dict[str, Any]], teacher: bool = False) -
     ]
 
 
-def training_args(cfg: TrainingConfig, out_dir: Path, seed: int, **extra: Any):
-    """``trl.SFTConfig`` from the declared fields, then ``cfg``'s pass-through keys, then ``extra`` (the stage's)."""
+def training_args(cfg: TrainingConfig, out_dir: Path, seed: int, n_train: int | None = None, **extra: Any):
+    """``trl.SFTConfig`` from the declared fields, then ``cfg``'s pass-through keys, then ``extra`` (the stage's).
+
+    ``epochs: auto`` becomes a number from ``n_train`` (the train rows; ``schedule.choose_epochs``)."""
     import torch
     from trl import SFTConfig
 
     cuda = torch.cuda.is_available()
     kwargs: dict[str, Any] = {
         "output_dir": str(out_dir / "checkpoints"),
-        "num_train_epochs": cfg.epochs,
+        "num_train_epochs": choose_epochs(cfg, n_train)[0],
         "max_steps": cfg.max_steps,
         "per_device_train_batch_size": cfg.batch_size,
         "per_device_eval_batch_size": cfg.batch_size,
@@ -233,7 +240,9 @@ def run(
     resume_from = last_checkpoint(out_dir) if cfg.resume else None
     if not cfg.resume:
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # a fresh run never mixes in old ones
-    args = training_args(cfg.training, out_dir, seed)
+    epochs, why = choose_epochs(cfg.training, len(train_rows))
+    _say(f"  finetune epochs {epochs:g}  ({why})")
+    args = training_args(cfg.training, out_dir, seed, n_train=len(train_rows))
     callbacks = _callbacks(cfg.training)
     trainer, history = train_sft(
         model,
@@ -249,13 +258,23 @@ def run(
     step = trainer.state.global_step
     if val_rows and not any("eval_loss" in h and h.get("step") == step for h in history):
         trainer.evaluate()  # logged into ``history`` (the trainer's own log) with its step
+    warning = undertrained(history, cfg.training)
+    if warning:
+        _say(f"WARNING: {warning}")
     resumed = int(Path(resume_from).name.rsplit("-", 1)[-1]) if resume_from else None
+    schedule = {"resumed_from_step": resumed, "epochs": epochs, "epochs_reason": why, "warning": warning}
     return _save(
-        cfg, trainer, tokenizer, history, base_model, out_dir, peft_config is not None, len(train_rows), resumed
+        cfg, trainer, tokenizer, history, base_model, out_dir, peft_config is not None, len(train_rows), schedule
     )
 
 
-def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters: bool, n_train: int, resumed):
+def _say(line: str) -> None:
+    """One console line, from the main process only (under ``accelerate launch`` every rank runs this)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(line, flush=True)
+
+
+def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters: bool, n_train: int, schedule):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -289,8 +308,8 @@ def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters:
         final_train_loss=losses[-1] if losses else None,
         eval_loss=evals[-1] if evals else None,
         global_step=trainer.state.global_step,
-        resumed_from_step=resumed,
         log_history=history,
+        **schedule,
     )
     write_manifest(out_dir, stage="finetune", **result.model_dump(exclude={"log_history", "model_dir"}))
     return result

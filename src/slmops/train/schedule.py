@@ -41,11 +41,12 @@ def auto_epochs(n_examples: int, batch_size: int, grad_accum: int = 1) -> tuple[
     raw = TARGET_STEPS / per_epoch
     epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, round(raw)))
     accum = f" x {grad_accum} accumulated" if grad_accum > 1 else ""
-    why = f"auto: {n_examples} rows at batch {batch_size}{accum} = {per_epoch} steps an epoch; "
-    if epochs == round(raw):
-        why += f"{TARGET_STEPS} target steps -> {epochs} epochs"
-    else:
-        why += f"{TARGET_STEPS} target steps -> {raw:.2f}, clamped to {epochs} ({epochs * per_epoch} steps)"
+    clamped = ", clamped to [1, 30]" if epochs != round(raw) else ""
+    why = (
+        f"auto: {n_examples} rows at batch {batch_size}{accum} = {per_epoch} steps an epoch; "
+        f"{TARGET_STEPS} target steps / {per_epoch} = {raw:.2f} -> {epochs} epoch{'s' if epochs > 1 else ''} "
+        f"({epochs * per_epoch} steps{clamped})"
+    )
     return float(epochs), why
 
 
@@ -59,7 +60,7 @@ def choose_epochs(cfg: TrainingConfig, n_train: int | None) -> tuple[float, str]
         if not n_train:
             return fixed, f"finetune.training.max_steps {cfg.max_steps} wins over epochs"
         epochs = round(cfg.max_steps / steps_per_epoch(n_train, batch, accum), 2)
-        return epochs, f"finetune.training.max_steps {cfg.max_steps} wins over epochs: {epochs} of {n_train} rows"
+        return epochs, f"finetune.training.max_steps {cfg.max_steps} wins over epochs ({epochs} of {n_train} rows)"
     if cfg.epochs != "auto":
         return fixed, "set by finetune.training.epochs"
     if not n_train:
@@ -104,7 +105,9 @@ def undertrained(log_history: list[dict[str, Any]], cfg: TrainingConfig) -> str 
     evals, problems = _series(log_history, "eval_loss"), []
     limit = cfg.undertrained_eval_loss
     if evals and limit is not None and evals[-1][1] > limit:
-        problems.append(f"final eval loss {evals[-1][1]:.2f} above {limit:g} (finetune.training.undertrained_eval_loss)")
+        problems.append(
+            f"final eval loss {evals[-1][1]:.2f} above {limit:g} (finetune.training.undertrained_eval_loss)"
+        )
     name, series = ("eval", evals) if len(evals) >= MIN_EVAL_POINTS else ("train", _series(log_history, "loss"))
     falling = _still_falling(series)
     if falling:

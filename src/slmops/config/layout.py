@@ -1,0 +1,38 @@
+"""Every path below the project root, owned by one class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Layout(BaseModel):
+    """Every path the pipeline reads or writes, below the project's root."""
+
+    model_config = ConfigDict(frozen=True)
+    root: Path
+
+    def _p(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    prepared = property(lambda self: self._p("data", "prepared"))
+    synthetic = property(lambda self: self._p("data", "synthetic"))
+    tokenizer = property(lambda self: self._p("models", "tokenizer"))
+    student_base = property(lambda self: self._p("models", "student_base"))
+    student = property(lambda self: self._p("models", "student"))
+    student_onnx = property(lambda self: self._p("models", "student_onnx"))
+    reports = property(lambda self: self._p("reports"))
+    inference_log = property(lambda self: self._p("logs", "inference.jsonl"))
+    state = property(lambda self: self._p(".slmops"))
+    console_log = property(lambda self: self._p("logs", "slmops.log"))
+    traffic = property(lambda self: self._p("data", "traffic"))  # harvested traffic, append-only batches
+    traffic_labelled = property(lambda self: self._p("data", "traffic_labelled"))  # train.jsonl + recent.jsonl
+    champion = property(lambda self: self._p("models", "champion"))  # merged weights of the last poc holder
+    teacher_cache = property(lambda self: self._p(".slmops", "teacher_cache.sqlite"))
+
+
+def resolve_model_path(name_or_path: str, root: Path) -> str:
+    """A relative path that exists under ``root`` wins; anything else is treated as a hub id."""
+    candidate = root / name_or_path
+    return str(candidate) if candidate.exists() else name_or_path

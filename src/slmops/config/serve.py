@@ -1,0 +1,85 @@
+"""What is exported (ONNX forms), how it is evaluated, and how it is served."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from slmops.config.base import Strict
+from slmops.config.teacher import TeacherConfig
+
+WeightType = Literal["int8", "uint8", "int4"]
+
+
+class QuantizeConfig(Strict):
+    # int8/uint8: ONNX Runtime dynamic quantization (weights 8-bit, activations on the fly).
+    # int4: ONNX Runtime's MatMulNBits (weight-only, blockwise); the settings below apply to it.
+    weight_type: WeightType = "int8"
+    # Several: each is written to its own folder (``<out>/<type>/``) so the flow can evaluate all of them
+    # and register the smallest that passes the gates. None: just ``weight_type``.
+    candidates: list[WeightType] | None = None
+    int4_block_size: int = Field(32, ge=16)  # a power of two: 16, 32, 64, 128, 256
+    int4_symmetric: bool = True
+    # rtn: round-to-nearest (default); hqq: half-quadratic; k_quant: llama.cpp's k-quant scale search (MatMuls
+    # only, asymmetric). None needs calibration data.
+    int4_algorithm: Literal["rtn", "hqq", "k_quant"] = "rtn"
+    # MatMulNBits' compute precision for rtn: None (the default, fp32), 4 (int8 compute: faster on CPU).
+    int4_accuracy_level: Literal[0, 1, 2, 3, 4] | None = None
+    # rtn: quantize the input embedding (Gather) to 4 bits as well; without it, a large-vocabulary model's
+    # fp32 embedding alone can make int4 bigger than int8. A tied embedding shares the LM head's 4-bit table.
+    int4_embeddings: bool = True
+    # Keep these MatMul nodes (by node name) in full precision, e.g. the LM head when int4 hurts it most.
+    int4_nodes_to_exclude: list[str] = []
+
+    @model_validator(mode="after")
+    def _check(self) -> QuantizeConfig:
+        if self.int4_block_size & (self.int4_block_size - 1):
+            raise ValueError(f"int4_block_size {self.int4_block_size} is not a power of two")
+        if self.candidates and self.weight_type not in self.candidates:  # the fallback when none passes
+            raise ValueError(f"weight_type {self.weight_type!r} is not among candidates {self.candidates}")
+        return self
+
+    @property
+    def forms(self) -> list[str]:
+        return list(dict.fromkeys(self.candidates or [self.weight_type]))
+
+
+class EvaluateConfig(Strict):
+    max_new_tokens: int = 96
+    max_examples: int | None = None
+    evaluate_teacher: bool = True
+
+
+class FallbackConfig(Strict):
+    """SLM first, teacher as backstop: the student answers; an answer that fails the task schema (or whose
+    confidence is under ``min_confidence``) is replaced by the teacher's. Off while ``teacher`` is unset."""
+
+    teacher: TeacherConfig | None = None
+    on_invalid_output: bool = True  # the student's answer does not parse as the task's JSON schema
+    # The student's least certain token (``min_token``) or the geometric mean over its tokens (``mean_token``)
+    # under this probability sends the request to the teacher. None: confidence is not checked.
+    min_confidence: float | None = Field(None, gt=0.0, le=1.0)
+    confidence: Literal["min_token", "mean_token"] = "min_token"
+    max_tokens: int = Field(128, ge=1)  # the teacher's answer budget when the client set no max_tokens
+
+
+class ServeConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_tokens_cap: int = Field(256, ge=1)  # requests asking for more get 400, not a silent cut
+    max_body_bytes: int = Field(65_536, ge=1024)  # larger request bodies get 413
+    # Requests queued or generating at once; one more gets 429 with Retry-After instead of waiting forever.
+    max_in_flight: int = Field(8, ge=1)
+    generation_timeout_s: float = Field(30.0, gt=0)  # a slower generation is stopped and answered 504
+    # Greedy requests waiting while the model is busy are generated together, up to this many (1: off).
+    max_batch_size: int = Field(8, ge=1)
+    # Each inference-log row is fsync'ed before the answer is sent: a crash loses no answered request.
+    log_fsync: bool = True
+    # Serving a registry alias: check every this many seconds whether another version holds it now, and
+    # switch to it once fully loaded and verified (POST /admin/reload does the same at once). None: never poll.
+    reload_interval_s: float | None = Field(30.0, gt=0)
+    # The model sees user messages as the prepare stage wrote its training inputs: NFKC and PII masked (the
+    # fast masker). Off: the raw text, which the student never saw in training (a train/serve skew).
+    mask_inputs: bool = True
+    fallback: FallbackConfig = FallbackConfig()
