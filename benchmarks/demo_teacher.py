@@ -4,7 +4,8 @@ Usage:
     .venv/bin/python -m benchmarks.demo_teacher            # a few seconds on a 2-core CPU
     .venv/bin/python -m benchmarks.demo_teacher --profile smoke --target slmops.demo.teacher:answer
 
-The hand-written set (src/slmops/templates/ticket_triage/data/dev_handwritten.jsonl) was written by hand in phrasings the
+The hand-written set (src/slmops/templates/ticket_triage/data/dev_handwritten.jsonl) was written by hand in
+phrasings the
 generator does not produce and is read by nothing but evaluation. The generated test set is made fresh in a
 temporary folder with the profile's seed and sizes. Prints category/priority accuracy, JSON validity and the
 per-category recall on each set, then the time per 1,000 labelling and 1,000 self-instruct answers. The last

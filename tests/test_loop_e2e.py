@@ -41,7 +41,8 @@ def loop_run(tmp_path_factory) -> dict:
 
 
 def _toy_gates(folder):
-    """The example's ``tasks/ticket_triage.gates.yaml`` with no poc floor and parity agreement at 0.75. The smoke retrain's quality and its
+    """The example's ``tasks/ticket_triage.gates.yaml`` with no poc floor and parity agreement at 0.75. The smoke
+    retrain's quality and its
     int8 fidelity vary with the machine's rounding: on CI its challenger once gave valid JSON on 5 of 12 gold
     inputs (under poc's 0.5) and another time int8 flipped 4 of its 35 near-tie answers (under parity's 0.9), and
     either way no challenge ran. This test is about the loop; the challenge itself still has to be won, and

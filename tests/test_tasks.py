@@ -17,7 +17,7 @@ SPECS = sorted(
 
 
 def test_two_different_tasks_ship():
-    """Two examples whose specs differ in kind, not just in name: one enum task, one with an integer, labels and text."""
+    """Two examples whose specs differ in kind: one an enum task, one with an integer, labels and text."""
     triage, reviews = load_task("ticket_triage", TRIAGE), load_task("review_insights", REVIEWS)
     assert {f.type for f in triage.fields.values()} == {"enum", "text"}
     assert {f.type for f in reviews.fields.values()} == {"integer", "labels", "text"}

@@ -52,7 +52,8 @@ def gate_and_register(
     form that passes and point ``poc`` at it. Failing parity registers nothing, naming the step that diverged.
 
     With ``challenge`` (a retrain), a model that differs from the ``poc`` champion must also beat it on the same
-    gold and recent-traffic rows (``src/slmops/flows/loop.py``); a winner then moves on as far as ``loop.auto_promote_to``.
+    gold and recent-traffic rows (``slmops/flows/promote.py``); a winner then moves on as far as
+    ``loop.auto_promote_to``.
     The other forms' metrics are in the same MLflow run (``student_<form>.*``), so the size/quality trade-off
     is visible per run."""
     from slmops.registry import aliases as registry

@@ -8,7 +8,8 @@ The same declaration drives the Prefect flows (``src/slmops/flows/pipeline.py`` 
 runs ``DEMO``), the cache key, the generic stage command and ``dvc.yaml``; a test checks that the committed
 ``dvc.yaml`` is what this registry generates. A stage's cache key is the params it reads (dotted keys into
 the resolved params, seed included), the content hashes of its inputs (not their paths) and the hash of
-the code it runs: the import closure of its modules, computed (``codedeps.py``). A stage whose manifest already holds that key, and
+the code it runs: the import closure of its modules, computed (``codedeps.py``). A stage whose manifest
+already holds that key, and
 whose output files still match the hashes recorded when it ran, is reported "cached"; any changed or missing
 output file makes it rerun, saying which.
 """

@@ -4,7 +4,8 @@ Usage:
     decision = decide({"category_accuracy": 0.93, ...}, champion=None, thresholds=load_gates().poc)
     if not decision.passed: print(decision.reasons)
 
-Thresholds name metrics (``tasks/<task>.gates.yaml`` in the project: ``min``, ``max``, ``max_regression_vs_champion``); a metric the
+Thresholds name metrics (``tasks/<task>.gates.yaml`` in the project: ``min``, ``max``,
+``max_regression_vs_champion``); a metric the
 candidate does not report fails its check, so a misspelt gate cannot pass silently.
 """
 

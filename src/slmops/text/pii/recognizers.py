@@ -1,7 +1,7 @@
 """Presidio pattern recognizers for Japanese structured PII, one small class per format.
 
 Usage:
-    python -c "from slmops.text.pii.recognizers import PhoneRecognizer as R; print(R().analyze('TEL (045)123-4567', []))"
+    python -c "from slmops.text.pii.recognizers import PhoneRecognizer as R; print(R().analyze('TEL 045-123-4567', []))"
 
 Each class has its patterns (written from the format's specification), a validation (check digit, Luhn, issuer
 prefix, digit count) and context words. Text is NFKC-normalised before it gets here, so full-width digits and
