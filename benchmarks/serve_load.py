@@ -48,6 +48,8 @@ def _free_port() -> int:
 
 def start_server(model_path: Path, work: Path, port: int, max_batch_size: int) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("slmops")
+    if not (work / "slmops.yaml").exists():  # a project of its own: the task spec, its own inference log
+        subprocess.run([str(exe), "init", str(work), "--example", "ticket_triage"], check=True, capture_output=True)
     command = [str(exe), "serve", "--model-path", str(model_path), "--port", str(port), "--work-dir", str(work)]
     command += ["--max-batch-size", str(max_batch_size), "--no-fallback"]  # the model alone
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -375,7 +375,7 @@ def test_a_passing_promotion_moves_the_alias_and_records_both_models(smoke_run, 
     params, work = load_params("smoke", project=TRIAGE), smoke_run["work"]
     name = params.model_name
     candidate = registry.alias_version(name, "poc")
-    result = promote(params, work, "pilot", gates_file=_loose_gates(tmp_path))
+    result = promote(params, work, "pilot", gates=_loose_gates(tmp_path))
     assert result["passed"] and registry.alias_version(name, "pilot") == candidate
     assert registry._client().get_model_version(name, candidate).tags["gate.pilot"] == "passed"
 
@@ -394,7 +394,7 @@ def test_a_passing_promotion_moves_the_alias_and_records_both_models(smoke_run, 
         return real(model, alias)
 
     monkeypatch.setattr(registry, "alias_version", racing)
-    raced = promote(params, work, "pilot", gates_file=_loose_gates(tmp_path))
+    raced = promote(params, work, "pilot", gates=_loose_gates(tmp_path))
     monkeypatch.undo()
     assert not raced["passed"] and "moved while" in raced["reasons"][0]
     assert registry.alias_version(name, "pilot") == candidate  # not the newer, undecided version

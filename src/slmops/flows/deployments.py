@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 
-def build_deployments(profile: str, work_dir: str, retrain_cron: str, monitor_cron: str) -> list:
+def build_deployments(profile: str | None, work_dir: str, retrain_cron: str, monitor_cron: str) -> list:
     from slmops.flows.loop import retrain
     from slmops.flows.monitor import monitor_flow
 
@@ -24,7 +24,7 @@ def build_deployments(profile: str, work_dir: str, retrain_cron: str, monitor_cr
     ]
 
 
-def serve_deployments(profile: str, work_dir: str, retrain_cron: str, monitor_cron: str) -> None:
+def serve_deployments(profile: str | None, work_dir: str, retrain_cron: str, monitor_cron: str) -> None:
     """Register both deployments and run them on schedule in this process (Ctrl-C stops)."""
     if not os.environ.get("PREFECT_API_URL"):
         raise SystemExit(

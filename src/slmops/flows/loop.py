@@ -25,7 +25,7 @@ from slmops.loop.trigger import RetrainRunning, TriggerStore, retrain_lock
 
 @flow(name="slmops-retrain")
 def retrain(
-    profile: str = "demo", work_dir: str = ".", reason: str = "scheduled", overrides: list[str] | None = None
+    profile: str | None = None, work_dir: str = ".", reason: str = "scheduled", overrides: list[str] | None = None
 ) -> dict[str, Any]:
     """One retrain under the work dir's retrain lock; a second one while it runs is recorded and skipped.
     ``reason``: why it started (a schedule marks the trigger's cooldown; a drift trigger already did)."""

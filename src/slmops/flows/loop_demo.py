@@ -41,7 +41,7 @@ def demo_traffic(ctx: Ctx, seed: int, n: int, shifted: bool) -> list[dict]:
     return [{"input": r[spec.input_field], "expected": r["expected"]} for r in rows]
 
 
-def start_server(ctx: Ctx, profile: str) -> tuple[subprocess.Popen, str]:
+def start_server(ctx: Ctx, profile: str | None) -> tuple[subprocess.Popen, str]:
     """``slmops serve --alias poc`` in its own process; returns it and its base URL once /health answers."""
     import httpx
 
@@ -112,7 +112,7 @@ def dev_rows(ctx: Ctx) -> list[dict]:
 class Steps:
     """Wall time per step, printed as it goes."""
 
-    def __init__(self, profile: str, work_dir: Path) -> None:
+    def __init__(self, profile: str | None, work_dir: Path) -> None:
         self.seconds: dict[str, float] = {}
         self.profile, self.work_dir = profile, work_dir
 
@@ -124,13 +124,13 @@ class Steps:
         return out
 
 
-def _monitor(profile: str, work_dir: Path) -> dict[str, Any]:
+def _monitor(profile: str | None, work_dir: Path) -> dict[str, Any]:
     from slmops.flows.monitor import monitor_flow
 
     return monitor_flow(profile=profile, work_dir=str(work_dir), retrain=True)
 
 
-def run_demo(params: Params, profile: str, work_dir: Path) -> dict[str, Any]:
+def run_demo(params: Params, profile: str | None, work_dir: Path) -> dict[str, Any]:
     """The loop demo (see the module docstring); returns the before/after figures."""
     ctx, cfg = Ctx(params, work_dir.resolve()), params.loop.demo
     seed, window = params.project.seed, params.monitor.window

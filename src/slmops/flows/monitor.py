@@ -72,7 +72,7 @@ def decide_retrain(ctx: Ctx, drift: dict[str, Any], enabled: bool) -> TriggerDec
         return store.suppress(str(busy))
 
 
-def start_retrain(profile: str, work_dir: str, overrides: list[str]) -> dict[str, Any]:
+def start_retrain(profile: str | None, work_dir: str, overrides: list[str]) -> dict[str, Any]:
     """The retrain deployment on the Prefect server when there is one, else the retrain flow as a subflow."""
     if os.environ.get("PREFECT_API_URL"):
         from prefect.deployments import run_deployment
@@ -91,7 +91,7 @@ def start_retrain(profile: str, work_dir: str, overrides: list[str]) -> dict[str
 
 @flow(name="slmops-monitor")
 def monitor_flow(
-    profile: str = "demo", work_dir: str = ".", retrain: bool = True, overrides: list[str] | None = None
+    profile: str | None = None, work_dir: str = ".", retrain: bool = True, overrides: list[str] | None = None
 ) -> dict[str, Any]:
     import mlflow
 

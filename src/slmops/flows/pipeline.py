@@ -16,7 +16,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from slmops.config import Params, gates_file, load_gates, load_params
+from slmops.config import Params, gates_file, load_gates, load_params, resolve_profile
 from slmops.flows.runner import log_dataset, run_stage
 from slmops.flows.runtime import tracking
 from slmops.flows.stages import DEMO, PIPELINE, STAGES, Ctx
@@ -33,11 +33,12 @@ def _run_stages(stages, ctx: Ctx, parent: str) -> dict[str, dict[str, Any]]:
 
 
 @flow(name="slmops-demo-build")
-def demo_build(profile: str = "demo", work_dir: str = ".") -> dict[str, Any]:
+def demo_build(profile: str | None = None, work_dir: str = ".") -> dict[str, Any]:
     """Offline stand-ins for what real users bring or download: data, a tokenizer, a student base model."""
     import mlflow
 
     ctx = Ctx(load_params(profile, project=Path(work_dir)), Path(work_dir).resolve())
+    profile = resolve_profile(profile, ctx.root) or "default"  # what ran, for the run's name and tags
     tracking(ctx.root, ctx.params.project.experiment)
     with mlflow.start_run(run_name=f"demo-build-{profile}") as run:
         mlflow.set_tag("profile", profile)
@@ -120,7 +121,7 @@ def _choose_form(params: Params, metrics: dict[str, dict[str, float]], parity: d
 
 @flow(name="slmops-pipeline")
 def pipeline(
-    profile: str = "demo", work_dir: str = ".", overrides: list[str] | None = None, challenge: bool = False
+    profile: str | None = None, work_dir: str = ".", overrides: list[str] | None = None, challenge: bool = False
 ) -> dict[str, Any]:
     """Every stage, then gates, parity and registration. ``challenge``: the new model must beat the ``poc``
     champion on the same rows before it is registered (what a retrain does, see ``src/slmops/flows/loop.py``)."""
@@ -128,6 +129,7 @@ def pipeline(
 
     params = load_params(profile, project=Path(work_dir), overrides=overrides or [])
     ctx = Ctx(params, Path(work_dir).resolve())
+    profile = resolve_profile(profile, ctx.root) or "default"  # what ran, for the run's name and tags
     experiment_id = tracking(ctx.root, params.project.experiment)
     with mlflow.start_run(run_name=f"{'retrain' if challenge else 'pipeline'}-{profile}") as parent_run:
         parent = parent_run.info.run_id
@@ -164,7 +166,7 @@ def pipeline(
     }
 
 
-def _log_params(params: Params, profile: str) -> None:
+def _log_params(params: Params, profile: str | None) -> None:
     import mlflow
 
     mlflow.log_params({k: str(v)[:500] for k, v in flatten(params.model_dump(mode="json")).items()})

@@ -38,7 +38,7 @@ def _rel(path: Path, root: Path) -> str:
 def dvc_stages(params: Params, root: Path) -> dict[str, Any]:
     """The ``stages:`` mapping of dvc.yaml for these params (paths relative to ``root``)."""
     ctx, stages = Ctx(params, root.resolve()), {}
-    for stage in DEMO + PIPELINE:
+    for stage in dvc_pipeline(ctx):
         deps = [_rel(p, ctx.root) for p in input_paths(stage, ctx)]
         stages[stage.name] = {
             "cmd": f"slmops stage {stage.name} --params-file {PARAMS_FILE}",
@@ -53,11 +53,16 @@ def dvc_stages(params: Params, root: Path) -> dict[str, Any]:
     return {"stages": stages}
 
 
+def dvc_pipeline(ctx: Ctx) -> list:
+    """The stages DVC tracks: the demo's stand-ins only when the task has a demo generator to make them."""
+    return (DEMO if ctx.task.spec.demo_generator else []) + PIPELINE
+
+
 def code_hashes(params: Params, root: Path) -> dict[str, str]:
     """Each stage's code hash (``codedeps.py``): a DVC param, so ``dvc status`` sees a code change after
     ``slmops dvc`` regenerates this file (``make repro`` and ``slmops run`` both do)."""
     ctx = Ctx(params, root.resolve())
-    return {stage.name: stage_code_hash(stage, ctx) for stage in DEMO + PIPELINE}
+    return {stage.name: stage_code_hash(stage, ctx) for stage in dvc_pipeline(ctx)}
 
 
 def write_dvc_files(params: Params, profile: str, root: Path) -> tuple[Path, Path]:
