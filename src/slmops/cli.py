@@ -154,7 +154,7 @@ def run(profile: Profile = None, work_dir: WorkDir = None, overrides: Overrides 
     from slmops.flows.pipeline import pipeline
 
     shown = resolve_profile(profile, work_dir)
-    typer.echo(f"slmops run: task {params.task}, profile {shown}, project {work_dir} (log: {log_file})")
+    typer.echo(f"slmops run: task {params.task}, profile {shown or '(none)'}, project {work_dir} (log: {log_file})")
     summary = pipeline(profile=profile, work_dir=str(work_dir), overrides=overrides or [])
     typer.echo("\n" + _table(summary["metrics"]))
     store = f"sqlite:///{(work_dir / 'mlruns.db').resolve()}"
