@@ -6,7 +6,6 @@ Usage:
 """
 
 from slmops.config.base import *  # noqa: F403
-from slmops.config.base import SFT_MANAGED  # noqa: F401
 from slmops.config.data import *  # noqa: F403
 from slmops.config.gates import *  # noqa: F403
 from slmops.config.layout import *  # noqa: F403
