@@ -15,6 +15,7 @@ Usage:
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Annotated
 
 import typer
 
+from slmops.config.layout import Layout
 from slmops.flows.runtime import configure
 
 app = typer.Typer(
@@ -157,7 +159,7 @@ def run(profile: Profile = None, work_dir: WorkDir = None, overrides: Overrides 
     typer.echo(f"slmops run: task {params.task}, profile {shown or '(none)'}, project {work_dir} (log: {log_file})")
     summary = pipeline(profile=profile, work_dir=str(work_dir), overrides=overrides or [])
     typer.echo("\n" + _table(summary["metrics"]))
-    store = f"sqlite:///{(work_dir / 'mlruns.db').resolve()}"
+    store = os.environ.get("MLFLOW_TRACKING_URI") or Layout(root=work_dir).mlflow_uri
     typer.echo(f"\nMLflow run: {summary['run_id']}  (browse: mlflow ui --backend-store-uri {store}, or make mlflow-ui)")
     page = f"#/experiments/{summary['experiment_id']}/runs/{summary['run_id']}?workflowType=machine_learning"
     typer.echo(f"MLflow UI:  http://127.0.0.1:5000/{page}")
@@ -385,7 +387,7 @@ def monitor(
     from slmops.flows.monitor import monitor_flow
 
     result = monitor_flow(profile=profile, work_dir=str(work_dir), retrain=retrain, overrides=overrides or [])
-    report = Path(work_dir) / "reports" / "monitor" / "drift_report.html"
+    report = Layout(root=Path(work_dir)).drift_report
     typer.echo(f"drift report: {report}" if report.exists() else f"no report: {result.get('reason')}")
     if (result.get("retrain") or {}).get("gate"):  # a retrain ran here (not as a deployment): how it ended
         typer.echo("retrain poc gate: " + _gate_line(result["retrain"]["gate"]))
@@ -420,8 +422,9 @@ def loop_demo(profile: Profile = None, work_dir: WorkDir = None) -> None:
     out = run_demo(params, profile, work_dir)
     metric = headline_metric(params, work_dir)
     typer.echo("\n" + table(out, metric))
-    (Path(work_dir) / "reports").mkdir(exist_ok=True)
-    (Path(work_dir) / "reports" / "loop_demo.json").write_text(json.dumps(out, indent=1, default=str))
+    report = Layout(root=Path(work_dir)).loop_demo_report
+    report.parent.mkdir(exist_ok=True)
+    report.write_text(json.dumps(out, indent=1, default=str))
 
 
 def headline_metric(params, work_dir: Path) -> str:

@@ -30,6 +30,20 @@ class Layout(BaseModel):
     traffic_labelled = property(lambda self: self._p("data", "traffic_labelled"))  # train.jsonl + recent.jsonl
     champion = property(lambda self: self._p("models", "champion"))  # merged weights of the last poc holder
     teacher_cache = property(lambda self: self._p(".slmops", "teacher_cache.sqlite"))
+    # The embedded stack: MLflow on SQLite with artifacts beside it, Prefect's home, DVC's site cache.
+    mlflow_db = property(lambda self: self._p("mlruns.db"))
+    mlflow_artifacts = property(lambda self: self._p("mlartifacts"))
+    prefect_home = property(lambda self: self._p(".prefect"))
+    dvc_site_cache = property(lambda self: self._p(".dvc-site-cache"))
+    hf_datasets_cache = property(lambda self: self._p(".cache", "datasets"))
+    drift_report = property(lambda self: self._p("reports", "monitor", "drift_report.html"))
+    loop_demo_report = property(lambda self: self._p("reports", "loop_demo.json"))
+    loop_demo_server_log = property(lambda self: self._p("logs", "loop-demo-server.log"))
+
+    @property
+    def mlflow_uri(self) -> str:
+        """The embedded tracking store (``MLFLOW_TRACKING_URI`` when nothing else is set)."""
+        return f"sqlite:///{self.mlflow_db.resolve()}"
 
 
 def resolve_model_path(name_or_path: str, root: Path) -> str:

@@ -46,7 +46,7 @@ def start_server(ctx: Ctx, profile: str | None) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = ctx.params.loop.demo.port
-    log = open(ctx.root / "logs" / "loop-demo-server.log", "w")  # noqa: SIM115 (closed with the process)
+    log = open(ctx.layout.loop_demo_server_log, "w")  # noqa: SIM115 (closed with the process)
     command = [sys.executable, "-m", "slmops.cli", "serve", "--alias", "poc", "--port", str(port)]
     server = subprocess.Popen(
         command + ["--profile", profile, "--work-dir", str(ctx.root)], stdout=log, stderr=subprocess.STDOUT

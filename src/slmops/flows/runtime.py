@@ -15,21 +15,23 @@ import logging
 import os
 from pathlib import Path
 
+from slmops.config.layout import Layout
+
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 def configure(work_dir: Path, offline: bool = False) -> None:
-    work_dir = work_dir.resolve()
+    layout = Layout(root=work_dir.resolve())
     defaults = {
-        "PREFECT_HOME": str(work_dir / ".prefect"),
+        "PREFECT_HOME": str(layout.prefect_home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",  # Prefect's own chatter; stage lines are printed, not logged
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-        "DVC_SITE_CACHE_DIR": str(work_dir / ".dvc-site-cache"),
+        "DVC_SITE_CACHE_DIR": str(layout.dvc_site_cache),
         "DVC_NO_ANALYTICS": "1",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{work_dir / 'mlruns.db'}",
+        "MLFLOW_TRACKING_URI": layout.mlflow_uri,
         "TOKENIZERS_PARALLELISM": "false",
-        "HF_DATASETS_CACHE": str(work_dir / ".cache" / "datasets"),
+        "HF_DATASETS_CACHE": str(layout.hf_datasets_cache),
         "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "MLFLOW_CONFIGURE_LOGGING": "false",  # its records go to the log file with everything else
@@ -44,7 +46,7 @@ def configure(work_dir: Path, offline: bool = False) -> None:
 def quiet_console(work_dir: Path) -> Path:
     """Send library logs and Python warnings (TracerWarnings, deprecations) to ``logs/slmops.log``; keep the
     terminal for the stage lines and progress bars. Returns the log file (logged to MLflow by the flows)."""
-    log_file = work_dir.resolve() / "logs" / "slmops.log"
+    log_file = Layout(root=work_dir.resolve()).console_log
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -75,7 +77,7 @@ def tracking(work_dir: Path, experiment: str) -> str:
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:
-        location = (work_dir.resolve() / "mlartifacts").as_uri()
+        location = Layout(root=work_dir.resolve()).mlflow_artifacts.as_uri()
         experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
     else:
         experiment_id = found.experiment_id
