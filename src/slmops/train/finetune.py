@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from slmops.config import FinetuneConfig, TrainingConfig
 from slmops.io import load_jsonl, write_manifest
 from slmops.tasks import Task
+from slmops.train.base import load_base, lora_config
 from slmops.train.schedule import choose_epochs, undertrained
 
 
@@ -145,68 +146,6 @@ def plot_loss(log_history: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def _device_map():
-    """CPU, or this process's GPU: under ``accelerate launch``/torchrun each rank loads onto its local device."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return "cpu"
-    from accelerate import PartialState
-
-    return {"": PartialState().local_process_index}
-
-
-def _load_base(cfg: FinetuneConfig, base_model: str):
-    import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    if cfg.method != "qlora":
-        return AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
-    q = cfg.quantization
-    dtype = q.bnb_4bit_compute_dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
-    quant = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=q.bnb_4bit_quant_type,
-        bnb_4bit_use_double_quant=q.bnb_4bit_use_double_quant,
-        bnb_4bit_compute_dtype=getattr(torch, dtype),
-        **q.extra,
-    )
-    model = AutoModelForCausalLM.from_pretrained(base_model, quantization_config=quant, device_map=_device_map())
-    _keep_cpu_4bit_trainable(model)
-    return model
-
-
-def _keep_cpu_4bit_trainable(model) -> None:
-    """On CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit weight for its fast inference path the first
-    time the layer runs in eval mode without grad (any evaluation), and later training steps then run on
-    the repacked weight (older bitsandbytes: outside autograd). With 0.50.2 a 20-step probe trained either
-    way, but with this off, evaluation mid-training (eval_steps, early stopping) keeps the same dequantize
-    path as training, on every bitsandbytes version."""
-    import bitsandbytes as bnb
-
-    for module in model.modules():
-        if isinstance(module, bnb.nn.Linear4bit):
-            module.support_avx512bf16_for_cpu = False
-
-
-def _peft_config(cfg: FinetuneConfig):
-    from peft import LoraConfig
-
-    lc = cfg.lora
-    return LoraConfig(
-        r=lc.r,
-        lora_alpha=lc.alpha,
-        modules_to_save=lc.modules_to_save,
-        ensure_weight_tying=bool(lc.modules_to_save),
-        lora_dropout=lc.dropout,
-        target_modules=lc.target_modules,
-        task_type="CAUSAL_LM",
-        **lc.extra,
-    )
-
-
 def last_checkpoint(out_dir: Path) -> str | None:
     """The newest complete ``checkpoint-<step>`` folder under ``out_dir/checkpoints``, if any."""
     from transformers.trainer_utils import get_last_checkpoint
@@ -231,8 +170,8 @@ def run(
 
     set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    model = _load_base(cfg, base_model)
-    peft_config = _peft_config(cfg) if cfg.method in ("qlora", "lora") else None
+    model = load_base(cfg, base_model)
+    peft_config = lora_config(cfg) if cfg.method in ("qlora", "lora") else None
     train_rows = sft_records(task, load_jsonl(train))
     val_rows = sft_records(task, load_jsonl(val)) if val else None
     if cfg.training.eval_steps and not val_rows:
