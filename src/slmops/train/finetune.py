@@ -1,4 +1,4 @@
-"""Finetune stage: QLoRA (default), LoRA or full fine-tuning of the student with TRL's ``SFTTrainer``.
+"""Finetune stage: QLoRA, LoRA or full fine-tuning of the student with TRL's ``SFTTrainer``.
 
 Usage:
     slmops stage finetune --profile demo
@@ -23,12 +23,14 @@ from slmops.config import FinetuneConfig, TrainingConfig
 from slmops.io import load_jsonl, write_manifest
 from slmops.tasks import Task
 from slmops.train.base import load_base, lora_config
+from slmops.train.method import choose_method
 from slmops.train.schedule import choose_epochs, undertrained
 
 
 class FinetuneResult(BaseModel):
     model_dir: Path
-    method: str
+    method: str  # the method that ran (``auto`` resolved)
+    method_reason: str = ""  # one line: why that method
     train_examples: int
     trainable_params: int
     total_params: int
@@ -165,9 +167,14 @@ def _callbacks(cfg: TrainingConfig) -> list:
 def run(
     cfg: FinetuneConfig, *, task: Task, train: Path, val: Path | None, base_model: str, out_dir: Path, seed: int = 42
 ) -> FinetuneResult:
-    """Train (resuming from the newest checkpoint when ``cfg.resume``), merge and save."""
+    """Train (resuming from the newest checkpoint when ``cfg.resume``), merge and save (rank 0 only, when
+    several processes train)."""
+    import torch
     from transformers import AutoTokenizer, set_seed
 
+    method, method_reason = choose_method(cfg.method, torch.cuda.is_available())
+    cfg = cfg.model_copy(update={"method": method})
+    _say(f"  finetune method {method}  ({method_reason})")
     set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = load_base(cfg, base_model)
@@ -202,6 +209,7 @@ def run(
         _say(f"WARNING: {warning}")
     resumed = int(Path(resume_from).name.rsplit("-", 1)[-1]) if resume_from else None
     schedule = {"resumed_from_step": resumed, "epochs": epochs, "epochs_reason": why, "warning": warning}
+    schedule |= {"method_reason": method_reason}
     return _save(
         cfg, trainer, tokenizer, history, base_model, out_dir, peft_config is not None, len(train_rows), schedule
     )
