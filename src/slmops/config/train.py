@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Any, ClassVar, Literal
 
@@ -50,6 +51,18 @@ class TrainingConfig(PassThrough):
     # After training, warn (console, result ``warning``) when the final eval loss is above this (None: never
     # on the loss level alone), or when the loss still fell by over 10% in the last quarter of training.
     undertrained_eval_loss: float | None = Field(1.0, gt=0)
+    # Throughput (``python -m benchmarks.train_throughput`` measures them; all off = what earlier versions did).
+    # packing: short examples packed padding-free into rows of ``max_length`` tokens (TRL's best-fit-decreasing
+    # packing); position ids restart at each example, and the attention mask transformers builds from them keeps
+    # every example from attending to its neighbours (tests/test_train_speed.py checks the loss is unchanged).
+    packing: bool = False
+    # On an out-of-memory error, halve the batch and retry (transformers' ``auto_find_batch_size``; CUDA and
+    # CPU allocator errors). The effective batch then shrinks with it.
+    auto_find_batch_size: bool = False
+    # Recompute activations in the backward pass: less memory, about a third more compute per step.
+    gradient_checkpointing: bool = False
+    # Liger's Triton kernels (GPU only; needs the liger-kernel package, not a dependency of slmops).
+    use_liger_kernel: bool = False
 
     @field_validator("epochs", mode="before")
     @classmethod
@@ -67,6 +80,13 @@ class TrainingConfig(PassThrough):
         if self.early_stopping_patience is not None and self.eval_steps is None:
             raise ValueError("early_stopping_patience needs eval_steps (how often to evaluate)")
         return self
+
+    @field_validator("use_liger_kernel")
+    @classmethod
+    def _liger_installed(cls, value: bool) -> bool:
+        if value and importlib.util.find_spec("liger_kernel") is None:
+            raise ValueError("needs the liger-kernel package (pip install liger-kernel; Triton kernels, GPU only)")
+        return value
 
 
 class LoraParams(PassThrough):

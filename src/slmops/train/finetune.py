@@ -89,10 +89,25 @@ def training_args(cfg: TrainingConfig, out_dir: Path, seed: int, n_train: int | 
     }
     if cfg.eval_steps:
         kwargs |= {"eval_strategy": "steps", "eval_steps": cfg.eval_steps}
+    kwargs |= _speed_args(cfg)
     if cfg.early_stopping_patience:  # the best checkpoint is kept and loaded back at the end
         kwargs |= {"load_best_model_at_end": True, "metric_for_best_model": "eval_loss", "greater_is_better": False}
         kwargs |= {"save_strategy": "steps", "save_steps": cfg.eval_steps}
     return SFTConfig(**(kwargs | cfg.extra | extra))
+
+
+def _speed_args(cfg: TrainingConfig) -> dict[str, Any]:
+    """The throughput switches as ``SFTConfig`` keys (all off: TRL's and transformers' defaults)."""
+    kwargs: dict[str, Any] = {
+        "auto_find_batch_size": cfg.auto_find_batch_size,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "use_liger_kernel": cfg.use_liger_kernel,
+    }
+    if cfg.packing:  # best-fit decreasing packing is padding-free in TRL: position ids mark each example
+        kwargs |= {"packing": True, "packing_strategy": "bfd", "padding_free": True}
+    if cfg.gradient_checkpointing:  # the non-reentrant form works with frozen bases (LoRA) and DDP
+        kwargs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    return kwargs
 
 
 def train_sft(
