@@ -2,6 +2,9 @@
 
 Usage:
     slmops stage finetune --profile demo
+    slmops stage finetune --profile demo --processes 2     # DDP under accelerate launch (slmops.train.launch)
+
+``finetune.method: auto`` (the default) is QLoRA on CUDA and LoRA on a CPU (``slmops.train.method``).
 
 ``finetune.base_model`` is a hub id or a local folder (the demo points it at its own tiny base model).
 QLoRA loads the base in 4-bit nf4 through bitsandbytes (on CPU too) and trains LoRA adapters; the adapters
@@ -199,7 +202,7 @@ def run(
     if cfg.training.eval_steps and not val_rows:
         raise ValueError("finetune.training.eval_steps / early stopping need a validation set")
     resume_from = last_checkpoint(out_dir) if cfg.resume else None
-    if not cfg.resume:
+    if not cfg.resume and _is_main():
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # a fresh run never mixes in old ones
     epochs, why = choose_epochs(cfg.training, len(train_rows))
     _say(f"  finetune epochs {epochs:g}  ({why})")
@@ -230,19 +233,46 @@ def run(
     )
 
 
+def _is_main() -> bool:
+    """Rank 0, or the only process (under ``accelerate launch`` every rank runs this stage's code)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _say(line: str) -> None:
-    """One console line, from the main process only (under ``accelerate launch`` every rank runs this)."""
-    if os.environ.get("RANK", "0") == "0":
+    """One console line, from the main process only."""
+    if _is_main():
         print(line, flush=True)
 
 
 def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters: bool, n_train: int, schedule):
+    """The result on every rank; the files (adapter, merged model, log, plot, manifest) from rank 0 only."""
+    trained = trainer.model
+    losses = [h["loss"] for h in history if "loss" in h]
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    result = FinetuneResult(
+        model_dir=out_dir,
+        method=cfg.method,
+        train_examples=n_train,
+        trainable_params=sum(p.numel() for p in trained.parameters() if p.requires_grad),
+        total_params=sum(p.numel() for p in trained.parameters()),
+        final_train_loss=losses[-1] if losses else None,
+        eval_loss=evals[-1] if evals else None,
+        global_step=trainer.state.global_step,
+        log_history=history,
+        **schedule,
+    )
+    if _is_main():
+        _write_model(trained, tokenizer, base_model, out_dir, adapters)
+        (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
+        plot_loss(history, out_dir / "loss_curve.png")
+        write_manifest(out_dir, stage="finetune", **result.model_dump(exclude={"log_history", "model_dir"}))
+    return result
+
+
+def _write_model(trained, tokenizer, base_model: str, out_dir: Path, adapters: bool) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    trained = trainer.model
-    trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in trained.parameters())
     out_dir.mkdir(parents=True, exist_ok=True)
     if adapters:
         from peft import PeftModel
@@ -256,22 +286,3 @@ def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters:
     merged.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-    (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
-    plot_loss(history, out_dir / "loss_curve.png")
-
-    losses = [h["loss"] for h in history if "loss" in h]
-    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
-    result = FinetuneResult(
-        model_dir=out_dir,
-        method=cfg.method,
-        train_examples=n_train,
-        trainable_params=trainable,
-        total_params=total,
-        final_train_loss=losses[-1] if losses else None,
-        eval_loss=evals[-1] if evals else None,
-        global_step=trainer.state.global_step,
-        log_history=history,
-        **schedule,
-    )
-    write_manifest(out_dir, stage="finetune", **result.model_dump(exclude={"log_history", "model_dir"}))
-    return result
