@@ -89,6 +89,9 @@ def training_args(cfg: TrainingConfig, out_dir: Path, seed: int, n_train: int | 
         "bf16": cuda and torch.cuda.is_bf16_supported(),  # CPU: plain fp32, no autocast
         "disable_tqdm": True,  # src/slmops/progress.py draws one quiet bar instead
         "dataloader_num_workers": 0,
+        # Several processes (DDP): every trainable parameter takes part in every step, so DDP need not search
+        # the graph for unused ones each step (transformers' default for a model with frozen parts).
+        "ddp_find_unused_parameters": False,
     }
     if cfg.eval_steps:
         kwargs |= {"eval_strategy": "steps", "eval_steps": cfg.eval_steps}
