@@ -165,11 +165,11 @@ def train_step(method: str, work: Path, seq: int = 128) -> dict:
     from transformers import AutoModelForCausalLM
 
     from slmops.config import FinetuneConfig
-    from slmops.train.finetune import _load_base
+    from slmops.train.base import load_base
 
     base = str(work / "torch_fp32")
     model = (
-        _load_base(FinetuneConfig(method="qlora"), base)
+        load_base(FinetuneConfig(method="qlora"), base)
         if method == "qlora"
         else AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     )

@@ -62,9 +62,9 @@ def test_finetune_changes_weights_and_beats_the_untrained_model(tiny_models, tmp
 def test_qlora_loads_the_base_in_4bit(tiny_models):
     import bitsandbytes as bnb
 
-    from slmops.train.finetune import _load_base
+    from slmops.train.base import load_base
 
-    model = _load_base(FinetuneConfig(method="qlora"), str(tiny_models["model"]))
+    model = load_base(FinetuneConfig(method="qlora"), str(tiny_models["model"]))
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
 
 

@@ -57,7 +57,8 @@ def _wait_for_checkpoint(out: Path, proc: subprocess.Popen, deadline_s: float = 
 def test_a_killed_run_resumes_from_its_last_checkpoint_to_the_same_final_step(tiny_models, tmp_path):
     train, base, out = tiny_models["prepared"] / "train.jsonl", str(tiny_models["model"]), tmp_path / "student"
     cfg = _cfg(max_steps=MAX_STEPS, save_steps=5)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    paths = [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]  # keep the caller's
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     child = [sys.executable, "-c", _CHILD, cfg.model_dump_json(), str(train), base, str(out)]
     proc = subprocess.Popen(child, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -32,7 +32,8 @@ def test_a_key_slmops_sets_itself_is_refused_with_the_field_to_use():
 
 
 def test_pass_through_keys_reach_the_library_config_and_defaults_keep_todays_behaviour(tmp_path):
-    from slmops.train.finetune import _peft_config, training_args
+    from slmops.train.base import lora_config
+    from slmops.train.finetune import training_args
 
     default = training_args(FinetuneConfig().training, tmp_path, seed=1)
     assert (default.adam_beta2, default.lr_scheduler_type, default.save_strategy) == (0.95, "cosine", "no")
@@ -46,7 +47,7 @@ def test_pass_through_keys_reach_the_library_config_and_defaults_keep_todays_beh
     args = training_args(cfg.training, tmp_path, seed=1)
     assert (args.gradient_accumulation_steps, args.lr_scheduler_type) == (3, "linear")
     assert (args.save_strategy, args.save_steps) == ("steps", 7)
-    lora = _peft_config(cfg)
+    lora = lora_config(cfg)
     assert lora.use_rslora is True and lora.r == 4
 
 

@@ -4,6 +4,7 @@ Usage:
     slmops demo build --profile demo && slmops run --profile demo
     slmops params --profile demo            # the resolved params; --schema for the JSON schema
     slmops stage finetune --profile demo    # one stage (what dvc.yaml runs)
+    slmops stage finetune --processes 2     # finetune in 2 processes (accelerate launch, DDP)
     slmops evaluate --model prod --data data/prepared/test.jsonl
     slmops promote --to pilot && slmops promote --to prod
     slmops serve --alias prod --port 8000
@@ -196,9 +197,22 @@ def stage(
         Path | None, typer.Option(help="A complete params file (DVC's params.yaml) instead of --profile.")
     ] = None,
     work_dir: WorkDir = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="finetune only: train in this many processes under accelerate launch (DDP; one per GPU, or CPU "
+            "processes over gloo). Sets finetune.processes for this run; batch_size is per process.",
+        ),
+    ] = None,
 ) -> None:
     """Run one stage, cached by content (what dvc.yaml's commands run). Not tracked in MLflow."""
+    if processes is not None and name != "finetune":
+        typer.echo("--processes applies to the finetune stage only", err=True)
+        raise typer.Exit(2)
     params = _setup(work_dir, profile, params_file)
+    if processes is not None:  # also over a complete --params-file, which takes no overrides
+        params = params.model_copy(update={"finetune": params.finetune.model_copy(update={"processes": processes})})
     from slmops.flows.runner import run_stage
     from slmops.flows.runtime import quiet_console
     from slmops.flows.stages import STAGES, Ctx

@@ -7,6 +7,8 @@ Usage:
 
 from __future__ import annotations
 
+import os
+
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -39,4 +41,5 @@ def quiet(trainer, desc: str = "train") -> None:
     """Replace the trainer's console output (tqdm bars, printed metric dicts) with one ``TrainingBar``."""
     for callback in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(callback)
-    trainer.add_callback(TrainingBar(desc))
+    if os.environ.get("RANK", "0") == "0":  # several processes (accelerate launch): one bar, rank 0's
+        trainer.add_callback(TrainingBar(desc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Any, ClassVar, Literal
 
@@ -50,6 +51,18 @@ class TrainingConfig(PassThrough):
     # After training, warn (console, result ``warning``) when the final eval loss is above this (None: never
     # on the loss level alone), or when the loss still fell by over 10% in the last quarter of training.
     undertrained_eval_loss: float | None = Field(1.0, gt=0)
+    # Throughput (``python -m benchmarks.train_throughput`` measures them; all off = what earlier versions did).
+    # packing: short examples packed padding-free into rows of ``max_length`` tokens (TRL's best-fit-decreasing
+    # packing); position ids restart at each example, and the attention mask transformers builds from them keeps
+    # every example from attending to its neighbours (tests/test_train_speed.py checks the loss is unchanged).
+    packing: bool = False
+    # On an out-of-memory error, halve the batch and retry (transformers' ``auto_find_batch_size``; CUDA and
+    # CPU allocator errors). The effective batch then shrinks with it.
+    auto_find_batch_size: bool = False
+    # Recompute activations in the backward pass: less memory, about a third more compute per step.
+    gradient_checkpointing: bool = False
+    # Liger's Triton kernels (GPU only; needs the liger-kernel package, not a dependency of slmops).
+    use_liger_kernel: bool = False
 
     @field_validator("epochs", mode="before")
     @classmethod
@@ -67,6 +80,13 @@ class TrainingConfig(PassThrough):
         if self.early_stopping_patience is not None and self.eval_steps is None:
             raise ValueError("early_stopping_patience needs eval_steps (how often to evaluate)")
         return self
+
+    @field_validator("use_liger_kernel")
+    @classmethod
+    def _liger_installed(cls, value: bool) -> bool:
+        if value and importlib.util.find_spec("liger_kernel") is None:
+            raise ValueError("needs the liger-kernel package (pip install liger-kernel; Triton kernels, GPU only)")
+        return value
 
 
 class LoraParams(PassThrough):
@@ -95,7 +115,9 @@ class QuantizationParams(PassThrough):
 
 
 class FinetuneConfig(Strict):
-    method: Literal["qlora", "lora", "full"] = "qlora"
+    # auto: QLoRA where CUDA is available, else LoRA (bitsandbytes' 4-bit CPU kernels made a QLoRA step 46x slower
+    # than LoRA at 0.5B shapes); the run prints and logs which and why. qlora, lora or full: used as set.
+    method: Literal["auto", "qlora", "lora", "full"] = "auto"
     # A hub id (downloads need project.offline: false) or a local folder relative to the work dir. The demo
     # points it at the tiny base model ``slmops demo build`` pretrains.
     base_model: str = "Qwen/Qwen2.5-0.5B-Instruct"
@@ -105,6 +127,10 @@ class FinetuneConfig(Strict):
     # Continue from the newest checkpoint under the output folder (written every ``training.save_steps``)
     # instead of starting over. Without a checkpoint there, training starts from the beginning.
     resume: bool = False
+    # More than 1: train in this many processes under `accelerate launch` (DDP: gloo on CPU, NCCL on GPUs; one
+    # process per GPU). ``training.batch_size`` is per process, so the global batch is processes x batch_size.
+    # Rank 0 merges and saves. `slmops stage finetune --processes N` sets it for one run.
+    processes: int = Field(1, ge=1)
 
 
 class TinyModelConfig(Strict):

@@ -235,18 +235,14 @@ def _synthesize(ctx: Ctx) -> BaseModel:
 
 
 def _finetune(ctx: Ctx) -> BaseModel:
-    from slmops.train import finetune
+    from slmops.train import finetune, launch
 
     p, layout = ctx.params, ctx.layout
-    return finetune.run(
-        p.finetune,
-        task=ctx.task,
-        train=layout.synthetic / "train.jsonl",
-        val=layout.prepared / "val.jsonl",
-        base_model=base_model(ctx),
-        out_dir=layout.student,
-        seed=p.project.seed,
-    )
+    paths = {"train": layout.synthetic / "train.jsonl", "val": layout.prepared / "val.jsonl"}
+    paths |= {"base_model": base_model(ctx), "out_dir": layout.student, "seed": p.project.seed}
+    if p.finetune.processes > 1:  # accelerate launch: N ranks, rank 0 saves
+        return launch.run(p.finetune, task_ref=p.task, root=ctx.root, **paths)
+    return finetune.run(p.finetune, task=ctx.task, **paths)
 
 
 def _quantize(ctx: Ctx) -> BaseModel:
@@ -462,7 +458,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             name="finetune",
             params=("project.seed", "task", "finetune", "loop.init_from"),
-            modules=("slmops.train.finetune",),
+            modules=("slmops.train.finetune", "slmops.train.launch"),
             inputs=lambda ctx: (
                 [ctx.layout.synthetic / "train.jsonl", ctx.layout.prepared / "val.jsonl"] + _local_base(ctx)
             ),

@@ -1,7 +1,10 @@
-"""Finetune stage: QLoRA (default), LoRA or full fine-tuning of the student with TRL's ``SFTTrainer``.
+"""Finetune stage: QLoRA, LoRA or full fine-tuning of the student with TRL's ``SFTTrainer``.
 
 Usage:
     slmops stage finetune --profile demo
+    slmops stage finetune --profile demo --processes 2     # DDP under accelerate launch (slmops.train.launch)
+
+``finetune.method: auto`` (the default) is QLoRA on CUDA and LoRA on a CPU (``slmops.train.method``).
 
 ``finetune.base_model`` is a hub id or a local folder (the demo points it at its own tiny base model).
 QLoRA loads the base in 4-bit nf4 through bitsandbytes (on CPU too) and trains LoRA adapters; the adapters
@@ -22,12 +25,15 @@ from pydantic import BaseModel
 from slmops.config import FinetuneConfig, TrainingConfig
 from slmops.io import load_jsonl, write_manifest
 from slmops.tasks import Task
+from slmops.train.base import load_base, lora_config
+from slmops.train.method import choose_method
 from slmops.train.schedule import choose_epochs, undertrained
 
 
 class FinetuneResult(BaseModel):
     model_dir: Path
-    method: str
+    method: str  # the method that ran (``auto`` resolved)
+    method_reason: str = ""  # one line: why that method
     train_examples: int
     trainable_params: int
     total_params: int
@@ -83,13 +89,31 @@ def training_args(cfg: TrainingConfig, out_dir: Path, seed: int, n_train: int | 
         "bf16": cuda and torch.cuda.is_bf16_supported(),  # CPU: plain fp32, no autocast
         "disable_tqdm": True,  # src/slmops/progress.py draws one quiet bar instead
         "dataloader_num_workers": 0,
+        # Several processes (DDP): every trainable parameter takes part in every step, so DDP need not search
+        # the graph for unused ones each step (transformers' default for a model with frozen parts).
+        "ddp_find_unused_parameters": False,
     }
     if cfg.eval_steps:
         kwargs |= {"eval_strategy": "steps", "eval_steps": cfg.eval_steps}
+    kwargs |= _speed_args(cfg)
     if cfg.early_stopping_patience:  # the best checkpoint is kept and loaded back at the end
         kwargs |= {"load_best_model_at_end": True, "metric_for_best_model": "eval_loss", "greater_is_better": False}
         kwargs |= {"save_strategy": "steps", "save_steps": cfg.eval_steps}
     return SFTConfig(**(kwargs | cfg.extra | extra))
+
+
+def _speed_args(cfg: TrainingConfig) -> dict[str, Any]:
+    """The throughput switches as ``SFTConfig`` keys (all off: TRL's and transformers' defaults)."""
+    kwargs: dict[str, Any] = {
+        "auto_find_batch_size": cfg.auto_find_batch_size,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "use_liger_kernel": cfg.use_liger_kernel,
+    }
+    if cfg.packing:  # best-fit decreasing packing is padding-free in TRL: position ids mark each example
+        kwargs |= {"packing": True, "packing_strategy": "bfd", "padding_free": True}
+    if cfg.gradient_checkpointing:  # the non-reentrant form works with frozen bases (LoRA) and DDP
+        kwargs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    return kwargs
 
 
 def train_sft(
@@ -145,68 +169,6 @@ def plot_loss(log_history: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def _device_map():
-    """CPU, or this process's GPU: under ``accelerate launch``/torchrun each rank loads onto its local device."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return "cpu"
-    from accelerate import PartialState
-
-    return {"": PartialState().local_process_index}
-
-
-def _load_base(cfg: FinetuneConfig, base_model: str):
-    import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    if cfg.method != "qlora":
-        return AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
-    q = cfg.quantization
-    dtype = q.bnb_4bit_compute_dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
-    quant = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=q.bnb_4bit_quant_type,
-        bnb_4bit_use_double_quant=q.bnb_4bit_use_double_quant,
-        bnb_4bit_compute_dtype=getattr(torch, dtype),
-        **q.extra,
-    )
-    model = AutoModelForCausalLM.from_pretrained(base_model, quantization_config=quant, device_map=_device_map())
-    _keep_cpu_4bit_trainable(model)
-    return model
-
-
-def _keep_cpu_4bit_trainable(model) -> None:
-    """On CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit weight for its fast inference path the first
-    time the layer runs in eval mode without grad (any evaluation), and later training steps then run on
-    the repacked weight (older bitsandbytes: outside autograd). With 0.50.2 a 20-step probe trained either
-    way, but with this off, evaluation mid-training (eval_steps, early stopping) keeps the same dequantize
-    path as training, on every bitsandbytes version."""
-    import bitsandbytes as bnb
-
-    for module in model.modules():
-        if isinstance(module, bnb.nn.Linear4bit):
-            module.support_avx512bf16_for_cpu = False
-
-
-def _peft_config(cfg: FinetuneConfig):
-    from peft import LoraConfig
-
-    lc = cfg.lora
-    return LoraConfig(
-        r=lc.r,
-        lora_alpha=lc.alpha,
-        modules_to_save=lc.modules_to_save,
-        ensure_weight_tying=bool(lc.modules_to_save),
-        lora_dropout=lc.dropout,
-        target_modules=lc.target_modules,
-        task_type="CAUSAL_LM",
-        **lc.extra,
-    )
-
-
 def last_checkpoint(out_dir: Path) -> str | None:
     """The newest complete ``checkpoint-<step>`` folder under ``out_dir/checkpoints``, if any."""
     from transformers.trainer_utils import get_last_checkpoint
@@ -226,19 +188,24 @@ def _callbacks(cfg: TrainingConfig) -> list:
 def run(
     cfg: FinetuneConfig, *, task: Task, train: Path, val: Path | None, base_model: str, out_dir: Path, seed: int = 42
 ) -> FinetuneResult:
-    """Train (resuming from the newest checkpoint when ``cfg.resume``), merge and save."""
+    """Train (resuming from the newest checkpoint when ``cfg.resume``), merge and save (rank 0 only, when
+    several processes train)."""
+    import torch
     from transformers import AutoTokenizer, set_seed
 
+    method, method_reason = choose_method(cfg.method, torch.cuda.is_available())
+    cfg = cfg.model_copy(update={"method": method})
+    _say(f"  finetune method {method}  ({method_reason})")
     set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    model = _load_base(cfg, base_model)
-    peft_config = _peft_config(cfg) if cfg.method in ("qlora", "lora") else None
+    model = load_base(cfg, base_model)
+    peft_config = lora_config(cfg) if cfg.method in ("qlora", "lora") else None
     train_rows = sft_records(task, load_jsonl(train))
     val_rows = sft_records(task, load_jsonl(val)) if val else None
     if cfg.training.eval_steps and not val_rows:
         raise ValueError("finetune.training.eval_steps / early stopping need a validation set")
     resume_from = last_checkpoint(out_dir) if cfg.resume else None
-    if not cfg.resume:
+    if not cfg.resume and _is_main():
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # a fresh run never mixes in old ones
     epochs, why = choose_epochs(cfg.training, len(train_rows))
     _say(f"  finetune epochs {epochs:g}  ({why})")
@@ -263,24 +230,52 @@ def run(
         _say(f"WARNING: {warning}")
     resumed = int(Path(resume_from).name.rsplit("-", 1)[-1]) if resume_from else None
     schedule = {"resumed_from_step": resumed, "epochs": epochs, "epochs_reason": why, "warning": warning}
+    schedule |= {"method_reason": method_reason}
     return _save(
         cfg, trainer, tokenizer, history, base_model, out_dir, peft_config is not None, len(train_rows), schedule
     )
 
 
+def _is_main() -> bool:
+    """Rank 0, or the only process (under ``accelerate launch`` every rank runs this stage's code)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _say(line: str) -> None:
-    """One console line, from the main process only (under ``accelerate launch`` every rank runs this)."""
-    if os.environ.get("RANK", "0") == "0":
+    """One console line, from the main process only."""
+    if _is_main():
         print(line, flush=True)
 
 
 def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters: bool, n_train: int, schedule):
+    """The result on every rank; the files (adapter, merged model, log, plot, manifest) from rank 0 only."""
+    trained = trainer.model
+    losses = [h["loss"] for h in history if "loss" in h]
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    result = FinetuneResult(
+        model_dir=out_dir,
+        method=cfg.method,
+        train_examples=n_train,
+        trainable_params=sum(p.numel() for p in trained.parameters() if p.requires_grad),
+        total_params=sum(p.numel() for p in trained.parameters()),
+        final_train_loss=losses[-1] if losses else None,
+        eval_loss=evals[-1] if evals else None,
+        global_step=trainer.state.global_step,
+        log_history=history,
+        **schedule,
+    )
+    if _is_main():
+        _write_model(trained, tokenizer, base_model, out_dir, adapters)
+        (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
+        plot_loss(history, out_dir / "loss_curve.png")
+        write_manifest(out_dir, stage="finetune", **result.model_dump(exclude={"log_history", "model_dir"}))
+    return result
+
+
+def _write_model(trained, tokenizer, base_model: str, out_dir: Path, adapters: bool) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    trained = trainer.model
-    trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in trained.parameters())
     out_dir.mkdir(parents=True, exist_ok=True)
     if adapters:
         from peft import PeftModel
@@ -294,22 +289,3 @@ def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters:
     merged.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-    (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
-    plot_loss(history, out_dir / "loss_curve.png")
-
-    losses = [h["loss"] for h in history if "loss" in h]
-    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
-    result = FinetuneResult(
-        model_dir=out_dir,
-        method=cfg.method,
-        train_examples=n_train,
-        trainable_params=trainable,
-        total_params=total,
-        final_train_loss=losses[-1] if losses else None,
-        eval_loss=evals[-1] if evals else None,
-        global_step=trainer.state.global_step,
-        log_history=history,
-        **schedule,
-    )
-    write_manifest(out_dir, stage="finetune", **result.model_dump(exclude={"log_history", "model_dir"}))
-    return result
