@@ -29,8 +29,12 @@ demo: install demo-project  ## the example project: build the offline stand-ins,
 loop: install demo-project  ## after `make demo`: serve poc, send shifted traffic, drift -> retrain -> challenge -> promote
 	cd $(DEMO) && $(SLMOPS) loop demo --profile loop
 
+# Two pytest-xdist workers: a module's tests, and every module that shares a smoke pipeline, stay on one worker
+# (tests/conftest.py groups them), so each pipeline is still built once.
+TEST_WORKERS ?= 2
+
 test: install  ## the whole test suite, including end-to-end smoke flows in `slmops init` projects
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not slow"

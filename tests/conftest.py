@@ -118,10 +118,23 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 
 SLOW_FIXTURES = {"tiny_models", "smoke_run", "reviews_run"}  # they train or export models
+SHARED_PIPELINES = ("smoke_run", "reviews_run")  # session fixtures worth building once per run, not per worker
 
 
 def pytest_collection_modifyitems(items):
-    """Every test that trains, exports or benchmarks is `slow`: `make test-fast` (-m "not slow") skips it."""
+    """Every test that trains, exports or benchmarks is `slow`: `make test-fast` (-m "not slow") skips it.
+
+    ``make test`` runs on two pytest-xdist workers with ``--dist loadgroup``: a module's tests stay together
+    (its module-scoped servers start once), and every module that uses a shared pipeline goes to the worker that
+    builds it, so each pipeline is built once per run."""
+    by_module: dict[str, set[str]] = {}
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        by_module.setdefault(item.module.__name__, set()).update(getattr(item, "fixturenames", ()))
+    for item in items:
+        own = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES & own:
             item.add_marker(pytest.mark.slow)
+        # The pipeline the test uses, else the one its module's fixtures may use, else the module itself.
+        shared = [name for name in SHARED_PIPELINES if name in own]
+        shared += [name for name in SHARED_PIPELINES if name in by_module[item.module.__name__]]
+        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.module.__name__))
