@@ -84,10 +84,13 @@ def make_review(rng: random.Random) -> dict:
     }
 
 
-def generate(seed: int, n_seed: int, n_pool: int, n_test: int) -> dict[str, list[dict]]:
-    """``{"seed", "pool", "test"}`` rows with flat columns (review, rating, aspects, summary), inputs unique."""
+def generate(seed: int, n_seed: int, n_pool: int, n_test: int, n_corpus: int = 0) -> dict[str, list[dict]]:
+    """``{"seed", "pool", "test"}`` rows with flat columns (review, rating, aspects, summary), inputs unique.
+
+    ``n_corpus`` adds ``corpus``: unlabelled reviews, the general text a hub model was pretrained on (the
+    demo's base model pretrains on it; no stage trains or evaluates on it)."""
     rng, seen, sets = random.Random(seed), set(), {}
-    for name, size in (("test", n_test), ("seed", n_seed), ("pool", n_pool)):
+    for name, size in (("test", n_test), ("seed", n_seed), ("pool", n_pool), ("corpus", n_corpus)):
         rows: list[dict] = []
         while len(rows) < size:
             row = make_review(rng)
@@ -95,7 +98,10 @@ def generate(seed: int, n_seed: int, n_pool: int, n_test: int) -> dict[str, list
                 seen.add(row["review"])
                 rows.append({"id": f"{name}-{len(rows):05d}", **row})
         sets[name] = rows
-    sets["pool"] = [{"id": r["id"], "review": r["review"]} for r in sets["pool"]]
+    for name in ("pool", "corpus"):
+        sets[name] = [{"id": r["id"], "review": r["review"]} for r in sets[name]]
+    if not n_corpus:
+        del sets["corpus"]
     return sets
 
 
