@@ -30,11 +30,12 @@ loop: install demo-project  ## after `make demo`: serve poc, send shifted traffi
 	cd $(DEMO) && $(SLMOPS) loop demo --profile loop
 
 # Two pytest-xdist workers: a module's tests, and every module that shares a smoke pipeline, stay on one worker
-# (tests/conftest.py groups them), so each pipeline is still built once.
+# (tests/conftest.py groups them), so each pipeline is still built once. One torch thread per worker: two workers
+# with two threads each on two cores spin against each other.
 TEST_WORKERS ?= 2
 
 test: install  ## the whole test suite, including end-to-end smoke flows in `slmops init` projects
-	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not slow"
