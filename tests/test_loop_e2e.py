@@ -107,9 +107,12 @@ def test_in_distribution_traffic_is_reported_and_starts_no_retrain(loop_run):
 
 
 def test_drift_in_two_windows_starts_one_retrain_that_trains_on_the_traffic(loop_run):
+    import mlflow
+
     from slmops.config import load_params
     from slmops.registry import aliases as registry
 
+    mlflow.set_tracking_uri(loop_run["env"]["MLFLOW_TRACKING_URI"])  # this run's registry, not another test's
     work, name = loop_run["work"], load_params("smoke", project=TRIAGE).model_name
     student_before, champion = sha256_tree(work / "models/student"), registry.alias_version(name, "poc")
     _log(work, seed=502, n=40, shifted=True)
@@ -135,6 +138,7 @@ def test_drift_in_two_windows_starts_one_retrain_that_trains_on_the_traffic(loop
     )  # both models on the same (capped) rows
     assert decision["recent"]["n"] == evaluated and decision["gold"]["n"] > 0
     holder = registry.alias_version(name, "poc")
+    assert champion is not None  # the pipeline registered a poc champion to challenge
     assert (holder != champion) == decision["passed"], decision  # promoted if and only if it won
 
 
