@@ -25,6 +25,7 @@ import typer
 
 from slmops.config.layout import Layout
 from slmops.flows.runtime import configure
+from slmops.stack.cli import stack_app
 
 app = typer.Typer(
     help="slmops: distil a teacher LLM into a small model you own, ship it, watch it.",
@@ -39,6 +40,7 @@ demo_app = typer.Typer(
 app.add_typer(demo_app, name="demo")
 loop_app = typer.Typer(help="The continuous-improvement loop, shown end to end.", no_args_is_help=True)
 app.add_typer(loop_app, name="loop")
+app.add_typer(stack_app, name="stack")
 
 
 def _find_project(value: Path | None) -> Path:
@@ -135,6 +137,14 @@ def _setup(
     except ParamsError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None
+    if params.stack is not None:  # the team's stack: its servers, from the endpoints `slmops stack up` wrote
+        from slmops.stack.endpoints import StackNotUp, use_stack
+
+        try:
+            use_stack(params.stack, work_dir)
+        except StackNotUp as err:
+            typer.echo(str(err), err=True)
+            raise typer.Exit(2) from None
     configure(work_dir, offline=params.project.offline)
     if preflight:
         from slmops.config.preflight import check
