@@ -36,6 +36,7 @@ def configure(work_dir: Path, offline: bool = False) -> None:
         "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "MLFLOW_CONFIGURE_LOGGING": "false",  # its records go to the log file with everything else
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # a tracking server's "View run" lines, 2 per stage
     }
     if offline:  # params project.offline: never download weights or data at run time
         defaults |= dict.fromkeys(OFFLINE_VARS, "1")

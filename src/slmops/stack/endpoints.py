@@ -59,15 +59,25 @@ def s3_client_env(cfg: StackConfig) -> dict[str, str]:
     return {aws: os.environ[ours] for aws, ours in names.items() if os.environ.get(ours)}
 
 
-def use_stack(cfg: StackConfig, root: Path) -> Endpoints:
-    """Point this process (and what it starts) at the stack ``slmops stack up`` started for the project at ``root``."""
+def use_stack(cfg: StackConfig, root: Path) -> Endpoints | None:
+    """Point this process (and what it starts) at the stack ``slmops stack up`` started for the project at ``root``.
+
+    Without the endpoints file, servers named in the environment (``MLFLOW_TRACKING_URI`` and ``PREFECT_API_URL``,
+    e.g. a teammate's clone pointed at the team's stack) are used as they are; with neither, ``StackNotUp``.
+    """
     layout = Layout(root=root.resolve())
     endpoints = read_endpoints(layout)
     if endpoints is None:
-        raise StackNotUp(
-            f"{root}: slmops.yaml has a `stack:` section but the stack is not up ({layout.stack_endpoints} "
-            "is missing): run `slmops stack up`, or remove the section to use the embedded defaults"
-        )
-    for key, value in (endpoints.client_env() | s3_client_env(cfg)).items():
+        if all(os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")):
+            env = {}
+        else:
+            raise StackNotUp(
+                f"{root}: slmops.yaml has a `stack:` section but the stack is not up ({layout.stack_endpoints} "
+                "is missing): run `slmops stack up` (or set MLFLOW_TRACKING_URI and PREFECT_API_URL to the team's "
+                "servers), or remove the section to use the embedded defaults"
+            )
+    else:
+        env = endpoints.client_env()
+    for key, value in (env | s3_client_env(cfg)).items():
         os.environ.setdefault(key, value)
     return endpoints

@@ -27,6 +27,7 @@ NAME = "object-store"
 PORTS = ("s3", "master", "volume", "filer", "admin")
 ADMIN_GRPC_OFFSET = 10000
 
+
 def weed() -> str:
     found = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
     if not Path(found).is_file():
