@@ -91,6 +91,7 @@ def main() -> None:
             results[kind] |= measure(project, env, args.profile)
             if kind == "stack":
                 results[kind]["stack down"] = timed([str(BIN / "slmops"), "stack", "down"], project, env)[0]
+            print(kind, json.dumps(results[kind]), flush=True)
     finally:
         subprocess.run([str(BIN / "slmops"), "stack", "down"], cwd=parent / "stack", env=env, capture_output=True)
         shutil.rmtree(parent, ignore_errors=True)
