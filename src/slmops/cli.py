@@ -26,6 +26,7 @@ import typer
 
 from slmops.config.layout import Layout
 from slmops.flows.runtime import configure
+from slmops.stack.cli import stack_app
 
 app = typer.Typer(
     help="slmops: distil a teacher LLM into a small model you own, ship it, watch it.",
@@ -40,6 +41,7 @@ demo_app = typer.Typer(
 app.add_typer(demo_app, name="demo")
 loop_app = typer.Typer(help="The continuous-improvement loop, shown end to end.", no_args_is_help=True)
 app.add_typer(loop_app, name="loop")
+app.add_typer(stack_app, name="stack")
 
 
 def _find_project(value: Path | None) -> Path:
@@ -136,6 +138,14 @@ def _setup(
     except ParamsError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None
+    if params.stack is not None:  # the team's stack: its servers, from the endpoints `slmops stack up` wrote
+        from slmops.stack.endpoints import StackNotUp, use_stack
+
+        try:
+            use_stack(params.stack, work_dir)
+        except StackNotUp as err:
+            typer.echo(str(err), err=True)
+            raise typer.Exit(2) from None
     configure(work_dir, offline=params.project.offline)
     if preflight:
         from slmops.config.preflight import check
@@ -158,12 +168,22 @@ def run(profile: Profile = None, work_dir: WorkDir = None, overrides: Overrides 
 
     shown = resolve_profile(profile, work_dir)
     typer.echo(f"slmops run: task {params.task}, profile {shown or '(none)'}, project {work_dir} (log: {log_file})")
-    summary = pipeline(profile=profile, work_dir=str(work_dir), overrides=overrides or [])
+    from slmops.registry.aliases import RegistrationError
+
+    try:
+        summary = pipeline(profile=profile, work_dir=str(work_dir), overrides=overrides or [])
+    except RegistrationError as err:  # the stages' results stay cached: a rerun goes straight to registration
+        typer.echo(f"registration failed: {err}", err=True)
+        raise typer.Exit(1) from None
     typer.echo("\n" + _table(summary["metrics"]))
     store = os.environ.get("MLFLOW_TRACKING_URI") or Layout(root=work_dir).mlflow_uri
-    typer.echo(f"\nMLflow run: {summary['run_id']}  (browse: mlflow ui --backend-store-uri {store}, or make mlflow-ui)")
     page = f"#/experiments/{summary['experiment_id']}/runs/{summary['run_id']}?workflowType=machine_learning"
-    typer.echo(f"MLflow UI:  http://127.0.0.1:5000/{page}")
+    if store.startswith(("http://", "https://")):  # a tracking server (the team's stack) serves its own UI
+        typer.echo(f"\nMLflow run: {summary['run_id']}\nMLflow UI:  {store.rstrip('/')}/{page}")
+    else:
+        browse = f"browse: mlflow ui --backend-store-uri {store}, or make mlflow-ui"
+        typer.echo(f"\nMLflow run: {summary['run_id']}  ({browse})")
+        typer.echo(f"MLflow UI:  http://127.0.0.1:5000/{page}")
     typer.echo(f"Reports:    {summary['reports']}")
     typer.echo("poc gate:   " + _gate_line(summary["gate"]))
 

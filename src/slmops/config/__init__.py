@@ -12,5 +12,6 @@ from slmops.config.layout import *  # noqa: F403
 from slmops.config.loop import *  # noqa: F403
 from slmops.config.params import *  # noqa: F403
 from slmops.config.serve import *  # noqa: F403
+from slmops.config.stack import *  # noqa: F403
 from slmops.config.teacher import *  # noqa: F403
 from slmops.config.train import *  # noqa: F403

@@ -22,6 +22,7 @@ from slmops.config.gates import Gates
 from slmops.config.loop import DvcConfig, HarvestConfig, LoopConfig, MonitorConfig
 from slmops.config.project import PROJECT_FILE, find_project
 from slmops.config.serve import EvaluateConfig, QuantizeConfig, ServeConfig
+from slmops.config.stack import StackConfig
 from slmops.config.teacher import SynthesizeConfig
 from slmops.config.train import DemoConfig, FinetuneConfig
 from slmops.tasks import spec_path
@@ -47,6 +48,8 @@ class Params(Strict):
     loop: LoopConfig = LoopConfig()
     dvc: DvcConfig = DvcConfig()
     pii: PIIConfig = PIIConfig()
+    # The team's stack (``slmops stack up``); None: the embedded defaults (SQLite MLflow, local Prefect and DVC).
+    stack: StackConfig | None = None
 
     @property
     def model_name(self) -> str:

@@ -4,6 +4,7 @@ Usage:
     configure(Path("."), offline=True)   # before importing prefect: PREFECT_HOME etc. inside the work dir
     log_file = quiet_console(Path("."))  # library chatter and warnings to logs/slmops.log, not the terminal
     tracking(Path("."), "slmops")        # MLflow on SQLite + a local artifact folder, unless MLFLOW_TRACKING_URI is set
+                                         # (a tracking server keeps artifacts where it is configured to)
 
 Nothing here runs at import time. Every default is ``setdefault``: a value already in the environment
 (a real Prefect server's ``PREFECT_API_URL``, a shared ``MLFLOW_TRACKING_URI``) wins.
@@ -35,6 +36,7 @@ def configure(work_dir: Path, offline: bool = False) -> None:
         "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "MLFLOW_CONFIGURE_LOGGING": "false",  # its records go to the log file with everything else
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # a tracking server's "View run" lines, 2 per stage
     }
     if offline:  # params project.offline: never download weights or data at run time
         defaults |= dict.fromkeys(OFFLINE_VARS, "1")
@@ -77,7 +79,9 @@ def tracking(work_dir: Path, experiment: str) -> str:
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:
-        location = Layout(root=work_dir.resolve()).mlflow_artifacts.as_uri()
+        # A tracking server (the team's stack) decides where artifacts go (it proxies them to its store).
+        server = os.environ["MLFLOW_TRACKING_URI"].startswith(("http://", "https://"))
+        location = None if server else Layout(root=work_dir.resolve()).mlflow_artifacts.as_uri()
         experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
     else:
         experiment_id = found.experiment_id

@@ -21,6 +21,7 @@ from slmops.io import sha256_tree
 PYFUNC_FILE = Path(__file__).with_name("onnx_pyfunc.py")
 METRIC_TAG = "metric."
 HISTORY_KEEP = 30
+MODEL_ARTIFACT = "model"  # the logged model's name in its run
 
 
 def _client():
@@ -55,36 +56,53 @@ def task_spec(task=None) -> dict:
     return spec
 
 
+class RegistrationError(RuntimeError):
+    """A model could not be registered; no version was created."""
+
+
 def register(onnx_dir: Path, name: str, metrics: dict[str, float], task=None) -> str:
     """Log the ONNX folder as a portable models-from-code pyfunc in the active run; register a new version.
 
     The model carries its inference code (``onnx_pyfunc.py``), the ONNX folder, the task's student prompt
     (``task.json``, see ``task_spec``), pinned installable requirements, a signature (a list of inquiries in,
-    a list of answers out) and an input example.
+    a list of answers out) and an input example. The version is created in one call with its sha256 and
+    metrics as tags, after every file is stored: a failure anywhere before leaves no version behind, and
+    never a version without its hash.
     """
     import tempfile
 
     import mlflow
+    from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
 
     with tempfile.TemporaryDirectory(prefix="slmops-task-") as tmp:
         spec_path = Path(tmp) / "task.json"
         spec_path.write_text(json.dumps(task_spec(task), ensure_ascii=False, indent=2), encoding="utf-8")
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PYFUNC_FILE),
-            artifacts={"onnx_model": str(onnx_dir), "task": str(spec_path)},
-            registered_model_name=name,
-            pip_requirements=pinned_requirements(),
-            signature=infer_signature(EXAMPLE, ["{...}"], params={"max_tokens": 96}),
-            input_example=(EXAMPLE, {"max_tokens": 96}),
-        )
-    version = str(info.registered_model_version)
-    client = _client()
-    client.set_model_version_tag(name, version, "sha256", sha256_tree(onnx_dir))
-    for key, value in metrics.items():
-        client.set_model_version_tag(name, version, METRIC_TAG + key, str(value))
-    return version
+        try:
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT,
+                python_model=str(PYFUNC_FILE),
+                artifacts={"onnx_model": str(onnx_dir), "task": str(spec_path)},
+                pip_requirements=pinned_requirements(),
+                signature=infer_signature(EXAMPLE, ["{...}"], params={"max_tokens": 96}),
+                input_example=(EXAMPLE, {"max_tokens": 96}),
+            )
+        except MlflowException as err:
+            raise RegistrationError(_unstored(name, err)) from err
+    tags = {"sha256": sha256_tree(onnx_dir)} | {METRIC_TAG + key: str(value) for key, value in metrics.items()}
+    version = mlflow.register_model(f"runs:/{info.run_id}/{MODEL_ARTIFACT}", name, tags=tags)
+    return str(version.version)
+
+
+def _unstored(name: str, err: Exception) -> str:
+    """Say which store failed: the tracking server's artifact store answers for ``mlflow-artifacts`` requests."""
+    where = (
+        "the tracking server could not store the model's files in its artifact store (is the object store up? "
+        "`slmops stack status`)"
+        if "mlflow-artifacts" in str(err)
+        else "the model's files could not be stored"
+    )
+    return f"{name}: nothing registered: {where}: {str(err)[:600]}"
 
 
 def version_metrics(name: str, version: str) -> dict[str, float]:

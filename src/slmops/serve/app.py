@@ -121,7 +121,10 @@ class BackgroundServer:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0):
         import uvicorn
 
-        self.config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        # log_config=None: uvicorn's dictConfig would flush (under the logging lock) every handler of this process,
+        # Prefect's API log handler included, whose queue waits on a thread that needs that lock: a deadlock
+        # seen in the parity stage of an embedded run (the flow's heartbeat thread, 2026-12-05).
+        self.config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, log_config=None)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.host = host
