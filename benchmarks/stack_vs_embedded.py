@@ -2,7 +2,7 @@
 wall time of `slmops run`, of a no-op rerun (every stage cached), and the orchestration overhead per stage.
 
 Usage (from the repository, after `make install`; PostgreSQL installed; takes ~15 min on 2 cores):
-    .venv/bin/python benchmarks/stack_vs_embedded.py [--profile smoke]
+    .venv/bin/python benchmarks/stack_vs_embedded.py [--profile smoke]     # BENCH_ORDER=embedded,stack: the other order
 
 Overhead per stage = (wall time of `slmops run` - the seconds the stages report) / number of stages: what
 Prefect, MLflow (nested runs, params, artifacts) and the process start cost around the stages themselves.
@@ -76,7 +76,7 @@ def main() -> None:
     env |= {"SLMOPS_STACK_S3_SECRET_KEY": secrets.token_hex(16)}
     results: dict[str, dict[str, float]] = {}
     try:
-        for kind in ("stack", "embedded"):
+        for kind in os.environ.get("BENCH_ORDER", "stack,embedded").split(","):
             project = parent / kind
             subprocess.run([str(BIN / "slmops"), "init", str(project), "--example", "ticket_triage"], check=True,
                            capture_output=True, env=env)  # fmt: skip
