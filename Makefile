@@ -5,6 +5,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= demo
 SLMOPS := $(abspath $(VENV))/bin/slmops
+# pip installs with --no-compile (compiling every file of torch, transformers, mlflow and prefect took ~60 of the
+# install's ~105 s here); Python then compiles the modules a command really imports, once, on first use. That needs
+# bytecode writing on, so an inherited PYTHONDONTWRITEBYTECODE=1 is cleared for these recipes.
+export PYTHONDONTWRITEBYTECODE :=
+PIP    := $(PY) -m pip install -q --no-compile
 
 .PHONY: install demo demo-project loop test test-fast lint format wheel repro mlflow-ui prefect-ui clean
 
@@ -12,8 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU wheel first: a loose `torch` would pull several GB of CUDA packages.
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,stack]"
+	$(PIP) torch==2.13.0
+	$(PIP) -c constraints.txt -e ".[dev,stack]"
 	# `slmops stack up` runs PostgreSQL from the distribution's package: install it when missing and we may.
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,16 +31,11 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 def slmops(
     *args: str, cwd: Path | None = None, input: str | None = None, env: dict | None = None, check: bool = True
 ) -> subprocess.CompletedProcess:
-    """Run the real ``slmops`` console command."""
+    """Run the real ``slmops`` console command (an ``env`` value of None removes that variable)."""
     exe = Path(sys.executable).with_name("slmops")
+    merged = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
     proc = subprocess.run(
-        [str(exe), *args],
-        cwd=cwd or REPO,
-        input=input,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=900,
+        [str(exe), *args], cwd=cwd or REPO, input=input, capture_output=True, text=True, env=merged, timeout=900
     )
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -55,20 +53,74 @@ def new_project(parent: Path, example: str) -> Path:
 
 def _pipeline_run(tmp_path_factory, example: str, profile: str = "smoke", overrides: tuple[str, ...] = ()) -> dict:
     """``slmops init`` an example project, then ``slmops demo build`` and ``slmops run`` on ``profile`` (with
-    ``--set`` ``overrides``) in it."""
+    ``--set`` ``overrides``) in it. Its commands report to this worker's Prefect server (``prefect_api``)."""
     work = new_project(tmp_path_factory.mktemp(f"{example}-{profile}"), example)
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns.db'}"}
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns.db'}", "PREFECT_API_URL": _prefect_api(tmp_path_factory)}
     build = slmops("demo", "build", "--profile", profile, "--project", str(work), env=env)
     sets = [a for key in overrides for a in ("--set", key)]
     proc = slmops("run", "--profile", profile, "--project", str(work), *sets, env=env)
     return {"work": work, "stdout": proc.stdout, "build_stdout": build.stdout, "env": env}
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_PREFECT: dict[str, object] = {}  # this worker's Prefect server: its URL and process
+
+
+def _prefect_api(tmp_path_factory) -> str:
+    """One real Prefect server (SQLite, no UI, no background services) per test worker, started on first use.
+
+    Without ``PREFECT_API_URL`` every ``slmops run``/``monitor`` starts a temporary server of its own and waits
+    for it (Prefect's embedded default: ~7 s of each command here). That default still runs in
+    ``tests/test_own_project.py`` and in ``make demo``."""
+    if "url" not in _PREFECT:
+        home, port = tmp_path_factory.mktemp("prefect-server"), free_port()
+        env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"}
+        env.pop("PREFECT_API_URL", None)
+        cmd = [str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1"]
+        cmd += ["--port", str(port), "--no-ui", "--no-services"]
+        log = open(home / "server.log", "w")  # noqa: SIM115 (open while the server runs)
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}/api"
+        deadline = time.monotonic() + 180
+        while not _healthy(url + "/health"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"the tests' Prefect server did not start:\n{(home / 'server.log').read_text()}")
+            time.sleep(0.5)
+        _PREFECT.update(url=url, proc=proc)
+    return str(_PREFECT["url"])
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_prefect_server():
+    yield
+    proc = _PREFECT.get("proc")
+    if proc is not None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> dict:
     """One end-to-end pipeline run on the smoke profile, shared by the tests that need trained artifacts."""
     run = _pipeline_run(tmp_path_factory, "ticket_triage")
-    os.environ.update(run["env"])  # the in-process registry helpers read the same store
+    os.environ["MLFLOW_TRACKING_URI"] = run["env"]["MLFLOW_TRACKING_URI"]  # the in-process registry helpers' store
     return run
 
 

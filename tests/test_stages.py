@@ -100,17 +100,18 @@ def test_a_stage_reports_cached_only_while_its_outputs_are_intact(tmp_path, caps
 
 
 @pytest.mark.slow
-def test_dvc_repro_runs_the_registry_stages_and_tracks_params_and_code_per_stage(tmp_path):
-    """`dvc repro` on the smoke profile of the second task, with the slmops code copied (so a test may edit it)."""
-    from tests.conftest import new_project
-
+def test_dvc_tracks_what_slmops_run_built_and_reruns_exactly_the_stale_stages(reviews_run, tmp_path):
+    """The second task's smoke run, copied with the slmops code (so a test may edit it), under DVC: `dvc commit`
+    of what `slmops run` built leaves `dvc status` clean, each stage's own command run again by `dvc repro`
+    writes the same outputs, and an edit, a param or new traffic makes exactly the stages that read it stale."""
     code = tmp_path / "code"
     shutil.copytree(
         Path(__import__("slmops").__file__).parent, code / "slmops", ignore=shutil.ignore_patterns("__pycache__")
     )
-    tmp_path = new_project(tmp_path, "review_insights")
+    tmp_path = shutil.copytree(reviews_run["work"], tmp_path / "project", symlinks=True)
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(code)}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlruns-dvc.db'}"  # not the copied run's store
 
     def run(*cmd: str) -> str:
         proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
@@ -121,11 +122,16 @@ def test_dvc_repro_runs_the_registry_stages_and_tracks_params_and_code_per_stage
         status = run(str(bin_dir / "dvc"), "status")
         return {s.name for s in DEMO + PIPELINE if f"{s.name}:" in status}
 
-    run(str(bin_dir / "slmops"), "dvc", "--profile", "smoke")
-    out = run(str(bin_dir / "dvc"), "repro")
-    assert all(f"Running stage '{s.name}'" in out for s in DEMO + PIPELINE), out[-3000:]
-    assert (tmp_path / "reports" / "eval" / "metrics.json").exists()
+    run(str(bin_dir / "slmops"), "dvc", "--profile", "smoke")  # the same code hashes from the copied code
+    assert stale() == {s.name for s in DEMO + PIPELINE}  # nothing recorded in dvc.lock yet
+    run(str(bin_dir / "dvc"), "commit", "--force")
     assert "up to date" in run(str(bin_dir / "dvc"), "status").lower()
+    # A stage's own command, run again by DVC, writes byte for byte what `slmops run` wrote.
+    for stage in ("demo_data", "prepare", "harvest"):
+        out = run(str(bin_dir / "dvc"), "repro", "--force", "--single-item", stage)
+        assert f"Running stage '{stage}'" in out, out[-3000:]
+    assert "up to date" in run(str(bin_dir / "dvc"), "status").lower()
+    assert (tmp_path / "reports" / "eval" / "metrics.json").exists()
 
     # A helper that harvest imports (and label_traffic, through harvest) is edited: exactly those two are stale,
     # and `dvc repro` reruns them and nothing else (their outputs are the same, so nothing after them reruns).
