@@ -83,7 +83,13 @@ def test_a_project_of_your_own_runs_from_its_folder_and_dvc_is_clean_after(smoke
     assert finetuned["result"]["epochs_reason"]  # epochs: auto chose the epochs for 60 + 60 rows, and said why
 
     dvc = str(Path(sys.executable).with_name("dvc"))
-    status = subprocess.run([dvc, "status"], cwd=root, capture_output=True, text=True, env={**os.environ, "MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]})
+    status = subprocess.run(
+        [dvc, "status"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]},
+    )
     assert status.returncode == 0 and "up to date" in status.stdout.lower(), status.stdout + status.stderr
 
     # The team's teacher module is part of the code of the stages that call it, and of no other.
