@@ -173,6 +173,7 @@ SLOW_FIXTURES = {"tiny_models", "smoke_run", "reviews_run"}  # they train or exp
 SHARED_PIPELINES = ("smoke_run", "reviews_run")  # session fixtures worth building once per run, not per worker
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the xdist_group marks into groups
 def pytest_collection_modifyitems(items):
     """Every test that trains, exports or benchmarks is `slow`: `make test-fast` (-m "not slow") skips it.
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import pytest
 from slmops.config import load_gates
 from slmops.flows.stages import DEMO, PIPELINE
 from slmops.io import load_jsonl
-from tests.conftest import slmops
+from tests.conftest import free_port, slmops
 from tests.projects import REVIEWS_GATES, TRIAGE, TRIAGE_GATES
 
 pytestmark = pytest.mark.slow
@@ -143,14 +142,8 @@ def test_the_second_task_runs_from_a_spec_and_data_alone(reviews_run):
     assert all(set(r["expected"]) == {"rating", "aspects", "summary"} for r in synthetic)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_served_poc_model_answers_http_and_logs_the_request(smoke_run):
-    work, port = smoke_run["work"], _free_port()
+    work, port = smoke_run["work"], free_port()
     exe = os.path.join(os.path.dirname(sys.executable), "slmops")
     server = subprocess.Popen(
         [exe, "serve", "--alias", "poc", "--port", str(port), "--profile", "smoke", "--project", str(work)],
