@@ -59,6 +59,19 @@ def test_finetune_changes_weights_and_beats_the_untrained_model(tiny_models, tmp
     assert trained["json_valid_rate"] > untrained["json_valid_rate"]
 
 
+@pytest.mark.slow
+def test_a_full_fine_tune_over_a_lora_run_leaves_no_stale_adapter(tiny_models, tmp_path):
+    """Switching finetune.method from lora to full in the same project: the old adapter must not survive beside
+    the new weights, or parity's `trained` step (base + adapter) compares a model that no longer exists."""
+    prepared, out = tiny_models["prepared"], tmp_path / "student"
+    for method in ("lora", "full"):
+        cfg = FinetuneConfig(method=method, training=TrainingConfig(max_steps=2, batch_size=8, max_length=96))
+        args = {"train": prepared / "train.jsonl", "val": prepared / "val.jsonl", "out_dir": out}
+        run(cfg, task=task, base_model=str(tiny_models["model"]), **args)
+        assert (out / "adapter").exists() == (method == "lora"), method
+    assert (out / "model.safetensors").exists()
+
+
 def test_qlora_loads_the_base_in_4bit(tiny_models):
     import bitsandbytes as bnb
 

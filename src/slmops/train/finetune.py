@@ -277,6 +277,8 @@ def _write_model(trained, tokenizer, base_model: str, out_dir: Path, adapters: b
     from transformers import AutoModelForCausalLM
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    # A LoRA run's adapter left beside a full fine-tune's weights would be read back as this model's (parity does).
+    shutil.rmtree(out_dir / "adapter", ignore_errors=True)
     if adapters:
         from peft import PeftModel
 
