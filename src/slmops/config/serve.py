@@ -16,6 +16,9 @@ class QuantizeConfig(Strict):
     # int8/uint8: ONNX Runtime dynamic quantization (weights 8-bit, activations on the fly).
     # int4: ONNX Runtime's MatMulNBits (weight-only, blockwise); the settings below apply to it.
     weight_type: WeightType = "int8"
+    # int8/uint8: one scale per output column of each weight (per-channel) rather than one per tensor. Measured on
+    # the review_insights smoke model: 19 of 20 greedy answers identical to ONNX fp32, against 18 per tensor.
+    int8_per_channel: bool = True
     # Several: each is written to its own folder (``<out>/<type>/``) so the flow can evaluate all of them
     # and register the smallest that passes the gates. None: just ``weight_type``.
     candidates: list[WeightType] | None = None

@@ -62,7 +62,7 @@ def _copy_side_files(onnx_dir: Path, out_dir: Path) -> None:
             shutil.copy2(file, out_dir / file.name)
 
 
-def quantize_int8(onnx_dir: Path, out_dir: Path, weight_type: str = "int8") -> Path:
+def quantize_int8(onnx_dir: Path, out_dir: Path, weight_type: str = "int8", per_channel: bool = True) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     _copy_side_files(onnx_dir, out_dir)
@@ -70,6 +70,7 @@ def quantize_int8(onnx_dir: Path, out_dir: Path, weight_type: str = "int8") -> P
         onnx_dir / "model.onnx",
         out_dir / "model.onnx",
         weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
+        per_channel=per_channel,
     )
     return out_dir
 
@@ -263,7 +264,7 @@ def _share_tied_embeddings(graph, tied: Mapping[str, str]) -> int:
 def quantize_form(onnx_dir: Path, out_dir: Path, weight_type: str, cfg: QuantizeConfig) -> Path:
     if weight_type == "int4":
         return quantize_int4(onnx_dir, out_dir, cfg)
-    return quantize_int8(onnx_dir, out_dir, weight_type)
+    return quantize_int8(onnx_dir, out_dir, weight_type, cfg.int8_per_channel)
 
 
 def run(cfg: QuantizeConfig, *, model_dir: Path, out_dir: Path) -> QuantizeResult:
