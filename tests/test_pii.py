@@ -183,6 +183,18 @@ def test_importing_the_masker_loads_no_nlp_library():
     assert out.strip() == "False"
 
 
+def test_a_process_that_only_masks_loads_neither_torch_nor_transformers():
+    """presidio_analyzer would import both (~10 s of start-up for `slmops pii` and the harvester); the analyzer
+    loads without them, and they still import normally afterwards."""
+    code = (
+        "import sys; from slmops.text.pii import mask; masked = mask('山田太郎です', ner=False);"
+        "loaded = [m for m in ('torch', 'transformers') if m in sys.modules]; import torch, transformers;"
+        "print(masked, loaded)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[NAME]です []"
+
+
 @pytest.mark.slow
 def test_ginza_ner_model_path():
     """The NER model (params pii.ner: true) loads from the installed package and confirms a lone surname."""

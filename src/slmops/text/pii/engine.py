@@ -12,7 +12,9 @@ every other label is ignored (dates, money, products, companies are kept in the 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
 import threading
 
 # Presidio entity → the placeholder (and the label counted, reported and configured in params).
@@ -75,9 +77,28 @@ def _nlp_engine(ner: bool):
     return GinzaNlpEngine(models=[{"lang_code": "ja", "model_name": "ja_ginza"}], ner_model_configuration=config)
 
 
+@contextlib.contextmanager
+def _without(*names: str):
+    """While inside, ``import <name>`` raises ImportError for each name not imported yet (``sys.modules[name] =
+    None``, Python's documented way to block an import); the names are released on the way out."""
+    blocked = [n for n in names if n not in sys.modules]
+    sys.modules.update(dict.fromkeys(blocked))
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
+
+
 @functools.cache
 def analyzer(ner: bool):
     """The analyzer for one mode, loaded on first use (seconds) and kept for the process's life."""
+    # presidio_analyzer's package imports its transformers NLP engine (transformers' pipelines, sklearn) and, through
+    # spaCy's thinc, torch: ~10 s of start-up that GiNZA never uses (both treat ImportError as "not installed"). A
+    # process that only masks (`slmops pii`, the harvester) skips them; one that already loaded them is unchanged.
+    with _without("transformers", "torch"):
+        import presidio_analyzer  # noqa: F401
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
 
