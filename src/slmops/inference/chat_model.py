@@ -1,4 +1,5 @@
-"""One chat interface over a local model folder: ONNX Runtime (``model.onnx`` present) or transformers.
+"""One chat interface over a local model folder: ONNX Runtime GenAI (``genai_config.json``), ONNX Runtime
+(``model.onnx`` present) or transformers.
 
 Usage:
     model = ChatModel.load(Path("models/student_onnx/int8"))
@@ -17,22 +18,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pydantic import BaseModel
-
-
-class Completion(BaseModel):
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    # "stop" (EOS or a stop string) or "length" (max_tokens, or cut short by max_time: then ``timed_out``)
-    finish_reason: str
-    timed_out: bool = False
-    # With ``scores=True``: the probability the model gave each token it emitted, summarised as the least
-    # certain token and the geometric mean (exp of the mean log-probability). ``None`` when not asked for.
-    min_token_prob: float | None = None
-    mean_token_prob: float | None = None
-    # With ``logprobs`` (an int, the alternatives wanted per token): OpenAI's ``logprobs.content`` entries.
-    logprobs: list[dict] | None = None
+from slmops.inference.completion import (  # noqa: F401  (re-exported: callers import them from here)
+    Completion,
+    ContextWindowExceeded,
+    check_fits,
+    encode_chat,
+    finish,
+)
 
 
 def fix_cache_shapes(model) -> None:
@@ -47,10 +39,6 @@ def fix_cache_shapes(model) -> None:
     if key is None or len(key) != 4 or not all(isinstance(d, int) for d in (key[1], key[3])):
         return
     model.num_key_value_heads, model.embed_size_per_head = key[1], key[3]
-
-
-class ContextWindowExceeded(ValueError):
-    pass
 
 
 def pick_device(device: str = "auto") -> tuple[str, object]:
@@ -77,6 +65,10 @@ class ChatModel:
         """An ONNX folder (``model.onnx``) or a transformers one, on ``device`` (see ``pick_device``)."""
         from transformers import AutoTokenizer
 
+        if (Path(path) / "genai_config.json").exists():  # an ONNX Runtime GenAI folder (it has a model.onnx too)
+            from slmops.inference.genai_model import GenAIChatModel
+
+            return GenAIChatModel.load(path)  # type: ignore[return-value]  (the same interface)
         path = str(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
         if (Path(path) / "model.onnx").exists():
@@ -95,8 +87,7 @@ class ChatModel:
         return cls(model, tokenizer, "transformers", path)
 
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        return list(ids["input_ids"] if isinstance(ids, dict) else ids)
+        return encode_chat(self.tokenizer, messages)
 
     def chat(
         self,
@@ -239,13 +230,7 @@ class ChatModel:
 
     def checked(self, messages: list[dict[str, str]], max_tokens: int) -> list[int]:
         """The prompt's token ids; raises ``ContextWindowExceeded`` when prompt + ``max_tokens`` do not fit."""
-        ids = self.encode(messages)
-        if len(ids) + max_tokens > self.context_window:
-            raise ContextWindowExceeded(
-                f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceeds the context window "
-                f"({self.context_window} tokens)"
-            )
-        return ids
+        return check_fits(self.encode(messages), max_tokens, self.context_window)
 
     @staticmethod
     def _sampling(temperature: float, top_p: float, max_time: float | None) -> dict:
@@ -257,20 +242,7 @@ class ChatModel:
     def _completion(
         self, prompt_ids: list[int], row: list[int], timed_out: bool, limit: int, stop: list[str] | None = None
     ) -> Completion:
-        from slmops.inference.decoding import cut_at_stop
-
-        eos = self.tokenizer.eos_token_id
-        stopped = eos in row
-        new = row[: row.index(eos) + 1] if stopped else row
-        text, hit = cut_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), stop or [])
-        cut_short = timed_out and len(new) < limit and not (stopped or hit)  # max_time ended it early
-        return Completion(
-            text=text,
-            prompt_tokens=len(prompt_ids),
-            completion_tokens=len(new),
-            finish_reason="stop" if stopped or hit else "length",
-            timed_out=cut_short,
-        )
+        return finish(self.tokenizer, prompt_ids, row, timed_out, limit, stop)
 
 
 def _add_token_probs(completion: Completion, row, logits, index: int) -> None:
