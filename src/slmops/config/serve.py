@@ -9,12 +9,14 @@ from pydantic import Field, model_validator
 from slmops.config.base import Strict
 from slmops.config.teacher import TeacherConfig
 
-WeightType = Literal["int8", "uint8", "int4"]
+WeightType = Literal["int8", "uint8", "int4", "genai_int4"]
 
 
 class QuantizeConfig(Strict):
     # int8/uint8: ONNX Runtime dynamic quantization (weights 8-bit, activations on the fly).
     # int4: ONNX Runtime's MatMulNBits (weight-only, blockwise); the settings below apply to it.
+    # genai_int4: ONNX Runtime GenAI's model builder from the merged model (its own int4 graph, KV cache and
+    # genai_config.json), served through GenAI's C++ decode loop; its block size is int4_block_size.
     weight_type: WeightType = "int8"
     # int8/uint8: one scale per output column of each weight (per-channel) rather than one per tensor. Measured on
     # the review_insights smoke model: 19 of 20 greedy answers identical to ONNX fp32, against 18 per tensor.

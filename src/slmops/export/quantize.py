@@ -8,6 +8,7 @@ Writes ``fp32/`` (the exported graph with KV cache) and one folder per quantized
 blockwise 4-bit through ONNX Runtime's MatMulNBits, round-to-nearest, HQQ or k-quant; with rtn the embedding is 4-bit
 too, and a tied embedding reads the LM head's 4-bit table instead of keeping a copy). Each folder loads directly in
 ONNX Runtime and optimum's ``ORTModelForCausalLM``, with the tokenizer and generation config beside the graph.
+``genai_int4/`` is ONNX Runtime GenAI's own int4 build of the merged model (``slmops.export.genai``).
 ``quantize.candidates`` writes several forms; ``choose_candidate`` picks the smallest that passes the gates.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from slmops.config import QuantizeConfig
+from slmops.export.genai import GENAI_PRECISIONS, build_genai
 from slmops.io import write_manifest
 
 
@@ -261,7 +263,10 @@ def _share_tied_embeddings(graph, tied: Mapping[str, str]) -> int:
     return shared
 
 
-def quantize_form(onnx_dir: Path, out_dir: Path, weight_type: str, cfg: QuantizeConfig) -> Path:
+def quantize_form(onnx_dir: Path, out_dir: Path, weight_type: str, cfg: QuantizeConfig, model_dir: Path) -> Path:
+    """Write one form: from the ONNX export (int8, uint8, int4) or, for a GenAI form, from ``model_dir``."""
+    if weight_type in GENAI_PRECISIONS:
+        return build_genai(model_dir, out_dir, GENAI_PRECISIONS[weight_type], cfg.int4_block_size)
     if weight_type == "int4":
         return quantize_int4(onnx_dir, out_dir, cfg)
     return quantize_int8(onnx_dir, out_dir, weight_type, cfg.int8_per_channel)
@@ -271,7 +276,7 @@ def run(cfg: QuantizeConfig, *, model_dir: Path, out_dir: Path) -> QuantizeResul
     fp32 = export_onnx(model_dir, out_dir / "fp32")
     forms = {}
     for weight_type in dict.fromkeys([*cfg.forms, cfg.weight_type]):
-        folder = quantize_form(fp32, out_dir / weight_type, weight_type, cfg)
+        folder = quantize_form(fp32, out_dir / weight_type, weight_type, cfg, model_dir)
         forms[weight_type] = QuantizedForm(weight_type=weight_type, dir=folder, size_mb=dir_size_mb(folder))
     main = forms[cfg.weight_type]
     result = QuantizeResult(

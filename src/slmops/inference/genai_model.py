@@ -38,8 +38,12 @@ class GenAIChatModel:
         from transformers import AutoTokenizer
 
         config = json.loads((Path(path) / "genai_config.json").read_text())
-        return cls(og.Model(str(path)), AutoTokenizer.from_pretrained(str(path)), str(path),
-                   int(config["model"]["context_length"]))
+        return cls(
+            og.Model(str(path)),
+            AutoTokenizer.from_pretrained(str(path)),
+            str(path),
+            int(config["model"]["context_length"]),
+        )
 
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
         return encode_chat(self.tokenizer, messages)
@@ -73,8 +77,9 @@ class GenAIChatModel:
             keep_logits = scores or logprobs is not None
             steps = self._steps(ids, limit, temperature, top_p, seed, max_time, stop, keep_logits)
             row, logits, timed_out = [], [], False
-            for token, step_logits, timed_out in steps:
+            for token, step_logits, late in steps:
                 row.append(token)
+                timed_out = late
                 if keep_logits:
                     logits.append(step_logits)
             completion = finish(self.tokenizer, ids, row, timed_out, limit, stop)
@@ -96,8 +101,9 @@ class GenAIChatModel:
         """Yield the answer's text piece by piece, then its ``Completion`` (a stop string is never yielded)."""
         ids = self.checked(messages, max_tokens)
         holder, row, sent, timed_out = StopHolder(stop or []), [], "", False
-        for token, _, timed_out in self._steps(ids, max_tokens, temperature, top_p, seed, max_time, stop, False):
+        for token, _, late in self._steps(ids, max_tokens, temperature, top_p, seed, max_time, stop, False):
             row.append(token)
+            timed_out = late
             text = self.tokenizer.decode(row, skip_special_tokens=True)
             if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
                 continue

@@ -1,0 +1,131 @@
+"""The ONNX Runtime GenAI form end to end on the tiny Llama: built by the quantize stage (GenAI's model builder,
+offline, with the demo's own tokenizer), parity-checked locally and behind a real server, and served to the
+official ``openai`` client with streaming, stop, logprobs, max_completion_tokens and usage."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from slmops.config import ParityThresholds, QuantizeConfig, ServeConfig
+from slmops.evaluate import parity
+from slmops.export import quantize
+from slmops.inference.chat_model import ChatModel
+from slmops.serve.app import BackgroundServer, create_app, serve_in_background
+from slmops.tasks import load_task
+from tests.projects import TRIAGE
+
+USER = [{"role": "user", "content": "注文した商品が届きません"}]
+
+
+@pytest.fixture(scope="module")
+def forms(tiny_models, tmp_path_factory):
+    """The quantize stage with the GenAI form among its candidates."""
+    out = tmp_path_factory.mktemp("genai_quantize")
+    cfg = QuantizeConfig(weight_type="int8", candidates=["int8", "genai_int4"])
+    return quantize.run(cfg, model_dir=tiny_models["model"], out_dir=out)
+
+
+@pytest.fixture(scope="module")
+def client(forms):
+    app = create_app(ChatModel.load(forms.candidates["genai_int4"].dir), "tiny", None, ServeConfig(max_tokens_cap=32))
+    with BackgroundServer(app) as srv:
+        yield openai.OpenAI(base_url=srv.base_url, api_key="unused", max_retries=0)
+
+
+def test_quantize_writes_a_genai_int4_candidate(forms):
+    genai = forms.candidates["genai_int4"]
+    config = json.loads((genai.dir / "genai_config.json").read_text())
+    assert config["model"]["type"] == "llama" and (genai.dir / "tokenizer.json").exists()
+    assert 0 < genai.size_mb < forms.fp32_size_mb  # 4-bit weights
+    model = ChatModel.load(genai.dir)
+    assert model.backend == "onnxruntime-genai"
+    manifest = json.loads((forms.fp32_dir.parent / "manifest.json").read_text())
+    assert "genai_int4" in json.dumps(manifest)
+
+
+def test_genai_tokens_and_logprobs_follow_onnx_fp32(forms):
+    """Same prompt ids, same greedy tokens, log-probabilities within int4's error of fp32's."""
+    fp32, genai = ChatModel.load(forms.fp32_dir), ChatModel.load(forms.candidates["genai_int4"].dir)
+    assert genai.encode(USER) == fp32.encode(USER)
+    ours, theirs = genai.chat(USER, 8, logprobs=0), fp32.chat(USER, 8, logprobs=0)
+    assert ours.text == theirs.text and ours.completion_tokens == theirs.completion_tokens
+    for a, b in zip(ours.logprobs, theirs.logprobs, strict=True):
+        assert a["token"] == b["token"] and a["logprob"] == pytest.approx(b["logprob"], abs=0.1)
+
+
+def test_parity_chain_checks_the_genai_form_and_its_server(forms, tiny_models, tmp_path):
+    task = load_task("ticket_triage", TRIAGE)
+    result = parity.run(
+        task,
+        test=tiny_models["prepared"] / "test.jsonl",
+        base_model="unused",
+        student=tiny_models["model"],
+        onnx_fp32=forms.fp32_dir,
+        quantized={"genai_int4": forms.candidates["genai_int4"].dir},
+        out_dir=tmp_path,
+        serve=serve_in_background,
+        max_tokens=8,
+        examples=4,
+    )
+    steps = {s.step: s for s in result.figures.steps}
+    assert steps["genai_int4"].reference == "onnx_fp32"
+    assert steps["served_genai_int4"].output_agreement == 1.0  # the server answers as the form does
+    decision = parity.decide_parity(
+        result.figures, ParityThresholds(min_output_agreement=0.0, min_label_agreement=0.0), "genai_int4"
+    )
+    assert {"parity_genai_int4", "parity_served_genai_int4"} <= set(decision.checks)
+
+
+def test_openai_client_plain_stop_and_budget(client):
+    plain = client.chat.completions.create(model="tiny", messages=USER, max_completion_tokens=16)
+    text = plain.choices[0].message.content
+    assert plain.usage.completion_tokens == 16 and plain.choices[0].finish_reason == "length" and len(text) >= 5
+    stop = text[3:5]
+    stopped = client.chat.completions.create(model="tiny", messages=USER, max_completion_tokens=16, stop=[stop])
+    assert stopped.choices[0].message.content == text[: text.find(stop)]
+    assert stopped.choices[0].finish_reason == "stop"
+    short = client.chat.completions.create(model="tiny", messages=USER, max_completion_tokens=3)
+    assert short.usage.completion_tokens == 3 and text.startswith(short.choices[0].message.content)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="tiny", messages=USER, max_completion_tokens=1000)
+    assert err.value.param == "max_completion_tokens"
+
+
+def test_openai_client_stream_with_usage(client):
+    plain = client.chat.completions.create(model="tiny", messages=USER, max_completion_tokens=8)
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny", messages=USER, max_completion_tokens=8, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == plain.choices[0].message.content
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 8
+    assert chunks[-1].usage.prompt_tokens == plain.usage.prompt_tokens
+
+
+def test_openai_client_logprobs_from_genai_logits(client):
+    answer = client.chat.completions.create(
+        model="tiny", messages=USER, max_completion_tokens=5, logprobs=True, top_logprobs=3
+    )
+    content = answer.choices[0].logprobs.content
+    assert len(content) == answer.usage.completion_tokens == 5
+    for entry in content:
+        assert entry.logprob <= 0 and len(entry.top_logprobs) == 3
+        assert entry.top_logprobs[0].token == entry.token  # greedy: the chosen token is the likeliest
+        assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob)
+
+
+def test_a_seed_reproduces_a_sampled_genai_answer(client):
+    def ask(seed: int) -> str:
+        answer = client.chat.completions.create(
+            model="tiny", messages=USER, max_completion_tokens=12, temperature=1.0, seed=seed
+        )
+        return answer.choices[0].message.content
+
+    first = ask(11)
+    assert ask(11) == first
+    assert any(ask(seed) != first for seed in (12, 13, 14))
