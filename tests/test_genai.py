@@ -129,3 +129,22 @@ def test_a_seed_reproduces_a_sampled_genai_answer(client):
     first = ask(11)
     assert ask(11) == first
     assert any(ask(seed) != first for seed in (12, 13, 14))
+
+
+def test_the_registered_pyfunc_answers_with_genai_as_the_server_does(forms, tmp_path):
+    """A registered genai_int4 version loads with onnxruntime-genai (no slmops) and answers as the server."""
+    from types import SimpleNamespace
+
+    from slmops.registry.aliases import PORTABLE_REQUIREMENTS, task_spec
+    from slmops.registry.onnx_pyfunc import OnnxChatModel
+
+    task = load_task("ticket_triage", TRIAGE)
+    (tmp_path / "task.json").write_text(json.dumps(task_spec(task), ensure_ascii=False))
+    folder = forms.candidates["genai_int4"].dir
+    pyfunc = OnnxChatModel()
+    pyfunc.load_context(SimpleNamespace(artifacts={"onnx_model": str(folder), "task": str(tmp_path / "task.json")}))
+    texts = ["注文した商品がまだ届きません", "パスワードを忘れました"]
+    served = ChatModel.load(folder)
+    expected = [served.chat(task.build_messages(t), max_tokens=10).text for t in texts]
+    assert pyfunc.genai is not None and pyfunc.predict(None, texts, {"max_tokens": 10}) == expected
+    assert "onnxruntime-genai" in PORTABLE_REQUIREMENTS

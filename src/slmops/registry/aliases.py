@@ -32,7 +32,7 @@ def _client():
 
 # What the registered model needs to load anywhere (``onnx_pyfunc.py`` imports nothing from slmops).
 EXAMPLE = ["注文した商品がまだ届きません"]
-PORTABLE_REQUIREMENTS = ("mlflow", "onnxruntime", "transformers", "numpy", "jinja2")
+PORTABLE_REQUIREMENTS = ("mlflow", "onnxruntime", "onnxruntime-genai", "transformers", "numpy", "jinja2")
 
 
 def pinned_requirements() -> list[str]:

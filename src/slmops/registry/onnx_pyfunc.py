@@ -6,7 +6,8 @@ Usage (anywhere, in a venv with only the model's own requirements installed):
     mlflow models serve -m models:/ticket-triage-slm@poc --env-manager local
 
 MLflow stores this file's source with the model and runs it at load time. It imports nothing from slmops
-(which is not installable from PyPI): only onnxruntime, numpy and transformers' tokenizer (no torch). The
+(which is not installable from PyPI): only onnxruntime (onnxruntime-genai for a GenAI folder, which has a
+``genai_config.json``), numpy and transformers' tokenizer (no torch). The
 ONNX folder travels as the ``onnx_model`` artifact, the student's prompt as the ``task`` artifact
 (``task.json``: the messages with ``{text}`` where the inquiry goes). Decoding is greedy with the
 KV cache, stopping at the tokenizer's EOS, as ``slmops.inference.chat_model.ChatModel`` does by default.
@@ -30,12 +31,18 @@ class OnnxChatModel(PythonModel):
 
         onnx_dir = Path(context.artifacts["onnx_model"])
         self.tokenizer = AutoTokenizer.from_pretrained(str(onnx_dir))
+        spec = json.loads(Path(context.artifacts["task"]).read_text(encoding="utf-8"))
+        self.messages = spec["messages"]
+        self.genai = None
+        if (onnx_dir / "genai_config.json").exists():  # the genai_int4 form: GenAI's own graph and decode loop
+            import onnxruntime_genai
+
+            self.genai = onnxruntime_genai.Model(str(onnx_dir))
+            return
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
         self.session = onnxruntime.InferenceSession(str(onnx_dir / "model.onnx"), options)
         self.input_names = {i.name for i in self.session.get_inputs()}
-        spec = json.loads(Path(context.artifacts["task"]).read_text(encoding="utf-8"))
-        self.messages = spec["messages"]
 
     def predict(self, context, model_input, params: dict | None = None) -> list[str]:
         """``model_input``: inquiries (a list, or the one string column MLflow's signature turns it into);
@@ -61,6 +68,8 @@ class OnnxChatModel(PythonModel):
     def _generate(self, prompt: list[int], max_tokens: int) -> str:
         import numpy as np
 
+        if self.genai is not None:
+            return self._generate_genai(prompt, max_tokens)
         eos = self.tokenizer.eos_token_id
         step, cache, new = np.array([prompt], dtype=np.int64), self._empty_cache(), []
         seen = len(prompt)
@@ -80,6 +89,23 @@ class OnnxChatModel(PythonModel):
                 for name, value in zip(names[1:], outputs[1:], strict=True)
             }
             step, seen = np.array([[token]], dtype=np.int64), seen + 1
+        return self.tokenizer.decode(new, skip_special_tokens=True)
+
+    def _generate_genai(self, prompt: list[int], max_tokens: int) -> str:
+        """Greedy through ONNX Runtime GenAI's decode loop, stopping at the tokenizer's EOS."""
+        import numpy as np
+        import onnxruntime_genai
+
+        params = onnxruntime_genai.GeneratorParams(self.genai)
+        params.set_search_options(max_length=len(prompt) + max_tokens, do_sample=False)
+        generator = onnxruntime_genai.Generator(self.genai, params)
+        generator.append_tokens(np.array([prompt], dtype=np.int32))
+        new: list[int] = []
+        while len(new) < max_tokens and not generator.is_done():
+            generator.generate_next_token()
+            new.append(int(generator.get_next_tokens()[0]))
+            if new[-1] == self.tokenizer.eos_token_id:
+                break
         return self.tokenizer.decode(new, skip_special_tokens=True)
 
 
