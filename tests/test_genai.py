@@ -148,3 +148,13 @@ def test_the_registered_pyfunc_answers_with_genai_as_the_server_does(forms, tmp_
     expected = [served.chat(task.build_messages(t), max_tokens=10).text for t in texts]
     assert pyfunc.genai is not None and pyfunc.predict(None, texts, {"max_tokens": 10}) == expected
     assert "onnxruntime-genai" in PORTABLE_REQUIREMENTS
+
+
+def test_a_folder_the_builder_cannot_read_fails_naming_the_builder(tmp_path):
+    from slmops.export.genai import build_genai
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
+    with pytest.raises(RuntimeError, match="GenAI's model builder failed"):
+        build_genai(tmp_path / "model", tmp_path / "out")
+    assert not (tmp_path / "out" / "genai_config.json").exists()
