@@ -82,6 +82,9 @@ class TaskSpec(BaseModel):
     augment_prompt: str | None = None
     # An enum field whose values balance the training file and drive self-instruct (default: the first enum).
     stratify_by: str | None = None
+    # Axes the teacher's new inputs are varied over (``{name: [values]}``), crossed with the ``stratify_by``
+    # values; None: slmops.synthesize.grid's defaults (register, length, channel, noise); {}: none.
+    synthesis_attributes: dict[str, list[str]] | None = None
     # The demo's offline stand-in data for this task: ``module:function(seed, n_seed, n_pool, n_test)``.
     demo_generator: str | None = None
 
@@ -93,6 +96,9 @@ class TaskSpec(BaseModel):
             raise ValueError(f"stratify_by {self.stratify_by!r} must name an enum field of 'output'")
         if self.augment_prompt is not None and "{example}" not in self.augment_prompt:
             raise ValueError("augment_prompt must contain '{example}'")
+        for name, values in (self.synthesis_attributes or {}).items():
+            if not name.isidentifier() or not values or len(set(values)) != len(values):
+                raise ValueError(f"synthesis_attributes.{name}: an identifier with distinct values, at least one")
         return self
 
 
@@ -135,11 +141,20 @@ class Task:
         """The teacher's prompt: instructions + the input."""
         return [{"role": "system", "content": self.spec.teacher_instructions}, {"role": "user", "content": text}]
 
-    def build_augment_messages(self, value: str | None, example: str) -> list[dict[str, str]]:
+    def build_augment_messages(
+        self, value: str | None, example: str, attributes: dict[str, str] | None = None
+    ) -> list[dict[str, str]]:
+        """The self-instruct prompt; ``attributes`` (a grid cell) fill ``{attributes}``, or a last line
+        ``Attributes: register=keigo, channel=mail`` when the template has no such placeholder."""
         if self.spec.augment_prompt is None:
             raise ValueError(f"task {self.name!r} has no augment_prompt: set synthesize.augment_per_category: 0")
         fields = {self.stratify_by: value} if self.stratify_by else {}
-        return [{"role": "user", "content": self.spec.augment_prompt.format(example=example, **fields)}]
+        described = ", ".join(f"{k}={v}" for k, v in (attributes or {}).items())
+        template = self.spec.augment_prompt
+        content = template.format(example=example, attributes=described, **fields)
+        if described and "{attributes}" not in template:
+            content += f"\nAttributes: {described}"
+        return [{"role": "user", "content": content}]
 
     def prompt_template_text(self) -> str:
         """Everything that shapes the prompts; its hash goes into cache keys and provenance."""
