@@ -77,4 +77,15 @@ class SynthesizeConfig(Strict):
     # (gold rows never are). A category under ``min_class_share`` is reported as a warning.
     max_class_share: float = Field(0.4, gt=0.0, le=1.0)
     min_class_share: float = Field(0.02, ge=0.0, lt=1.0)
+    # Self-instruct asks are spread over the attribute grid (the task's synthesis_attributes, else register,
+    # length, channel, noise); each prompt names its cell and each row records it in provenance.
+    attributes: bool = True
+    # Novelty: a new input whose TF-IDF (character 1-3 gram) cosine to any training or test input is at or
+    # above this is rejected as not_novel (None: off). Stricter than near_dup_threshold's MinHash Jaccard.
+    novelty_max_similarity: float | None = Field(0.9, gt=0.0, le=1.0)
+    # Agreement: the teacher labels each new input again, blind; another class than the one asked for is
+    # rejected as label_mismatch. Off: the row is kept under the class the teacher gave it.
+    agreement: bool = True
+    # Coverage (a diversity figure): the share of test inputs whose nearest new input has at least this cosine.
+    coverage_similarity: float = Field(0.5, gt=0.0, le=1.0)
     cost: CostConfig = CostConfig()

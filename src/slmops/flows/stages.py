@@ -334,6 +334,8 @@ def _prepare_summary(r: dict) -> str:
 def _synthesize_summary(r: dict) -> str:
     accepted = r["counts"].get("teacher_label", 0) + r["counts"].get("teacher_augment", 0)
     parts = {"asked": r["counts"]["asked"], "accepted": accepted, "rejected": sum(r["rejected"].values())}
+    filtered, coverage = sum(r.get("filtered", {}).values()), r.get("diversity", {}).get("coverage")
+    parts |= {"of them filtered": filtered or None, "test coverage": coverage}
     return _join(parts | {"teacher calls": r["teacher_calls"], "cached": r["cache_hits"], "rows": r["counts"]["total"]})
 
 

@@ -10,6 +10,10 @@ reason and written to ``rejects.jsonl``, never to ``train.jsonl``. If the reject
 ``max_reject_rate`` the stage fails with the breakdown. Answers are cached as they land (SQLite), so a
 rerun after a crash or a kill makes no call for an answered prompt. Accepted rows carry provenance; the
 manifest records content hashes, class balance (capped at ``max_class_share``), token usage and cost.
+
+New inputs (``augment.py``) are asked for over an attribute grid (``grid.py``), kept only when novel and when
+the teacher, labelling them blind, agrees with the class asked for (``filtered``); their diversity is
+reported (``diversity``: distinct-1/2, coverage of the test inputs, rows per grid cell).
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, model_validator
 
 from slmops.config import PIIConfig, SynthesizeConfig
-from slmops.io import load_jsonl, sha256_text, write_jsonl, write_manifest
+from slmops.io import load_jsonl, write_jsonl, write_manifest
+from slmops.synthesize.augment import augment, augment_asks, plan_asks
+from slmops.synthesize.diversity import diversity_figures
 from slmops.tasks import Task
 from slmops.teacher import open_teacher
 from slmops.teacher.cache import ResponseCache
 from slmops.teacher.labeller import Labeller, StageProgress
-from slmops.teacher.validate import check_new_input
 from slmops.text import pii
 from slmops.text.dedup import NearDupIndex, signature
 
@@ -39,6 +44,7 @@ class Provenance(BaseModel):
     template_hash: str  # sha256 (16 hex) of the prompt templates the teacher saw
     sampling: dict[str, Any]
     created_at: str
+    cell: dict[str, str | None] | None = None  # a self-instruct row's grid cell: its class and attributes
 
 
 class SyntheticExample(BaseModel):
@@ -80,7 +86,11 @@ class SynthesizeResult(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     estimated_cost: float
+    filtered: dict[str, int] = {}  # new inputs the novelty and agreement filters rejected (also in rejected)
+    diversity: dict[str, float] = {}  # distinct-1/2, test coverage, rows per grid cell (synthesize/diversity.py)
 
+
+__all__ = ["augment_asks", "run"]  # augment_asks lives in augment.py; importable from here as before
 
 KEEP = ("gold", "traffic")  # sources class balancing never drops: human labels, and what users actually asked
 
@@ -143,48 +153,6 @@ def decontaminate(
     return kept, dropped, test_index, train_index
 
 
-def augment_asks(task: Task, gold: list[dict], per_class: int, rng: random.Random) -> list[tuple[str | None, str, int]]:
-    """Self-instruct prompts: ``(class, example, i)``, distinct examples where there are enough, so no two asks
-    are the same (cached) prompt."""
-    if per_class == 0 or task.spec.augment_prompt is None:
-        return []
-    by_class: dict[str | None, list[str]] = {}
-    for r in gold:
-        by_class.setdefault(task.class_of(r["expected"]), []).append(r["input"])
-    return [
-        (c, example, i)
-        for c in sorted(by_class, key=str)
-        for i, example in enumerate(
-            rng.sample(by_class[c], per_class)
-            if per_class <= len(by_class[c])
-            else rng.choices(by_class[c], k=per_class)
-        )
-    ]
-
-
-def _examples(inputs: list[str], k: int, rng: random.Random) -> list[str]:
-    return rng.sample(inputs, k) if k <= len(inputs) else rng.choices(inputs, k=k)
-
-
-def _augment(labeller: Labeller, asks, test_index: NearDupIndex, train_index: NearDupIndex) -> list[dict]:
-    """New inputs per class from seed examples, then labelled like the pool."""
-    task, cfg = labeller.task, labeller.cfg
-    answers = labeller.ask([task.build_augment_messages(c, ex) for c, ex, _ in asks], cfg.augment_sampling)
-    new_inputs: list[tuple[str | None, str]] = []
-    for (klass, example, i), response in zip(asks, answers, strict=True):
-        text, reason = check_new_input(task, response, example, train_index, test_index, labeller.pii_cfg)
-        if text is None:
-            labeller.reject(f"augment-{klass}-{i}", example, reason or "unknown", response)
-            continue
-        train_index.add(text)
-        new_inputs.append((klass, text))
-    labeller.progress.grow(len(new_inputs))
-    wanted = [c for c, _ in new_inputs] if task.stratify_by else None
-    labels = labeller.label([t for _, t in new_inputs], wanted=wanted)
-    rows = [(f"aug-{sha256_text(t)[:12]}", t, *lab) for (_, t), lab in zip(new_inputs, labels, strict=True)]
-    return labeller.accepted_rows(rows, "teacher_augment", cfg.augment_sampling)
-
-
 def run(
     cfg: SynthesizeConfig,
     *,
@@ -207,7 +175,9 @@ def run(
     rng = random.Random(seed)
     kept, decontaminated, test_index, train_index = decontaminate(cfg, train, pool, test, traffic, recent, pii_cfg)
     gold, unlabelled = kept["gold"], kept["pool"][: cfg.max_unlabelled]
-    asks = augment_asks(task, gold, cfg.augment_per_category, rng)
+    asks, grid_size = plan_asks(task, gold, cfg, rng, seed)
+    test_inputs = [r["input"] for path in (test, recent) if path and path.exists() for r in load_jsonl(path)]
+    references = ([r["input"] for rows in kept.values() for r in rows], test_inputs)
     progress = StageProgress(len(unlabelled) + len(asks))
     cache = ResponseCache(cache_path)
     try:
@@ -216,7 +186,8 @@ def run(
             labels = labeller.label([r["input"] for r in unlabelled])  # 1. label the pool
             rows = [(r["id"], r["input"], *lab) for r, lab in zip(unlabelled, labels, strict=True)]
             accepted = labeller.accepted_rows(rows, "teacher_label", cfg.sampling)
-            accepted += _augment(labeller, asks, test_index, train_index)  # 2. self-instruct
+            written, filtered = augment(labeller, asks, test_index, train_index, references)  # 2. self-instruct
+            accepted += written
     finally:
         progress.close()
         cache.close()
@@ -235,6 +206,8 @@ def run(
         rows, dropped = cap_classes(rows, cfg.max_class_share, rng, task.class_of)
     _write_checked(task, rows, out_dir / "train.jsonl", pii_cfg)
     result = _result(cfg, task, labeller, rows, out_dir, asked, reject_rate, decontaminated, dropped)
+    result.filtered = filtered
+    result.diversity = _diversity(cfg, rows, test_inputs, grid_size)
     write_manifest(out_dir, stage="synthesize", currency=cfg.cost.currency, **result.model_dump(mode="json"))
     return result
 
@@ -255,6 +228,18 @@ def _write_checked(task: Task, rows: list[dict], path: Path, pii_cfg: PIIConfig 
             row["expected"]
         )
     write_jsonl(path, rows)
+
+
+def _diversity(cfg: SynthesizeConfig, rows: list[dict], test_inputs: list[str], grid_size: int) -> dict[str, float]:
+    written = [r for r in rows if r["source"] == "teacher_augment"]
+    return diversity_figures(
+        [r["input"] for r in written],
+        [r["input"] for r in rows],
+        test_inputs,
+        [r["provenance"].get("cell") or {} for r in written],
+        threshold=cfg.coverage_similarity,
+        grid_size=grid_size,
+    )
 
 
 def _result(cfg, task: Task, labeller: Labeller, rows, out_dir, asked, reject_rate, decontaminated, dropped):
