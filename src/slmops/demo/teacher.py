@@ -8,7 +8,8 @@ It stands in for a big LLM: it knows more of the world than the student's seed d
 support-domain knowledge, see ``lexicon.py``, and its own phrase bank, see ``phrasebank.py``), costs no training,
 and answers ~1,000 requests in well under a second. Two request kinds, told apart by the messages:
 - labelling (a system message with the task's instructions, or a bare inquiry): the task's JSON answer;
-- self-instruct (``Write one new ... inquiry of category X. Example: ...``): a new inquiry of that category.
+- self-instruct (``Write one new ... inquiry of category X. Example: ...``, optionally a last line
+  ``Attributes: register=keigo, channel=mail, ...``): a new inquiry of that category, in that style.
 Deterministic: the same messages always get the same answer.
 """
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from slmops.demo.generate import gold_reply
 from slmops.demo.lexicon import CATEGORY_KEYWORDS, NEGATED_URGENCY, PAST_CANCELLATION, PRIORITY_CUES, RISK_CUES
 from slmops.demo.phrasebank import PROBLEMS, compose
+from slmops.demo.styles import parse_attributes, restyle
 
 AUGMENT_REQUEST = re.compile(r"inquiry of category (?P<category>[a-z_]+)\.\s*Example:\s*(?P<example>.*)", re.S)
 NEGATION = re.compile(r"[^\s、。,.!?]{1,8}?(ではなく|じゃなく)")
@@ -65,13 +67,22 @@ def label(text: str) -> dict[str, str]:
     return {"category": category, "priority": level, "reply": gold_reply(category, level)}
 
 
-def write_inquiry(category: str, example: str) -> str:
-    """A new inquiry of ``category`` from the phrase bank, never equal to ``example``."""
+def write_inquiry(category: str, example: str, attributes: str = "") -> str:
+    """A new inquiry of ``category`` from the phrase bank, never equal to ``example``, in the style the
+    ``attributes`` line asks for (``register=keigo, channel=mail, ...``; see ``styles.py``)."""
     if category not in PROBLEMS:
         raise ValueError(f"unknown category {category!r}; known: {sorted(PROBLEMS)}")
-    seed = int(hashlib.sha256(f"{category}\n{example}".encode()).hexdigest()[:12], 16)
+    key = f"{category}\n{example}" + (f"\n{attributes}" if attributes else "")
+    seed = int(hashlib.sha256(key.encode()).hexdigest()[:12], 16)
     text = compose(category, seed)
-    return text if text != example.strip() else compose(category, seed + 7)
+    text = text if text != example.strip() else compose(category, seed + 7)
+    if not attributes:
+        return text
+
+    def fits(text_with_issue: str, issue: str) -> bool:  # another kind of issue, and the main one stays main
+        return classify(issue) != category and classify(text_with_issue) == category
+
+    return restyle(text, parse_attributes(attributes), seed, fits)
 
 
 def answer(messages: list[dict]) -> str:
@@ -82,7 +93,8 @@ def answer(messages: list[dict]) -> str:
     has_system = any(m.get("role") == "system" for m in messages)
     request = AUGMENT_REQUEST.search(users[-1])
     if request and not has_system:
-        return write_inquiry(request["category"], request["example"])
+        example, _, attributes = request["example"].partition("\nAttributes: ")
+        return write_inquiry(request["category"], example, attributes.strip())
     return json.dumps(label(users[-1]), ensure_ascii=False)
 
 
@@ -90,7 +102,7 @@ def version() -> str:
     """Hash of the rules (this module, the lexicon, the phrase bank, the reply templates): the callable
     teacher appends it to ``model``, so a changed rule set never reuses cached answers."""
     here = Path(__file__).parent
-    sources = ("teacher.py", "lexicon.py", "phrasebank.py", "generate.py")
+    sources = ("teacher.py", "lexicon.py", "phrasebank.py", "generate.py", "styles.py")
     return hashlib.sha256(b"".join((here / name).read_bytes() for name in sources)).hexdigest()[:12]
 
 
