@@ -87,6 +87,6 @@ def test_a_spec_declares_its_axes_and_bad_ones_fail_at_load():
     spec = TaskSpec.model_validate(_spec(synthesis_attributes={"tone": ["angry", "calm"]}))
     assert attribute_axes(spec.synthesis_attributes) == {"tone": ["angry", "calm"]}
     assert TaskSpec.model_validate(_spec()).synthesis_attributes is None  # the defaults
-    for bad in ({"tone": []}, {"tone": ["a", "a"]}, {"not a name": ["a"]}):
+    for bad in ({"tone": []}, {"tone": ["a", "a"]}, {"not a name": ["a"]}, {"kind": ["a"]}):
         with pytest.raises(ValueError, match="synthesis_attributes"):
             TaskSpec.model_validate(_spec(synthesis_attributes=bad))

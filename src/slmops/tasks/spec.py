@@ -97,8 +97,10 @@ class TaskSpec(BaseModel):
         if self.augment_prompt is not None and "{example}" not in self.augment_prompt:
             raise ValueError("augment_prompt must contain '{example}'")
         for name, values in (self.synthesis_attributes or {}).items():
-            if not name.isidentifier() or not values or len(set(values)) != len(values):
-                raise ValueError(f"synthesis_attributes.{name}: an identifier with distinct values, at least one")
+            if not name.isidentifier() or name in self.output or not values or len(set(values)) != len(values):
+                raise ValueError(
+                    f"synthesis_attributes.{name}: an identifier that is no output field, with distinct values"
+                )
         return self
 
 

@@ -10,7 +10,8 @@ Reject reasons (counted in the synthesize manifest and MLflow as ``rejected.<rea
 ``refusal``, ``echoes_system_prompt``, ``echoes_input`` (the inquiry copied back as the answer),
 ``echoes_injection`` (an instruction planted in the input, or any prompt-injection phrase, in the output),
 ``copies_example``, ``near_duplicate`` and ``test_contamination`` (self-instruct inputs), and
-``label_mismatch`` (a self-instruct input the teacher then labels as another category).
+``label_mismatch`` (a self-instruct input the teacher then labels as another category, relabelling it blind),
+and ``not_novel`` (a self-instruct input too close to a training or test input: ``synthesize/filters.py``).
 """
 
 from __future__ import annotations
