@@ -6,3 +6,4 @@ TRIAGE = example_dir("ticket_triage")
 REVIEWS = example_dir("review_insights")
 TRIAGE_GATES = TRIAGE / "tasks" / "ticket_triage.gates.yaml"
 REVIEWS_GATES = REVIEWS / "tasks" / "review_insights.gates.yaml"
+REVIEWS_SMOKE_GATES = REVIEWS / "tasks" / "review_insights.smoke.gates.yaml"  # what the smoke profile names

@@ -19,7 +19,7 @@ from slmops.config import load_gates
 from slmops.flows.stages import DEMO, PIPELINE
 from slmops.io import load_jsonl
 from tests.conftest import free_port, slmops
-from tests.projects import REVIEWS_GATES, TRIAGE, TRIAGE_GATES
+from tests.projects import REVIEWS_SMOKE_GATES, TRIAGE, TRIAGE_GATES
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +125,7 @@ def test_the_second_task_runs_from_a_spec_and_data_alone(reviews_run):
     # quantize.candidates [int8, int4]: both evaluated and parity-checked (against ONNX fp32, and through their own
     # server) in the same run; the smallest one that passes the gate and its own parity is registered.
     assert parent["metrics.student_int4.size_mb"] < parent["metrics.student_int8.size_mb"]
-    limits = load_gates(REVIEWS_GATES).parity  # the task's gates, beside its spec
+    limits = load_gates(REVIEWS_SMOKE_GATES).parity  # the gates the smoke profile names
     faithful = {
         form: parent[f"metrics.parity.{form}.output_agreement"] >= limits.min_output_agreement
         and parent[f"metrics.parity.{form}.label_agreement"] >= limits.min_label_agreement
