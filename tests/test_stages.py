@@ -135,7 +135,7 @@ def test_dvc_tracks_what_slmops_run_built_and_reruns_exactly_the_stale_stages(re
 
     # A helper that harvest imports (and label_traffic, through harvest) is edited: exactly those two are stale,
     # and `dvc repro` reruns them and nothing else (their outputs are the same, so nothing after them reruns).
-    helper = code / "slmops" / "text" / "similarity.py"
+    helper = code / "slmops" / "loop" / "logtail.py"
     helper.write_text(helper.read_text() + "\n# a fix in a helper\n")
     run(str(bin_dir / "slmops"), "dvc", "--profile", "smoke")
     assert stale() == {"harvest", "label_traffic"}
