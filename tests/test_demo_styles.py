@@ -58,9 +58,10 @@ def test_styled_inquiries_keep_their_category(category, noise):
 
 
 def test_a_second_issue_is_of_another_kind_and_leaves_the_first_the_main_one():
-    texts = [_write("billing", f"例{i}", noise="two_issues") for i in range(10)]
+    texts = [_write("billing", f"例{i}", noise="two_issues") for i in range(40)]
     issues = {t: next((issue for issue in SECOND_ISSUES if t.endswith(issue)), None) for t in texts}
-    # Where every second issue would outweigh the first in the rules' eyes, the teacher adds none.
-    assert sum(issue is not None for issue in issues.values()) >= 5
+    # Where every second issue would outweigh the first in the rules' eyes (a topic named by one keyword), the
+    # teacher adds none; most texts still get one.
+    assert sum(issue is not None for issue in issues.values()) >= 20
     for text, issue in issues.items():
         assert classify(text) == "billing" and (issue is None or classify(issue) != "billing"), text

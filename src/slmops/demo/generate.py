@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import random
 
+from slmops.demo.phrasebank import compose
+from slmops.demo.styles import restyle
+
 PRODUCTS = [
     "ワイヤレスイヤホン",
     "電気ケトル",
@@ -291,6 +294,7 @@ def generate(
     phrasing_share: float = 1.0,
     shifted: bool = False,
     n_corpus: int = 0,
+    n_teacher_corpus: int = 0,
 ) -> dict[str, list[dict]]:
     """Return ``{"seed": [...], "pool": [...], "test": [...]}`` with inputs unique across all three sets.
 
@@ -299,7 +303,8 @@ def generate(
     later; the loop demo sends it). ``seed_phrasing_share`` < 1 narrows the gold seed set further, within the
     launch world: only the teacher's labels on the pool can teach the student the rest. ``n_corpus`` adds
     ``corpus``: unlabelled inquiries from the whole world, the general text a hub model was pretrained on (the
-    demo's base model pretrains on it; no stage trains or evaluates on it)."""
+    demo's base model pretrains on it; no stage trains or evaluates on it). ``n_teacher_corpus`` adds to it
+    inquiries the teacher writes (``teacher_corpus``): the wider language of the domain a hub model has read."""
     rng = random.Random(seed)
     categories = list(PROBLEMS)
     seen: set[str] = set()
@@ -321,6 +326,7 @@ def generate(
         if row["input"] not in seen:
             seen.add(row["input"])
             corpus.append({"id": f"corpus-{len(corpus):05d}", "input": row["input"]})
+    corpus += teacher_corpus(rng, categories, n_teacher_corpus, seen)
     if corpus:
         sets["corpus"] = corpus
     for row in sets["pool"]:  # the pool is unlabelled: the teacher labels it
@@ -330,6 +336,25 @@ def generate(
         extra = [dict(r, id=r["id"] + "-dup") for r in rng.sample(sets[name], max(1, len(sets[name]) // 50))]
         sets[name] += extra
     return sets
+
+
+def teacher_corpus(rng: random.Random, categories: list[str], n: int, seen: set[str]) -> list[dict]:
+    """``n`` unlabelled inquiries in the teacher's own words (its topic bank, in random registers, channels and
+    lengths), none equal to a row in ``seen``."""
+    rows: list[dict] = []
+    while len(rows) < n:
+        attributes = {
+            "register": rng.choice(("plain", "polite", "keigo")),
+            "channel": rng.choice(("mail", "form", "chat")),
+        }
+        attributes["length"] = rng.choice(("short", "long"))
+        text = restyle(
+            compose(categories[len(rows) % len(categories)], rng.getrandbits(48)), attributes, rng.getrandbits(16)
+        )
+        if text not in seen:
+            seen.add(text)
+            rows.append({"id": f"corpus-t-{len(rows):05d}", "input": text})
+    return rows
 
 
 def overlap_report(sets: dict[str, list[dict]]) -> dict[str, float]:

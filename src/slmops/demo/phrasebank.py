@@ -5,10 +5,13 @@ Usage:
     compose("shipping", seed=1234)   # -> "お疲れさまです。週末に頼んだ登山靴、…"
 
 Openings, problems and closings are the teacher's own wording (not the generator's templates); an inquiry is
-one of each, picked by ``seed``, so the same request always gets the same text.
+one of each, picked by ``seed``, so the same request always gets the same text. The problem is one of the
+few whole ones below or, more often, a topic from what the teacher knows (``topics.py``).
 """
 
 from __future__ import annotations
+
+from slmops.demo.topics import NOUNS, SITUATIONS, topic_sentence
 
 OPENINGS = (
     "",
@@ -113,10 +116,11 @@ CLOSINGS = (
 def compose(category: str, seed: int) -> str:
     """One inquiry of ``category``, picked deterministically by ``seed`` (raises KeyError for an unknown one)."""
     problems = PROBLEMS[category]
+    pick = (seed // 7) % (len(problems) + len(SITUATIONS[category]) + len(NOUNS[category]))
     levels = tuple(URGENCY)
     parts = [
         OPENINGS[seed % len(OPENINGS)],
-        problems[(seed // 7) % len(problems)],
+        problems[pick] if pick < len(problems) else topic_sentence(category, seed),
         URGENCY[levels[(seed // 61) % len(levels)]][(seed // 263) % 2],
         CLOSINGS[(seed // 1031) % len(CLOSINGS)],
     ]

@@ -5,8 +5,9 @@ Usage (params):
     python -c "from slmops.demo.teacher import answer; print(answer([{'role': 'user', 'content': '荷物が来ない'}]))"
 
 It stands in for a big LLM: it knows more of the world than the student's seed data (a lexicon written from
-support-domain knowledge, see ``lexicon.py``, and its own phrase bank, see ``phrasebank.py``), costs no training,
-and answers ~1,000 requests in well under a second. Two request kinds, told apart by the messages:
+support-domain knowledge, see ``lexicon.py``, and its own phrase and topic banks, see ``phrasebank.py`` and
+``topics.py``), costs no training, and answers ~1,000 requests in well under a second.
+Two request kinds, told apart by the messages:
 - labelling (a system message with the task's instructions, or a bare inquiry): the task's JSON answer;
 - self-instruct (``Write one new ... inquiry of category X. Example: ...``, optionally a last line
   ``Attributes: register=keigo, channel=mail, ...``): a new inquiry of that category, in that style.
@@ -102,7 +103,7 @@ def version() -> str:
     """Hash of the rules (this module, the lexicon, the phrase bank, the reply templates): the callable
     teacher appends it to ``model``, so a changed rule set never reuses cached answers."""
     here = Path(__file__).parent
-    sources = ("teacher.py", "lexicon.py", "phrasebank.py", "generate.py", "styles.py")
+    sources = ("teacher.py", "lexicon.py", "phrasebank.py", "topics.py", "generate.py", "styles.py")
     return hashlib.sha256(b"".join((here / name).read_bytes() for name in sources)).hexdigest()[:12]
 
 
