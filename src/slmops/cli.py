@@ -554,10 +554,10 @@ def _table(metrics: dict[str, dict[str, float]]) -> str:
     tail = ["json_valid_rate", "exact_match", "latency_p50_ms", "latency_p95_ms", "size_mb"]
     found = {k for m in metrics.values() for k in m} - {"n"}
     cols = sorted(found - set(tail)) + [c for c in tail if c in found]
-    width = max(map(len, cols)) + 2
-    lines = ["model          " + "".join(f"{c:>{width}}" for c in cols)]
+    width, first = max(map(len, cols)) + 2, max(len("model"), *map(len, metrics)) + 2
+    lines = [f"{'model':<{first}}" + "".join(f"{c:>{width}}" for c in cols)]
     for name, m in metrics.items():
-        lines.append(f"{name:<15}" + "".join(f"{m[c]:>{width}.3f}" if c in m else f"{'-':>{width}}" for c in cols))
+        lines.append(f"{name:<{first}}" + "".join(f"{m[c]:>{width}.3f}" if c in m else f"{'-':>{width}}" for c in cols))
     return "\n".join(lines)
 
 
