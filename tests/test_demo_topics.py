@@ -25,7 +25,7 @@ def test_the_teacher_writes_mostly_from_its_topics_not_its_few_whole_problems():
     for category in SITUATIONS:
         texts = {compose(category, seed * 7919) for seed in range(300)}
         from_problems = sum(any(p in t for p in PROBLEMS[category]) for t in texts)
-        topics = {t for seed in range(300) for t in [topic_sentence(category, seed * 7919)]}
+        topics = {topic_sentence(category, seed * 7919) for seed in range(300)}
         assert from_problems < len(texts) / 2
         assert len(topics) >= (len(SITUATIONS[category]) + len(NOUNS[category])) * 0.8
 
