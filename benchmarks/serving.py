@@ -13,7 +13,9 @@ process (llama.cpp by ``python -m llama_cpp.server``), and driven over HTTP with
 - batch 1: ``--b1-requests`` streamed requests one after another: TTFT p50/p95 (request sent -> first text) and
   decode tokens/s (tokens after the first / time after the first);
 - 8 and 32 concurrent clients (``--clients``), ``--rounds`` non-streamed requests each: aggregate completion
-  tokens/s (the server's dynamic batching groups them, up to 32);
+  tokens/s (the server batches them, up to 32 rows: each ``--batching`` mode is served and measured in turn,
+  ``continuous`` (a request joins the running decode batch at the next step) and ``dynamic`` (requests that
+  queued while the model was busy share the next ``generate`` call); the GenAI form is always dynamic);
 - the server process's peak RSS (VmHWM), which includes Python, torch, transformers and the runtime.
 Answers run to ``--new-tokens`` unless the random model emits EOS: every rate counts the tokens ``usage`` reports.
 Prints a markdown table and, last, one JSON line with every figure.
@@ -90,7 +92,7 @@ def demo_tokenizer(work: Path) -> Path:
     return work / "tokenizer"
 
 
-def start(form: str, work: Path, port: int) -> subprocess.Popen:
+def start(form: str, work: Path, port: int, batching: str = "continuous") -> subprocess.Popen:
     """``slmops serve`` on the form's folder (llama.cpp's own server for GGUF), once /health or /v1/models answers."""
     if form.startswith("gguf"):
         model = work / form / "model.gguf"
@@ -107,7 +109,15 @@ def start(form: str, work: Path, port: int) -> subprocess.Popen:
             params["serve"] = params.get("serve", {}) | SERVE
             (project / "slmops.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
         command = [str(Path(sys.executable).with_name("slmops")), "serve", "--model-path", str(work / form)]
-        command += ["--port", str(port), "--work-dir", str(project), "--no-fallback"]
+        command += [
+            "--port",
+            str(port),
+            "--work-dir",
+            str(project),
+            "--no-fallback",
+            "--set",
+            f"serve.batching={batching}",
+        ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -188,13 +198,14 @@ async def drive(
     return figures
 
 
-def measure(form: str, work: Path, args, prompts: list[list[dict]]) -> dict:
+def measure(form: str, work: Path, args, prompts: list[list[dict]], batching: str = "continuous") -> dict:
     from slmops.export.quantize import dir_size_mb
 
     port = free_port()
-    server = start(form, work, port)
+    server = start(form, work, port, batching)
     try:
-        row = {"form": form, "size_mb": dir_size_mb(work / form)}
+        label = form if form.startswith("gguf") or len(args.batching) == 1 else f"{form} ({batching})"
+        row = {"form": label, "batching": batching, "size_mb": dir_size_mb(work / form)}
         url = f"http://127.0.0.1:{port}"
         row |= asyncio.run(drive(url, prompts, args.new_tokens, args.b1_requests, args.clients, args.rounds))
         row["peak_rss_mb"] = peak_rss_mb(server.pid)
@@ -234,6 +245,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="*", default=[8, 32])
     parser.add_argument("--rounds", type=int, default=None, help="requests per client (default 2; quick 1)")
     parser.add_argument("--int4-block-size", type=int, default=128)
+    parser.add_argument(
+        "--batching", nargs="*", default=["continuous", "dynamic"], help="serve.batching modes, each served in turn"
+    )
     args = parser.parse_args()
     quick = args.quick
     args.new_tokens = args.new_tokens or (16 if quick else 64)
@@ -249,8 +263,9 @@ def main() -> None:
     prompts = demo_prompts()
     rows = []
     for form in forms:
-        print(f"serving {form} ...", flush=True)
-        rows.append(measure(form, work, args, prompts))
+        for batching in args.batching[:1] if form.startswith("gguf") else args.batching:  # llama.cpp: its own
+            print(f"serving {form} ({batching}) ...", flush=True)
+            rows.append(measure(form, work, args, prompts, batching))
     print(table(rows, args.clients))
     print(json.dumps({"shape": "tiny" if quick else "qwen2.5-0.5b", "cpus": os.cpu_count(), "rows": rows}))
 
