@@ -341,7 +341,8 @@ def _synthesize_summary(r: dict) -> str:
 
 def _finetune_summary(r: dict) -> str:
     parts = {"examples": r["train_examples"], "epochs": r.get("epochs"), "loss": r["final_train_loss"]}
-    line = f"{r['method']} · " + _join(parts | {"eval loss": r["eval_loss"]})
+    parallel = f" ({r['parallel']})" if r.get("parallel", "none") != "none" else ""  # ddp or fsdp: N processes
+    line = f"{r['method']}{parallel} · " + _join(parts | {"eval loss": r["eval_loss"]})
     return line + ("  UNDER-TRAINED: see the WARNING above" if r.get("warning") else "")
 
 
