@@ -4,7 +4,7 @@ Usage:
     slmops demo build --profile demo && slmops run --profile demo
     slmops params --profile demo            # the resolved params; --schema for the JSON schema
     slmops stage finetune --profile demo    # one stage (what dvc.yaml runs)
-    slmops stage finetune --processes 2     # finetune in 2 processes (accelerate launch, DDP)
+    slmops stage finetune --processes 2     # finetune in 2 processes (accelerate launch: DDP, FSDP if full)
     slmops evaluate --model prod --data data/prepared/test.jsonl
     slmops promote --to pilot && slmops promote --to prod
     slmops serve --alias prod --port 8000
@@ -221,8 +221,9 @@ def stage(
         int | None,
         typer.Option(
             min=1,
-            help="finetune only: train in this many processes under accelerate launch (DDP; one per GPU, or CPU "
-            "processes over gloo). Sets finetune.processes for this run; batch_size is per process.",
+            help="finetune only: train in this many processes under accelerate launch (DDP, or FSDP with "
+            "finetune.method full; one per GPU, or CPU processes over gloo). Sets finetune.processes for this run; "
+            "batch_size is per process.",
         ),
     ] = None,
 ) -> None:
