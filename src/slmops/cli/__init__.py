@@ -4,7 +4,7 @@ Usage:
     slmops demo build --profile demo && slmops run --profile demo
     slmops params --profile demo            # the resolved params; --schema for the JSON schema
     slmops stage finetune --profile demo    # one stage (what dvc.yaml runs)
-    slmops stage finetune --processes 2     # finetune in 2 processes (accelerate launch, DDP)
+    slmops stage finetune --processes 2     # finetune in 2 processes (accelerate launch: DDP, FSDP if full)
     slmops evaluate --model prod --data data/prepared/test.jsonl
     slmops promote --to pilot && slmops promote --to prod
     slmops serve --alias prod --port 8000

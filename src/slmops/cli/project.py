@@ -111,8 +111,9 @@ def stage(
         int | None,
         typer.Option(
             min=1,
-            help="finetune only: train in this many processes under accelerate launch (DDP; one per GPU, or CPU "
-            "processes over gloo). Sets finetune.processes for this run; batch_size is per process.",
+            help="finetune only: train in this many processes under accelerate launch (DDP, or FSDP with "
+            "finetune.method full; one per GPU, or CPU processes over gloo). Sets finetune.processes for this run; "
+            "batch_size is per process.",
         ),
     ] = None,
 ) -> None:

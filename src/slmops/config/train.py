@@ -127,9 +127,11 @@ class FinetuneConfig(Strict):
     # Continue from the newest checkpoint under the output folder (written every ``training.save_steps``)
     # instead of starting over. Without a checkpoint there, training starts from the beginning.
     resume: bool = False
-    # More than 1: train in this many processes under `accelerate launch` (DDP: gloo on CPU, NCCL on GPUs; one
-    # process per GPU). ``training.batch_size`` is per process, so the global batch is processes x batch_size.
-    # Rank 0 merges and saves. `slmops stage finetune --processes N` sets it for one run.
+    # More than 1: train in this many processes under `accelerate launch` (gloo on CPU, NCCL on GPUs; one
+    # process per GPU): DDP for qlora/lora, FSDP (sharded weights, gradients and optimizer state) for full.
+    # ``training.batch_size`` is per process, so the global batch is processes x batch_size.
+    # Rank 0 merges (or gathers) and saves. `slmops stage finetune --processes N` sets it for one run; `slmops run`
+    # and the Prefect deployments go through the same finetune stage, so a profile's value holds there too.
     processes: int = Field(1, ge=1)
 
 

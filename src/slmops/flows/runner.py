@@ -133,6 +133,7 @@ def _log_mlflow(stage: Stage, ctx: Ctx, status: str, seconds, result: dict, pare
         mlflow.set_tags({"cached": str(status == "cached").lower(), "stage_status": status[:250]})
         notes = {"warning": result.get("warning"), "epochs_reason": result.get("epochs_reason")}
         notes |= {"method": result.get("method"), "method_reason": result.get("method_reason")}  # finetune's
+        notes |= {"parallel": result.get("parallel")}  # finetune's: none, ddp or fsdp
         mlflow.set_tags({key: str(text)[:5000] for key, text in notes.items() if text})  # e.g. under-trained
         if seconds is not None:  # time of the run that computed it, also when this one was cached
             mlflow.log_metric("stage_seconds", seconds)

@@ -34,7 +34,8 @@ def synthesize_summary(r: dict) -> str:
 
 def finetune_summary(r: dict) -> str:
     parts = {"examples": r["train_examples"], "epochs": r.get("epochs"), "loss": r["final_train_loss"]}
-    line = f"{r['method']} · " + join(parts | {"eval loss": r["eval_loss"]})
+    parallel = f" ({r['parallel']})" if r.get("parallel", "none") != "none" else ""  # ddp or fsdp: N processes
+    line = f"{r['method']}{parallel} · " + join(parts | {"eval loss": r["eval_loss"]})
     return line + ("  UNDER-TRAINED: see the WARNING above" if r.get("warning") else "")
 
 

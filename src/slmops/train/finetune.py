@@ -2,7 +2,8 @@
 
 Usage:
     slmops stage finetune --profile demo
-    slmops stage finetune --profile demo --processes 2     # DDP under accelerate launch (slmops.train.launch)
+    slmops stage finetune --profile demo --processes 2     # accelerate launch (slmops.train.launch): DDP, or
+                                                           # FSDP with finetune.method: full (slmops.train.fsdp)
 
 ``finetune.method: auto`` (the default) is QLoRA on CUDA and LoRA on a CPU (``slmops.train.method``).
 
@@ -26,6 +27,7 @@ from slmops.config import FinetuneConfig, TrainingConfig
 from slmops.io import load_jsonl, write_manifest
 from slmops.tasks import Task
 from slmops.train.base import load_base, lora_config
+from slmops.train.fsdp import full_state_dict, is_sharded, keep_fsdp_on_cpu
 from slmops.train.method import choose_method
 from slmops.train.schedule import choose_epochs, undertrained
 
@@ -40,6 +42,7 @@ class FinetuneResult(BaseModel):
     final_train_loss: float | None
     eval_loss: float | None
     global_step: int = 0
+    parallel: str = "none"  # how several processes trained: ddp (a full copy per rank) or fsdp (sharded weights)
     resumed_from_step: int | None = None  # the checkpoint ``finetune.resume`` continued from
     epochs: float  # what the run trained for (``auto``: chosen from the train rows; max_steps: what it amounts to)
     epochs_reason: str  # one line: why that many
@@ -144,6 +147,7 @@ def train_sft(
         callbacks=callbacks,
     )
     quiet(trainer, desc)
+    keep_fsdp_on_cpu(trainer)  # a no-op unless the launcher asked for FSDP (full fine-tuning in N processes)
     trainer.train(resume_from_checkpoint=resume_from)
     return trainer, trainer.state.log_history
 
@@ -248,8 +252,11 @@ def _say(line: str) -> None:
 
 
 def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters: bool, n_train: int, schedule):
-    """The result on every rank; the files (adapter, merged model, log, plot, manifest) from rank 0 only."""
+    """The result on every rank; the files (adapter, merged model, log, plot, manifest) from rank 0 only.
+    FSDP: every rank sends its shards and rank 0 writes the gathered weights into a fresh copy of the base."""
     trained = trainer.model
+    sharded = is_sharded(trained)
+    weights = full_state_dict(trainer) if sharded else None  # a collective: before the rank-0-only part
     losses = [h["loss"] for h in history if "loss" in h]
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
     result = FinetuneResult(
@@ -261,18 +268,19 @@ def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters:
         final_train_loss=losses[-1] if losses else None,
         eval_loss=evals[-1] if evals else None,
         global_step=trainer.state.global_step,
+        parallel="fsdp" if sharded else "ddp" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "none",
         log_history=history,
         **schedule,
     )
     if _is_main():
-        _write_model(trained, tokenizer, base_model, out_dir, adapters)
+        _write_model(trained, tokenizer, base_model, out_dir, adapters, weights)
         (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
         plot_loss(history, out_dir / "loss_curve.png")
         write_manifest(out_dir, stage="finetune", **result.model_dump(exclude={"log_history", "model_dir"}))
     return result
 
 
-def _write_model(trained, tokenizer, base_model: str, out_dir: Path, adapters: bool) -> None:
+def _write_model(trained, tokenizer, base_model: str, out_dir: Path, adapters: bool, weights: dict | None) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -286,6 +294,9 @@ def _write_model(trained, tokenizer, base_model: str, out_dir: Path, adapters: b
         # Merge into a full-precision copy of the base: the next stage exports one plain model folder.
         base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
         merged = PeftModel.from_pretrained(base, out_dir / "adapter").merge_and_unload()
+    elif weights is not None:  # FSDP: the model itself holds shards (and a wrapper class name config would keep)
+        merged = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+        merged.load_state_dict(weights, strict=True)
     else:
         merged = trained
     merged.save_pretrained(out_dir, safe_serialization=True)
