@@ -214,17 +214,18 @@ def test_load_benchmark_loses_no_log_rows_through_the_real_cli_server(tiny_model
 
 
 class _Recording:
-    """The served model, recording the budget each generation was given."""
+    """The served model, recording the budget each request was checked against (once a request, whether the
+    continuous or the dynamic batcher generates it)."""
 
     def __init__(self, model: ChatModel):
-        self.model, self.budgets = model, []
+        self.inner, self.budgets = model, []
 
     def __getattr__(self, name: str):
-        return getattr(self.model, name)
+        return getattr(self.inner, name)
 
-    def chat_batch(self, conversations, max_tokens, *args, **kwargs):
-        self.budgets += max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(conversations)
-        return self.model.chat_batch(conversations, max_tokens, *args, **kwargs)
+    def checked(self, messages, max_tokens):
+        self.budgets.append(max_tokens)
+        return self.inner.checked(messages, max_tokens)
 
 
 def test_without_max_tokens_the_answer_gets_what_the_window_leaves(tiny_models, tmp_path):

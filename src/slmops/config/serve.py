@@ -77,8 +77,11 @@ class ServeConfig(Strict):
     # Requests queued or generating at once; one more gets 429 with Retry-After instead of waiting forever.
     max_in_flight: int = Field(8, ge=1)
     generation_timeout_s: float = Field(30.0, gt=0)  # a slower generation is stopped and answered 504
-    # Greedy requests waiting while the model is busy are generated together, up to this many (1: off).
+    # Requests generated together, up to this many (1: off). ``continuous``: a request joins the running batch
+    # at the next decode step (serve/continuous.py); ``dynamic``: greedy requests that queued while the model
+    # was busy share the next ``generate`` call (serve/batcher.py). The GenAI form is always dynamic.
     max_batch_size: int = Field(8, ge=1)
+    batching: Literal["continuous", "dynamic"] = "continuous"
     # Each inference-log row is fsync'ed before the answer is sent: a crash loses no answered request.
     log_fsync: bool = True
     # Serving a registry alias: check every this many seconds whether another version holds it now, and

@@ -158,9 +158,9 @@ class ChatModel:
         ]
         for i, completion in enumerate(completions):
             if scores:
-                _add_token_probs(completion, out.sequences[i, width:], out.logits, i)
+                add_token_probs(completion, out.sequences[i, width:], out.logits, i)
             if logprobs is not None:
-                _add_logprobs(self.tokenizer, completion, out.sequences[i, width:], out.logits, i, logprobs)
+                add_logprobs(self.tokenizer, completion, out.sequences[i, width:], out.logits, i, logprobs)
         return completions
 
     def chat_stream(
@@ -224,6 +224,10 @@ class ChatModel:
         row = result["out"][0, len(ids) :].tolist()  # type: ignore[index]
         yield self._completion(ids, row, bool(result["timed_out"]), max_tokens, stop)
 
+    def lock(self) -> threading.Lock:
+        """The lock every generation holds (the continuous batcher takes it for each step)."""
+        return self._lock
+
     def room_for(self, messages: list[dict[str, str]]) -> int:
         """How many tokens the context window leaves for an answer to ``messages``."""
         return self.context_window - len(self.encode(messages))
@@ -245,7 +249,7 @@ class ChatModel:
         return finish(self.tokenizer, prompt_ids, row, timed_out, limit, stop)
 
 
-def _add_token_probs(completion: Completion, row, logits, index: int) -> None:
+def add_token_probs(completion: Completion, row, logits, index: int) -> None:
     """Fill ``completion``'s token probabilities from generate's per-step raw logits (batch row ``index``)."""
     import torch
 
@@ -259,7 +263,7 @@ def _add_token_probs(completion: Completion, row, logits, index: int) -> None:
     completion.mean_token_prob = float(logprobs.mean().exp())
 
 
-def _add_logprobs(tokenizer, completion: Completion, row, logits, index: int, top: int) -> None:
+def add_logprobs(tokenizer, completion: Completion, row, logits, index: int, top: int) -> None:
     """Fill ``completion.logprobs`` (OpenAI's ``logprobs.content``) for batch row ``index``."""
     import torch
 

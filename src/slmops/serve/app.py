@@ -9,8 +9,8 @@ Usage:
 Where things are: ``routes/`` (one ``APIRouter`` per surface: chat, models, admin, health + metrics),
 ``schemas.py`` (request models, what is supported and what is refused), ``state.py`` (what the routes share,
 on ``app.state.server``), ``keys.py`` (API and admin keys), ``inference_log.py``, ``body_limit.py``,
-``batcher.py`` (dynamic batching), ``fallback.py`` (teacher backstop), ``reload.py`` (alias hot reload),
-``assemble.py`` (what ``slmops serve`` builds from params).
+``continuous.py`` and ``batcher.py`` (continuous and dynamic batching), ``fallback.py`` (teacher backstop),
+``reload.py`` (alias hot reload), ``assemble.py`` (what ``slmops serve`` builds from params).
 
 Bad requests get a 4xx with an OpenAI-style error body (``message``, ``type``, ``param``), never a 500:
 malformed JSON, wrong types, missing or unknown fields, unsupported features (400 naming the field), unknown
@@ -34,6 +34,7 @@ from slmops.config import PIIConfig, ServeConfig
 from slmops.inference.chat_model import ChatModel
 from slmops.serve.batcher import Batcher
 from slmops.serve.body_limit import BodySizeLimit
+from slmops.serve.continuous import ContinuousBatcher
 from slmops.serve.fallback import Fallback
 from slmops.serve.inference_log import InferenceLog
 from slmops.serve.keys import KeyRing, check_keys
@@ -67,7 +68,9 @@ def create_app(
         model_name=model_name,
         cfg=cfg,
         metrics=metrics,
-        batcher=Batcher(cfg.max_batch_size, on_batch=metrics.batch_size.observe),
+        batcher=(ContinuousBatcher if cfg.batching == "continuous" else Batcher)(
+            cfg.max_batch_size, on_batch=metrics.batch_size.observe
+        ),
         keys=keys if keys is not None else KeyRing.from_env(),
         log=InferenceLog(inference_log, fsync=cfg.log_fsync, pii_cfg=pii_cfg) if inference_log else None,
         fallback=fallback,

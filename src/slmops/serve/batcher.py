@@ -40,8 +40,12 @@ class Job:
     scores: bool = False
     stop: list[str] | None = None
     logprobs: int | None = None
-    prompt_tokens: int = 0
+    prompt_ids: list[int] = field(default_factory=list)  # the encoded prompt (set by ``generate``)
     result: Future = field(default_factory=Future)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt_ids)
 
     @property
     def batchable(self) -> bool:
@@ -69,7 +73,7 @@ class Batcher:
     def generate(self, model: ChatModel, messages: list[dict[str, str]], max_tokens: int, **kwargs) -> Completion:
         """The answer to one conversation; raises what generating it raised (e.g. ``ContextWindowExceeded``)."""
         job = Job(model, messages, max_tokens, **kwargs)
-        job.prompt_tokens = len(model.checked(messages, max_tokens))  # a prompt that does not fit fails here
+        job.prompt_ids = model.checked(messages, max_tokens)  # a prompt that does not fit fails here
         self._queue.put(job)
         return job.result.result()
 

@@ -31,7 +31,7 @@ class ServerMetrics:
         )
         self.batch_size = Histogram(
             "slmops_batch_size",
-            "Requests generated together in one call (dynamic batching)",
+            "Requests started together: one generate call (dynamic batching), one prefill joining a batch (continuous)",
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=self.registry,
         )

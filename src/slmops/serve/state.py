@@ -14,6 +14,7 @@ from fastapi import Request
 
 from slmops.config import PIIConfig, ServeConfig
 from slmops.serve.batcher import Batcher
+from slmops.serve.continuous import ContinuousBatcher
 from slmops.serve.fallback import Fallback
 from slmops.serve.inference_log import InferenceLog
 from slmops.serve.keys import KeyRing
@@ -27,7 +28,7 @@ class ServerState:
     model_name: str
     cfg: ServeConfig
     metrics: ServerMetrics
-    batcher: Batcher
+    batcher: Batcher | ContinuousBatcher
     keys: KeyRing
     log: InferenceLog | None = None
     fallback: Fallback | None = None
