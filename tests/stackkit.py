@@ -18,7 +18,10 @@ from pathlib import Path
 SLMOPS = str(Path(sys.executable).with_name("slmops"))
 DVC = str(Path(sys.executable).with_name("dvc"))
 # Set by other fixtures or the user's shell: they would point this module's commands away from its stack.
-FOREIGN = ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "SLMOPS_PROFILE", "SLMOPS_PROJECT", "AWS_ACCESS_KEY_ID")
+FOREIGN = (
+    "MLFLOW_TRACKING_URI", "PREFECT_API_URL", "SLMOPS_PROFILE", "SLMOPS_PROJECT", "AWS_ACCESS_KEY_ID",
+    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_AUTH_STRING",
+)  # fmt: skip
 TIMINGS: dict[str, float] = {}
 
 
@@ -52,8 +55,12 @@ def run(*args: str, cwd: Path, env: dict[str, str], check: bool = True, timed: s
 
 def client_env(stack) -> dict[str, str]:
     """A client of the stack: the servers' URLs, as `slmops stack up` wrote them."""
-    ep = stack["endpoints"]
-    return stack["env"] | {"MLFLOW_TRACKING_URI": ep["mlflow"], "PREFECT_API_URL": ep["prefect_api"]}
+    ep, keys = stack["endpoints"], stack["keys"]
+    return stack["env"] | {
+        "MLFLOW_TRACKING_URI": ep["mlflow"], "PREFECT_API_URL": ep["prefect_api"],
+        "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": keys["SLMOPS_STACK_MLFLOW_ADMIN_PASSWORD"],
+        "PREFECT_API_AUTH_STRING": keys["SLMOPS_STACK_PREFECT_AUTH"],
+    }  # fmt: skip
 
 
 def python(stack, code: str, **extra_env: str) -> dict:
@@ -79,7 +86,8 @@ def api(stack, method: str, path: str, body: dict | None = None):
     """The stack's Prefect REST API, as this test process (no client settings to leak into other tests)."""
     import httpx
 
-    response = httpx.request(method, stack["endpoints"]["prefect_api"] + path, json=body, timeout=30)
+    auth = tuple(stack["keys"]["SLMOPS_STACK_PREFECT_AUTH"].split(":", 1))
+    response = httpx.request(method, stack["endpoints"]["prefect_api"] + path, json=body, auth=auth, timeout=60)
     response.raise_for_status()
     return response.json()
 

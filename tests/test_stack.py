@@ -57,13 +57,17 @@ def stack():
     work = new_project(parent, "ticket_triage")
     ports = free_ports()
     section = {name: {"port": port} for name, port in ports.items()}
-    section["prefect"]["workers"] = 2  # two workers, to pick up one retrain at the same moment
+    section["prefect"] |= {"workers": 2, "auth_string_env": "SLMOPS_STACK_PREFECT_AUTH"}  # two: one retrain at once
+    section["mlflow"]["auth"] = {"readers": {"viewer": "SLMOPS_STACK_MLFLOW_VIEWER_PASSWORD"}}
     with open(work / "slmops.yaml", "a", encoding="utf-8") as fh:
         fh.write("stack: " + json.dumps(section) + "\n")
     keys = {
         "SLMOPS_STACK_PG_PASSWORD": secrets.token_hex(12),
         "SLMOPS_STACK_S3_ACCESS_KEY": "slmops" + secrets.token_hex(4),
         "SLMOPS_STACK_S3_SECRET_KEY": secrets.token_hex(16),
+        "SLMOPS_STACK_MLFLOW_ADMIN_PASSWORD": secrets.token_hex(12),
+        "SLMOPS_STACK_MLFLOW_VIEWER_PASSWORD": secrets.token_hex(12),
+        "SLMOPS_STACK_PREFECT_AUTH": "slmops:" + secrets.token_hex(12),
     }
     env = {k: v for k, v in os.environ.items() if k not in FOREIGN} | keys
     ctx = {"work": work, "env": env, "keys": keys, "ports": ports, "parent": parent}
@@ -95,7 +99,7 @@ def test_up_is_idempotent_and_status_shows_every_part(stack):
 def test_secrets_stay_out_of_files_and_logs(stack):
     state = stack["work"] / ".slmops" / "stack"
     written = [state / "endpoints.json", *state.glob("logs/*.log"), stack["work"] / "logs" / "slmops.log"]
-    written += [stack["work"] / "params.yaml", stack["work"] / ".dvc" / "config"]
+    written += [stack["work"] / "params.yaml", stack["work"] / ".dvc" / "config", state / "mlflow-auth.ini"]
     for path in written:
         text = path.read_text(errors="replace")
         for name, value in stack["keys"].items():
@@ -129,6 +133,28 @@ def test_run_registry_and_artifacts_land_on_the_servers(stack):
     flow_runs = httpx.post(stack["endpoints"]["prefect_api"] + "/flow_runs/filter", json={}, timeout=30).json()
     states = sorted(r["state_type"] for r in flow_runs)
     assert states == ["COMPLETED", "COMPLETED"], states  # demo build + pipeline, recorded by the server
+
+
+def test_a_reader_browses_mlflow_but_cannot_register_move_aliases_or_delete(stack):
+    import httpx
+
+    url, name = stack["endpoints"]["mlflow"] + "/api/2.0/mlflow", "ticket-triage-slm"
+    reader = ("viewer", stack["keys"]["SLMOPS_STACK_MLFLOW_VIEWER_PASSWORD"])
+    with httpx.Client(auth=reader, timeout=120) as client:
+        assert client.post(url + "/experiments/search", json={"max_results": 5}).status_code == 200
+        found = client.get(url + "/model-versions/get", params={"name": name, "version": "1"})
+        assert found.status_code == 200
+        source = found.json()["model_version"]["source"]
+        assert client.post(url + "/model-versions/create", json={"name": name, "source": source}).status_code == 403
+        alias = {"name": name, "alias": "prod", "version": "1"}
+        assert client.post(url + "/registered-models/alias", json=alias).status_code == 403
+        deleted = client.request("DELETE", url + "/model-versions/delete", json={"name": name, "version": "1"})
+        assert deleted.status_code == 403
+    assert httpx.post(url + "/experiments/search", json={}, timeout=120).status_code == 401  # no login at all
+    prefect = stack["endpoints"]["prefect_api"]
+    assert httpx.post(prefect + "/flow_runs/filter", json={"limit": 1}, timeout=60).status_code == 401
+    assert httpx.get(prefect + "/health", timeout=60).status_code == 200  # probes need no auth string
+    assert [v["version"] for v in python(stack, VERSIONS)] == ["1"]  # nothing the reader tried happened
 
 
 def test_dvc_push_then_a_second_clone_pulls_a_clean_copy(stack):
