@@ -83,8 +83,9 @@ def history(stage: Stage = "prod", profile: Profile = None, work_dir: WorkDir = 
         typer.echo(f"{entry['at']}  version {entry['version']}  ({entry.get('note', '')})")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True})
 def serve(
+    ctx: typer.Context,
     alias: Annotated[str | None, typer.Option(help="Serve models:/<registered_model>@<alias>.")] = "prod",
     model_path: Annotated[
         Path | None, typer.Option(help="Serve a local model folder instead of a registry alias.")
@@ -97,11 +98,20 @@ def serve(
     fallback: Annotated[
         bool, typer.Option(help="Use the teacher fallback configured in params serve.fallback (if any).")
     ] = True,
+    lora_modules: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="LoRA adapters served as their own model names, vLLM's convention: --lora-modules a=path b=path "
+            "(default: params serve.lora_modules)."
+        ),
+    ] = None,
     profile: Profile = None,
     work_dir: WorkDir = None,
     overrides: Overrides = None,
 ) -> None:
     """Start the OpenAI-compatible server (/v1/chat/completions, /v1/models, /health, /metrics).
+
+    With params `serve.engine` an external OpenAI-compatible engine generates behind this front.
 
     Limits (body size, max_tokens cap, requests in flight, generation timeout), the teacher fallback and how
     often to look for a new alias holder come from params `serve`. `POST /admin/reload` switches at once.
@@ -117,13 +127,21 @@ def serve(
     from slmops.tasks import load_task
 
     cfg = params.serve if max_batch_size is None else params.serve.model_copy(update={"max_batch_size": max_batch_size})
+    if lora_modules or ctx.args:  # `--lora-modules a=p b=p`: the names after the first arrive as extra arguments
+        from slmops.inference.lora import parse_lora_modules
+
+        try:
+            cfg = cfg.model_copy(update={"lora_modules": parse_lora_modules([*(lora_modules or []), *ctx.args])})
+        except ValueError as err:
+            typer.echo(str(err), err=True)
+            raise typer.Exit(2) from None
     name = params.model_name
-    if model_path is None:
+    if model_path is None and cfg.engine is None:
         from slmops.flows.runtime import tracking
 
         tracking(work_dir, params.project.experiment)
     try:
-        holder = model_holder(name, alias, model_path)
+        holder = model_holder(name, alias, model_path, cfg)
     except ValueError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None
@@ -137,7 +155,9 @@ def serve(
             typer.echo(f"teacher fallback: {err}; or serve without it: --no-fallback", err=True)
             raise typer.Exit(2) from None
         typer.echo(
-            f"serving {name} (version {holder.current.version}) on http://{host}:{port}/v1 ; "
+            f"serving {', '.join([name, *getattr(holder.current.model, 'adapters', {})])} "
+            f"(version {holder.current.version}"
+            f"{', by ' + cfg.engine.base_url if cfg.engine else ''}) on http://{host}:{port}/v1 ; "
             f"inference log: {log_path} ; teacher fallback: {'on' if backstop else 'off'}"
         )
         served = create_app(holder, name, log_path, cfg, fallback=backstop, pii_cfg=params.pii)
