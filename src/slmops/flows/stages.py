@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from slmops.config import Layout, Params, SourceConfig, resolve_model_path
+from slmops.config import DISTILL_METHODS, Layout, Params, SourceConfig, resolve_model_path
 from slmops.config.project import use_project
 from slmops.flows.codedeps import code_hash
 from slmops.tasks import Task, load_task, spec_path
@@ -68,6 +68,12 @@ class Stage:
     datasets: tuple[tuple[str, str], ...] = field(default=())  # (file in the output folder, MLflow input context)
     metrics: Callable[[Ctx], Path] | None = None  # a flat metrics file for `dvc metrics` / `dvc exp show`
     persist: bool = False  # the output grows across runs (append-only): DVC must not delete it before a run
+    params_when: Callable[[Ctx], tuple[str, ...]] = lambda ctx: ()  # keys read only under some params
+
+
+def stage_params(stage: Stage, ctx: Ctx) -> tuple[str, ...]:
+    """The dotted params keys the stage reads under these params (the cache key's and dvc.yaml's)."""
+    return stage.params + stage.params_when(ctx)
 
 
 def code_modules(stage: Stage, ctx: Ctx) -> list[str]:
@@ -242,7 +248,23 @@ def _finetune(ctx: Ctx) -> BaseModel:
     paths |= {"base_model": base_model(ctx), "out_dir": layout.student, "seed": p.project.seed}
     if p.finetune.processes > 1:  # accelerate launch: N ranks, rank 0 saves
         return launch.run(p.finetune, task_ref=p.task, root=ctx.root, **paths)
-    return finetune.run(p.finetune, task=ctx.task, **paths)
+    return finetune.run(p.finetune, task=ctx.task, teacher=_distill_teacher(ctx), **paths)
+
+
+def _distill_teacher(ctx: Ctx):
+    """The local teacher whose token distributions ``finetune.method: gkd | kd`` learns (its folder resolved
+    under the work dir); None for the SFT methods, which learn from the synthesized rows alone."""
+    teacher = ctx.params.synthesize.teacher
+    if ctx.params.finetune.method not in DISTILL_METHODS or teacher.kind != "transformers":
+        return None
+    return teacher.model_copy(update={"model": resolve_model_path(teacher.model, ctx.root)})
+
+
+def _finetune_inputs(ctx: Ctx) -> list[Path]:
+    """The training rows, the validation rows, the local base and, when distilling, the local teacher."""
+    layout, teacher = ctx.layout, _distill_teacher(ctx)
+    local_teacher = [Path(teacher.model)] if teacher is not None and Path(teacher.model).exists() else []
+    return [layout.synthetic / "train.jsonl", layout.prepared / "val.jsonl"] + _local_base(ctx) + local_teacher
 
 
 def _quantize(ctx: Ctx) -> BaseModel:
@@ -460,10 +482,9 @@ STAGES: dict[str, Stage] = {
         Stage(
             name="finetune",
             params=("project.seed", "task", "finetune", "loop.init_from"),
+            params_when=lambda ctx: ("synthesize.teacher.model",) if _distill_teacher(ctx) else (),
             modules=("slmops.train.finetune", "slmops.train.launch"),
-            inputs=lambda ctx: (
-                [ctx.layout.synthetic / "train.jsonl", ctx.layout.prepared / "val.jsonl"] + _local_base(ctx)
-            ),
+            inputs=_finetune_inputs,
             out=lambda ctx: ctx.layout.student,
             run=_finetune,
             summary=_finetune_summary,
