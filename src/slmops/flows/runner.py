@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slmops.flows.stages import Ctx, Stage, input_paths, stage_code_hash
+from slmops.flows.stages import Ctx, Stage, input_paths, stage_code_hash, stage_params
 from slmops.io import atomic_write_text, flatten, read_manifest, sha256_file, sha256_text, sha256_tree
 
 log = logging.getLogger("slmops")
@@ -33,7 +33,7 @@ def param_slice(params_dump: dict[str, Any], keys: tuple[str, ...]) -> dict[str,
 
 def cache_key(stage: Stage, ctx: Ctx) -> str:
     """Params slice + content hashes of the inputs + hashes of the code: what the stage's result depends on."""
-    values = param_slice(ctx.params.model_dump(mode="json"), stage.params)
+    values = param_slice(ctx.params.model_dump(mode="json"), stage_params(stage, ctx))
     inputs = [sha256_tree(p) if p.exists() else "missing" for p in input_paths(stage, ctx)]
     code = stage_code_hash(stage, ctx)
     return sha256_text(json.dumps([values, inputs, code], sort_keys=True, default=str))
@@ -137,7 +137,7 @@ def _log_mlflow(stage: Stage, ctx: Ctx, status: str, seconds, result: dict, pare
         mlflow.set_tags({key: str(text)[:5000] for key, text in notes.items() if text})  # e.g. under-trained
         if seconds is not None:  # time of the run that computed it, also when this one was cached
             mlflow.log_metric("stage_seconds", seconds)
-        values = param_slice(ctx.params.model_dump(mode="json"), stage.params)
+        values = param_slice(ctx.params.model_dump(mode="json"), stage_params(stage, ctx))
         mlflow.log_params({k: str(v)[:500] for k, v in flatten(values).items()})
         mlflow.log_metrics(_numbers({k: v for k, v in result.items() if k != "log_history"}))
         for step, entry in enumerate(result.get("log_history", [])):

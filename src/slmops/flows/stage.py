@@ -61,6 +61,12 @@ class Stage:
     datasets: tuple[tuple[str, str], ...] = field(default=())  # (file in the output folder, MLflow input context)
     metrics: Callable[[Ctx], Path] | None = None  # a flat metrics file for `dvc metrics` / `dvc exp show`
     persist: bool = False  # the output grows across runs (append-only): DVC must not delete it before a run
+    params_when: Callable[[Ctx], tuple[str, ...]] = lambda ctx: ()  # keys read only under some params
+
+
+def stage_params(stage: Stage, ctx: Ctx) -> tuple[str, ...]:
+    """The dotted params keys the stage reads under these params (the cache key's and dvc.yaml's)."""
+    return stage.params + stage.params_when(ctx)
 
 
 def code_modules(stage: Stage, ctx: Ctx) -> list[str]:

@@ -20,11 +20,31 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from slmops.config import DISTILL_METHODS, resolve_model_path
 from slmops.flows import summaries
-from slmops.flows.stage import Ctx, Stage, base_model, code_modules, input_paths, stage_code_hash
+from slmops.flows.stage import (
+    Ctx,
+    Stage,
+    base_model,
+    code_modules,
+    input_paths,
+    stage_code_hash,
+    stage_params,
+)
 
 # Ctx, Stage and the code/input helpers live in stage.py; importable from here as before.
-__all__ = ["DEMO", "PIPELINE", "STAGES", "Ctx", "Stage", "base_model", "code_modules", "input_paths", "stage_code_hash"]
+__all__ = [
+    "DEMO",
+    "PIPELINE",
+    "STAGES",
+    "Ctx",
+    "Stage",
+    "base_model",
+    "code_modules",
+    "input_paths",
+    "stage_code_hash",
+    "stage_params",
+]
 
 
 def _sources(ctx: Ctx) -> list[Path]:
@@ -165,7 +185,23 @@ def _finetune(ctx: Ctx) -> BaseModel:
     paths |= {"base_model": base_model(ctx), "out_dir": layout.student, "seed": p.project.seed}
     if p.finetune.processes > 1:  # accelerate launch: N ranks, rank 0 saves
         return launch.run(p.finetune, task_ref=p.task, root=ctx.root, **paths)
-    return finetune.run(p.finetune, task=ctx.task, **paths)
+    return finetune.run(p.finetune, task=ctx.task, teacher=_distill_teacher(ctx), **paths)
+
+
+def _distill_teacher(ctx: Ctx):
+    """The local teacher whose token distributions ``finetune.method: gkd | kd`` learns (its folder resolved
+    under the work dir); None for the SFT methods, which learn from the synthesized rows alone."""
+    teacher = ctx.params.synthesize.teacher
+    if ctx.params.finetune.method not in DISTILL_METHODS or teacher.kind != "transformers":
+        return None
+    return teacher.model_copy(update={"model": resolve_model_path(teacher.model, ctx.root)})
+
+
+def _finetune_inputs(ctx: Ctx) -> list[Path]:
+    """The training rows, the validation rows, the local base and, when distilling, the local teacher."""
+    layout, teacher = ctx.layout, _distill_teacher(ctx)
+    local_teacher = [Path(teacher.model)] if teacher is not None and Path(teacher.model).exists() else []
+    return [layout.synthetic / "train.jsonl", layout.prepared / "val.jsonl"] + _local_base(ctx) + local_teacher
 
 
 def _quantize(ctx: Ctx) -> BaseModel:
@@ -328,10 +364,9 @@ STAGES: dict[str, Stage] = {
         Stage(
             name="finetune",
             params=("project.seed", "task", "finetune", "loop.init_from"),
+            params_when=lambda ctx: ("synthesize.teacher.model",) if _distill_teacher(ctx) else (),
             modules=("slmops.train.finetune", "slmops.train.launch"),
-            inputs=lambda ctx: (
-                [ctx.layout.synthetic / "train.jsonl", ctx.layout.prepared / "val.jsonl"] + _local_base(ctx)
-            ),
+            inputs=_finetune_inputs,
             out=lambda ctx: ctx.layout.student,
             run=_finetune,
             summary=summaries.finetune_summary,
