@@ -243,7 +243,7 @@ def test_provenance_manifest_usage_and_cost(tmp_path):
             assert p["teacher_id"] == f"openai:{url}:fake" and p["model_version"] == "fake"
             assert len(p["template_hash"]) == 16 and p["sampling"]["temperature"] == 0.0 and p["created_at"]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert len(manifest["files"]["train.jsonl"]) == 64 and manifest["estimated_cost"] == result.estimated_cost
+    assert len(manifest["files"]["train.jsonl"]) == 64 and "estimated_cost" not in manifest  # spend: MLflow, stage_runs
 
 
 def test_stage_stops_with_a_clear_error_when_the_teacher_is_down(tmp_path):

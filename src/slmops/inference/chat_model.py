@@ -242,7 +242,9 @@ class ChatModel:
         with self._lock, torch.inference_mode():
             if self.adapter is not None:
                 self.model.set_adapter(self.adapter)
-            if self.adapter is None and hasattr(self.model, "disable_adapter"):  # a peft model serving its base
+            # The base of a multi-LoRA set (it has adapter views) answers with every adapter off; a model loaded
+            # with its one adapter (the trained student the parity gate reads) answers as loaded.
+            if self.adapter is None and self.adapters and hasattr(self.model, "disable_adapter"):
                 with self.model.disable_adapter():
                     yield
             else:
