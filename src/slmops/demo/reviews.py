@@ -5,18 +5,14 @@ Usage:
 
 Reviews are composed from per-aspect phrases, each positive or negative; the rating follows the balance of
 the two. ``teacher`` is this demo's stand-in teacher (``synthesize.teacher: {kind: callable, target:
-slmops.demo.reviews:teacher}``): it reads the same phrase lexicon, so it is an oracle on this data. Asked for
-a new review (the spec's ``augment_prompt``, a self-instruct request), it writes one from that lexicon in the
-tone and length its ``Attributes:`` line asks for (``tone=mixed, length=long``).
+slmops.demo.reviews:teacher}``): it reads the same phrase lexicon, so it is an oracle on this data. The
+second task shows that a task needs only a spec and data; it is not a test of distillation quality.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
-import re
-from pathlib import Path
 
 PHRASES: dict[str, dict[str, list[str]]] = {
     "price": {
@@ -109,36 +105,9 @@ def generate(seed: int, n_seed: int, n_pool: int, n_test: int, n_corpus: int = 0
     return sets
 
 
-AUGMENT_REQUEST = re.compile(r"Write one new[^\n]*review[^\n]*\.\s*Example:\s*(?P<example>.*)", re.S)
-ASPECTS_BY_LENGTH = {"short": 1, "medium": 2, "long": 3}
-
-
-def write_review(example: str, attributes: dict[str, str]) -> str:
-    """A new review from the lexicon, never equal to ``example``: ``length`` short/medium/long discusses 1/2/3
-    aspects, ``tone`` positive/negative/mixed sets their sentiments (mixed: both kinds where there are two)."""
-    key = example + json.dumps(attributes, sort_keys=True)
-    rng = random.Random(int(hashlib.sha256(key.encode()).hexdigest()[:12], 16))
-    while True:
-        aspects = sorted(rng.sample(sorted(PHRASES), ASPECTS_BY_LENGTH.get(attributes.get("length", ""), 2)))
-        tone = attributes.get("tone", "")
-        signs = ["+" if tone == "positive" else "-" if tone == "negative" else rng.choice("+-") for _ in aspects]
-        if tone == "mixed" and len(aspects) > 1 and len(set(signs)) == 1:
-            signs[rng.randrange(len(signs))] = "-" if signs[0] == "+" else "+"
-        parts = [rng.choice(OPENERS).format(product=rng.choice(PRODUCTS))]
-        text = "".join(parts + [rng.choice(PHRASES[a][s]) for a, s in zip(aspects, signs, strict=True)])
-        if text != example.strip():
-            return text
-
-
 def teacher(messages: list[dict]) -> str:
-    """The demo teacher for this task: the phrase lexicon read back (an oracle on generated reviews), or a new
-    review for a self-instruct request (a user message alone, ``Write one new ... review. Example: ...``)."""
+    """The demo teacher for this task: the phrase lexicon read back (an oracle on generated reviews)."""
     text = next(m["content"] for m in reversed(messages) if m["role"] == "user")
-    request = AUGMENT_REQUEST.search(text)
-    if request and not any(m["role"] == "system" for m in messages):
-        example, _, line = request["example"].partition("\nAttributes: ")
-        pairs = (part.split("=", 1) for part in line.split(",") if "=" in part)
-        return write_review(example.strip(), {k.strip(): v.strip() for k, v in pairs})
     sentiments = {a: s for a, by in PHRASES.items() for s, phrases in by.items() if any(p in text for p in phrases)}
     if not sentiments:
         return json.dumps({"rating": 3, "aspects": [], "summary": "特記事項なし。"}, ensure_ascii=False)
@@ -147,11 +116,3 @@ def teacher(messages: list[dict]) -> str:
         {"rating": rating(sentiments), "aspects": aspects, "summary": summary({a: sentiments[a] for a in aspects})},
         ensure_ascii=False,
     )
-
-
-def version() -> str:
-    """Hash of this module (the lexicon and the rules): a changed teacher never reuses cached answers."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
-
-
-teacher.version = version  # type: ignore[attr-defined]
