@@ -78,8 +78,6 @@ def use_stack(cfg: StackConfig, root: Path) -> Endpoints | None:
             )
     else:
         env = endpoints.client_env()
-    from slmops.stack.access import client_env
-
-    for key, value in (env | s3_client_env(cfg) | client_env(cfg)).items():
+    for key, value in (env | s3_client_env(cfg)).items():
         os.environ.setdefault(key, value)
     return endpoints
