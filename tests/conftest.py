@@ -9,6 +9,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -114,6 +116,45 @@ def _stop_prefect_server():
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextmanager
+def tracking_store(uri: str) -> Iterator[None]:
+    """MLflow pointed at ``uri`` for a block, then back where it was: the URI set before, or none at all.
+
+    ``previous = mlflow.get_tracking_uri()`` and ``set_tracking_uri(previous)`` is no restore: with nothing set,
+    MLflow 3 answers its default, ``sqlite:///<cwd>/mlflow.db``, and setting it also writes it into
+    ``MLFLOW_TRACKING_URI``, so every later MLflow call and ``slmops`` child of that worker used an
+    ``mlflow.db`` in the repository (pytest's working directory)."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)  # None: unset, the variable too
+
+
+# MLflow's default stores (3.x: ./mlflow.db; 2.x: ./mlruns) in the working directory and the repository root.
+_DEFAULT_STORES = {d / name for d in {REPO, Path.cwd()} for name in ("mlflow.db", "mlruns")}
+_STORES_BEFORE = {path for path in _DEFAULT_STORES if path.exists()}
+
+
+@pytest.fixture(autouse=True)
+def _no_default_mlflow_store():
+    """Fail the test that leaves MLflow pointed at its default store in the working directory, or during which
+    one appears there (under xdist, possibly another worker's test: both share the repository)."""
+    yield
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    pointed = sorted(str(path) for path in _DEFAULT_STORES if uri.endswith(str(path)))
+    appeared = sorted(str(path) for path in _DEFAULT_STORES - _STORES_BEFORE if path.exists())
+    _STORES_BEFORE.update(map(Path, appeared))  # reported once, by the test it appeared in
+    if pointed or appeared:
+        pytest.fail(
+            f"MLflow's default store in the working directory: MLFLOW_TRACKING_URI={uri or '(unset)'}, "
+            f"appeared {appeared or 'nothing'} (point MLflow at a tmp store: tests.conftest.tracking_store)"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -93,10 +93,10 @@ def test_correctness_per_field_and_exact_match_with_invalid_outputs_wrong():
 
 
 def test_the_console_table_lines_up_its_columns_for_long_model_names():
-    from slmops.cli import _table
+    from slmops.cli.common import metrics_table
 
-    lines = _table({"teacher": {"category_accuracy": 1.0}, "student_genai_int4": {"category_accuracy": 0.99}}).split(
-        "\n"
-    )
+    lines = metrics_table(
+        {"teacher": {"category_accuracy": 1.0}, "student_genai_int4": {"category_accuracy": 0.99}}
+    ).split("\n")
     assert len({len(line) for line in lines}) == 1  # every row as wide as the header
     assert all(line.endswith(value) for line, value in zip(lines[1:], ("1.000", "0.990"), strict=True))

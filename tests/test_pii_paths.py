@@ -136,6 +136,7 @@ def test_slmops_evaluate_reads_inputs_as_the_served_model_does(tmp_path, monkeyp
     from typer.testing import CliRunner
 
     import slmops.cli
+    import slmops.cli.models
     import slmops.evaluate.stage
     from slmops.config import load_params
 
@@ -147,8 +148,8 @@ def test_slmops_evaluate_reads_inputs_as_the_served_model_does(tmp_path, monkeyp
 
     for mask_inputs in (True, False):
         params = load_params("smoke", project=TRIAGE, overrides=[f"serve.mask_inputs={str(mask_inputs).lower()}"])
-        monkeypatch.setattr(slmops.cli, "_setup", lambda *a, p=params, **k: p)
-        monkeypatch.setattr(slmops.cli, "_load_model", lambda *a: None)
+        monkeypatch.setattr(slmops.cli.models, "setup", lambda *a, p=params, **k: p)
+        monkeypatch.setattr(slmops.cli.models, "load_model", lambda *a: None)
         monkeypatch.setattr(slmops.evaluate.stage, "evaluate_model", evaluate_model)
         data = tmp_path / "rows.jsonl"
         expected = {"category": "account", "priority": "low"}

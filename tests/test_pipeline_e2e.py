@@ -18,7 +18,7 @@ import pytest
 from slmops.config import load_gates
 from slmops.flows.stages import DEMO, PIPELINE
 from slmops.io import load_jsonl
-from tests.conftest import free_port, slmops
+from tests.conftest import free_port, slmops, tracking_store
 from tests.projects import REVIEWS_SMOKE_GATES, TRIAGE, TRIAGE_GATES
 
 pytestmark = pytest.mark.slow
@@ -114,12 +114,8 @@ def test_the_second_task_runs_from_a_spec_and_data_alone(reviews_run):
     assert "poc gate:   passed" in out, out
     for column in ("rating_accuracy", "rating_mae", "aspects_micro_f1", "summary_chrf", "exact_match"):
         assert column in out  # the console table
-    previous = mlflow.get_tracking_uri()  # the other tests' registry helpers read the smoke run's store
-    mlflow.set_tracking_uri(reviews_run["env"]["MLFLOW_TRACKING_URI"])
-    try:
+    with tracking_store(reviews_run["env"]["MLFLOW_TRACKING_URI"]):  # then back: other tests read the smoke run's
         runs = mlflow.search_runs(search_all_experiments=True)
-    finally:
-        mlflow.set_tracking_uri(previous)
     parent = runs[runs["tags.mlflow.runName"] == "pipeline-smoke"].iloc[0]
     assert parent["tags.task"] == "review_insights" and parent["metrics.student_int8.aspects_micro_f1"] >= 0
     # quantize.candidates [int8, int4]: both evaluated and parity-checked (against ONNX fp32, and through their own

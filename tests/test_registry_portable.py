@@ -16,6 +16,7 @@ import pytest
 from slmops.inference.chat_model import ChatModel
 from slmops.registry import aliases as registry
 from slmops.tasks import load_task
+from tests.conftest import tracking_store
 from tests.projects import TRIAGE
 
 TASK = load_task("ticket_triage", TRIAGE)
@@ -29,16 +30,12 @@ def registered(tiny_models, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{root / 'mlruns.db'}"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
+    with tracking_store(uri):
         experiment = mlflow.create_experiment("portable", artifact_location=(root / "artifacts").as_uri())
         with mlflow.start_run(experiment_id=experiment):
             version = registry.register(tiny_models["onnx"], "tiny", {"accuracy": 0.5}, task=TASK)
         registry.set_alias("tiny", "poc", version)
         yield uri, "models:/tiny@poc"
-    finally:
-        mlflow.set_tracking_uri(previous)
 
 
 def test_the_registered_model_is_self_describing_and_answers_like_the_server(registered, tiny_models):

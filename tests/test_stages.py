@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,26 @@ def test_a_stage_reports_cached_only_while_its_outputs_are_intact(tmp_path, caps
     line = capsys.readouterr().out
     assert "prepare            ran" in line and "outputs changed since cached (train.jsonl)" in line
     assert train.read_bytes() == intact  # recomputed, not trusted
+
+
+def test_a_rerun_that_writes_the_same_outputs_leaves_the_folder_dvc_hashes_unchanged(tmp_path):
+    """The output folder's manifest says what the outputs are, not how long this execution took: a stage run again
+    (here: its cache key forgotten) that writes the same files leaves the folder byte for byte as it was, so DVC
+    reruns nothing after it. The execution's own figures go to the run state."""
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    tmp_path = _project(REVIEWS, tmp_path)
+    ctx = Ctx(load_params("smoke", project=tmp_path), tmp_path)
+    run_stage(STAGES["demo_data"], ctx, track=False)
+    run_stage(STAGES["prepare"], ctx, track=False)
+    out = STAGES["prepare"].out(ctx)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    execution = json.loads((ctx.layout.stage_runs / "prepare.json").read_text())
+    assert execution["execution"]["seconds"] >= 0 and "seconds" not in json.loads(before["manifest.json"])
+    manifest = json.loads(before["manifest.json"])
+    (out / "manifest.json").write_text(json.dumps({**manifest, "cache_key": "forgotten"}))
+    time.sleep(1.1)  # a later second, as a real rerun would be
+    run_stage(STAGES["prepare"], ctx, track=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 @pytest.mark.slow

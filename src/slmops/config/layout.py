@@ -30,6 +30,8 @@ class Layout(BaseModel):
     traffic_labelled = property(lambda self: self._p("data", "traffic_labelled"))  # train.jsonl + recent.jsonl
     champion = property(lambda self: self._p("models", "champion"))  # merged weights of the last poc holder
     teacher_cache = property(lambda self: self._p(".slmops", "teacher_cache.sqlite"))
+    # Each stage's last execution (seconds, teacher calls): kept out of its output folder, which DVC hashes.
+    stage_runs = property(lambda self: self._p(".slmops", "stage_runs"))
     # The embedded stack: MLflow on SQLite with artifacts beside it, Prefect's home, DVC's site cache.
     mlflow_db = property(lambda self: self._p("mlruns.db"))
     mlflow_artifacts = property(lambda self: self._p("mlartifacts"))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 
 from slmops.config.base import Strict
 from slmops.config.data import DataConfig, PIIConfig, PrepareConfig, ProjectConfig
@@ -24,7 +24,7 @@ from slmops.config.project import PROJECT_FILE, find_project
 from slmops.config.serve import EvaluateConfig, QuantizeConfig, ServeConfig
 from slmops.config.stack import StackConfig
 from slmops.config.teacher import SynthesizeConfig
-from slmops.config.train import DemoConfig, FinetuneConfig
+from slmops.config.train import DISTILL_METHODS, DemoConfig, FinetuneConfig
 from slmops.tasks import spec_path
 
 
@@ -50,6 +50,16 @@ class Params(Strict):
     pii: PIIConfig = PIIConfig()
     # The team's stack (``slmops stack up``); None: the embedded defaults (SQLite MLflow, local Prefect and DVC).
     stack: StackConfig | None = None
+
+    @model_validator(mode="after")
+    def _distill_needs_a_local_teacher(self) -> Params:
+        method, kind = self.finetune.method, self.synthesize.teacher.kind
+        if method in DISTILL_METHODS and kind != "transformers":
+            raise ValueError(
+                f"finetune.method {method} needs the teacher's token distributions: synthesize.teacher.kind must be "
+                f"transformers (a local model sharing the student's tokenizer), not {kind}"
+            )
+        return self
 
     @property
     def model_name(self) -> str:

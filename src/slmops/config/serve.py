@@ -69,6 +69,20 @@ class FallbackConfig(Strict):
     max_tokens: int = Field(128, ge=1)  # the teacher's answer budget when the client set no max_tokens
 
 
+class EngineConfig(Strict):
+    """An OpenAI-compatible engine (llama.cpp's server, vLLM, ...) that generates behind the slmops front: the
+    front keeps auth, limits, PII masking, the inference log, the teacher fallback and metrics."""
+
+    kind: Literal["openai"] = "openai"
+    base_url: str  # the engine's OpenAI root, e.g. http://127.0.0.1:8080/v1
+    model: str | None = None  # the engine's name for the base model; None: the first one its /models lists
+    api_key_env: str | None = None  # the environment variable holding the engine's key (none sent when unset)
+    # The engine's context window, when the front should know it (budgets default to what it leaves); None:
+    # the engine alone refuses a prompt that does not fit (its 4xx is passed on).
+    context_window: int | None = Field(None, ge=1)
+    connect_timeout_s: float = Field(10.0, gt=0)
+
+
 class ServeConfig(Strict):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -91,3 +105,9 @@ class ServeConfig(Strict):
     # fast masker). Off: the raw text, which the student never saw in training (a train/serve skew).
     mask_inputs: bool = True
     fallback: FallbackConfig = FallbackConfig()
+    # None: our own in-process forms generate. Set: an OpenAI-compatible engine does, over HTTP.
+    engine: EngineConfig | None = None
+    # Multi-LoRA, vLLM's ``--lora-modules name=path``: each adapter served as its own model name over one base.
+    # Our torch form loads the base once and each adapter with peft; with an engine, the name is passed
+    # through as the engine's model (the engine was started with the adapter; the path is the engine's).
+    lora_modules: dict[str, str] = {}

@@ -114,10 +114,27 @@ class QuantizationParams(PassThrough):
     bnb_4bit_compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
+class DistillParams(Strict):
+    """Logit distillation (``finetune.method: gkd`` or ``kd``): the student learns the token distributions of
+    ``synthesize.teacher`` (a local transformers model sharing the student's tokenizer) through TRL's GKDTrainer."""
+
+    adapter: Literal["lora", "qlora", "full"] = "lora"  # what trains on the student
+    # gkd only (kd is forward KL on the data's answers: lmbda 0, beta 0, whatever is set here).
+    lmbda: float = Field(0.5, ge=0.0, le=1.0)  # share of steps on the student's own sampled answers (on-policy)
+    beta: float = Field(0.5, ge=0.0, le=1.0)  # generalized JSD: 0 = KL(teacher || student), 1 = the reverse KL
+    temperature: float = Field(0.9, gt=0.0)  # sampling temperature of the on-policy answers
+    max_new_tokens: int = Field(128, ge=1)  # longest on-policy answer
+
+
+DISTILL_METHODS = ("gkd", "kd")
+
+
 class FinetuneConfig(Strict):
     # auto: QLoRA where CUDA is available, else LoRA (bitsandbytes' 4-bit CPU kernels made a QLoRA step 46x slower
     # than LoRA at 0.5B shapes); the run prints and logs which and why. qlora, lora or full: used as set.
-    method: Literal["auto", "qlora", "lora", "full"] = "auto"
+    # gkd / kd: logit distillation from the local teacher (``finetune.distill``), beside SFT on its answers.
+    method: Literal["auto", "qlora", "lora", "full", "gkd", "kd"] = "auto"
+    distill: DistillParams = DistillParams()
     # A hub id (downloads need project.offline: false) or a local folder relative to the work dir. The demo
     # points it at the tiny base model ``slmops demo build`` pretrains.
     base_model: str = "Qwen/Qwen2.5-0.5B-Instruct"
@@ -127,10 +144,18 @@ class FinetuneConfig(Strict):
     # Continue from the newest checkpoint under the output folder (written every ``training.save_steps``)
     # instead of starting over. Without a checkpoint there, training starts from the beginning.
     resume: bool = False
-    # More than 1: train in this many processes under `accelerate launch` (DDP: gloo on CPU, NCCL on GPUs; one
-    # process per GPU). ``training.batch_size`` is per process, so the global batch is processes x batch_size.
-    # Rank 0 merges and saves. `slmops stage finetune --processes N` sets it for one run.
+    # More than 1: train in this many processes under `accelerate launch` (gloo on CPU, NCCL on GPUs; one
+    # process per GPU): DDP for qlora/lora, FSDP (sharded weights, gradients and optimizer state) for full.
+    # ``training.batch_size`` is per process, so the global batch is processes x batch_size.
+    # Rank 0 merges (or gathers) and saves. `slmops stage finetune --processes N` sets it for one run; `slmops run`
+    # and the Prefect deployments go through the same finetune stage, so a profile's value holds there too.
     processes: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _distill_in_one_process(self) -> FinetuneConfig:
+        if self.method in DISTILL_METHODS and self.processes > 1:
+            raise ValueError(f"finetune.method {self.method} runs in one process: set finetune.processes: 1")
+        return self
 
 
 class TinyModelConfig(Strict):

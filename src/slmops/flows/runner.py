@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slmops.flows.stages import Ctx, Stage, input_paths, stage_code_hash
+from slmops.flows.stages import Ctx, Stage, input_paths, stage_code_hash, stage_params
 from slmops.io import atomic_write_text, flatten, read_manifest, sha256_file, sha256_text, sha256_tree
 
 log = logging.getLogger("slmops")
@@ -33,7 +33,7 @@ def param_slice(params_dump: dict[str, Any], keys: tuple[str, ...]) -> dict[str,
 
 def cache_key(stage: Stage, ctx: Ctx) -> str:
     """Params slice + content hashes of the inputs + hashes of the code: what the stage's result depends on."""
-    values = param_slice(ctx.params.model_dump(mode="json"), stage.params)
+    values = param_slice(ctx.params.model_dump(mode="json"), stage_params(stage, ctx))
     inputs = [sha256_tree(p) if p.exists() else "missing" for p in input_paths(stage, ctx)]
     code = stage_code_hash(stage, ctx)
     return sha256_text(json.dumps([values, inputs, code], sort_keys=True, default=str))
@@ -54,7 +54,8 @@ def changed_outputs(out_dir: Path, recorded: dict[str, str]) -> list[str]:
 
 
 def _status(stage: Stage, ctx: Ctx, key: str) -> tuple[str, dict[str, Any] | None]:
-    """``("cached", result)``, or ``("ran", None)`` / ``("rerun: ...", None)`` when it must run."""
+    """``("cached", result)`` (with what the execution that computed it spent, when known), or ``("ran", None)`` /
+    ``("rerun: ...", None)`` when it must run."""
     manifest = read_manifest(stage.out(ctx)) or {}
     if manifest.get("cache_key") != key or "result" not in manifest:
         return "ran", None
@@ -62,31 +63,50 @@ def _status(stage: Stage, ctx: Ctx, key: str) -> tuple[str, dict[str, Any] | Non
     if changed:
         shown = ", ".join(changed[:3]) + (f" +{len(changed) - 3}" if len(changed) > 3 else "")
         return f"rerun: outputs changed since cached ({shown})", None
-    return "cached", manifest["result"]
+    return "cached", manifest["result"] | last_execution(stage, ctx, key)  # seconds included
+
+
+def last_execution(stage: Stage, ctx: Ctx, key: str) -> dict[str, Any]:
+    """What the execution that computed the cached result recorded of itself (its seconds, teacher calls and
+    spend), when it was this key's; {} after e.g. a `dvc pull` brought the outputs without it."""
+    path = ctx.layout.stage_runs / f"{stage.name}.json"
+    record = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return record.get("execution", {}) if record.get("cache_key") == key else {}
+
+
+def _record(stage: Stage, ctx: Ctx, key: str, model: Any, seconds: float) -> dict[str, Any]:
+    """Write the output folder's manifest with what the outputs are (the same bytes whenever the same outputs
+    are written: DVC hashes this folder), and beside it, in the run state, what this execution was."""
+    result = model.model_dump(mode="json")
+    execution = {"seconds": seconds} | {k: result[k] for k in getattr(model, "RUN_FIELDS", ()) if k in result}
+    out_dir = stage.out(ctx)
+    manifest = (read_manifest(out_dir) or {}) | {
+        "cache_key": key,
+        "result": {k: v for k, v in result.items() if k != "log_history" and k not in execution},
+        "outputs": output_hashes(out_dir),
+    }
+    manifest.pop("seconds", None)  # written by older versions
+    atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2, default=str))
+    ctx.layout.stage_runs.mkdir(parents=True, exist_ok=True)
+    record = {"cache_key": key, "execution": execution}
+    atomic_write_text(ctx.layout.stage_runs / f"{stage.name}.json", json.dumps(record, indent=2, default=str))
+    return result | execution
 
 
 def run_stage(stage: Stage, ctx: Ctx, parent_run_id: str | None = None, track: bool = True) -> dict[str, Any]:
     """Run ``stage`` unless its output folder holds an intact result for the same key; print one line; log it to
     a nested MLflow run under ``parent_run_id`` when ``track``."""
-    key, out_dir = cache_key(stage, ctx), stage.out(ctx)
+    key = cache_key(stage, ctx)
     status, result = _status(stage, ctx, key)
     if result is None:
         log.info("stage %s: %s", stage.name, status)
         started = time.perf_counter()
-        result = stage.run(ctx).model_dump(mode="json")
-        seconds = round(time.perf_counter() - started, 1)
-        manifest = (read_manifest(out_dir) or {}) | {
-            "cache_key": key,
-            "seconds": seconds,
-            "result": {k: v for k, v in result.items() if k != "log_history"},
-            "outputs": output_hashes(out_dir),
-        }
-        atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2, default=str))
-    else:
-        manifest = read_manifest(out_dir) or {}
-    print(_line(stage, status, manifest.get("seconds"), result), flush=True)
+        model = stage.run(ctx)
+        result = _record(stage, ctx, key, model, round(time.perf_counter() - started, 1))
+    seconds = result.pop("seconds", None)
+    print(_line(stage, status, seconds, result), flush=True)
     if track:
-        _log_mlflow(stage, ctx, status, manifest, result, parent_run_id)
+        _log_mlflow(stage, ctx, status, seconds, result, parent_run_id)
     return result
 
 
@@ -105,7 +125,7 @@ def _numbers(data: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in flatten(data).items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-def _log_mlflow(stage: Stage, ctx: Ctx, status: str, manifest: dict, result: dict, parent_run_id: str | None) -> None:
+def _log_mlflow(stage: Stage, ctx: Ctx, status: str, seconds, result: dict, parent_run_id: str | None) -> None:
     import mlflow
 
     out_dir = stage.out(ctx)
@@ -113,10 +133,11 @@ def _log_mlflow(stage: Stage, ctx: Ctx, status: str, manifest: dict, result: dic
         mlflow.set_tags({"cached": str(status == "cached").lower(), "stage_status": status[:250]})
         notes = {"warning": result.get("warning"), "epochs_reason": result.get("epochs_reason")}
         notes |= {"method": result.get("method"), "method_reason": result.get("method_reason")}  # finetune's
+        notes |= {"parallel": result.get("parallel")}  # finetune's: none, ddp or fsdp
         mlflow.set_tags({key: str(text)[:5000] for key, text in notes.items() if text})  # e.g. under-trained
-        if "seconds" in manifest:  # time of the run that computed it, also when this one was cached
-            mlflow.log_metric("stage_seconds", manifest["seconds"])
-        values = param_slice(ctx.params.model_dump(mode="json"), stage.params)
+        if seconds is not None:  # time of the run that computed it, also when this one was cached
+            mlflow.log_metric("stage_seconds", seconds)
+        values = param_slice(ctx.params.model_dump(mode="json"), stage_params(stage, ctx))
         mlflow.log_params({k: str(v)[:500] for k, v in flatten(values).items()})
         mlflow.log_metrics(_numbers({k: v for k, v in result.items() if k != "log_history"}))
         for step, entry in enumerate(result.get("log_history", [])):

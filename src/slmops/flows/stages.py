@@ -16,96 +16,39 @@ output file makes it rerun, saying which.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
-from slmops.config import Layout, Params, SourceConfig, resolve_model_path
-from slmops.config.project import use_project
-from slmops.flows.codedeps import code_hash
-from slmops.tasks import Task, load_task, spec_path
+from slmops.config import DISTILL_METHODS, resolve_model_path
+from slmops.flows import summaries
+from slmops.flows.stage import (
+    Ctx,
+    Stage,
+    base_model,
+    code_modules,
+    input_paths,
+    stage_code_hash,
+    stage_params,
+)
 
-COMMON_MODULES = ("slmops.config", "slmops.io")  # every stage reads params and writes a manifest
-
-
-@dataclass(frozen=True)
-class Ctx:
-    """What a stage needs to find its inputs: the resolved params and the work dir."""
-
-    params: Params
-    root: Path
-
-    def __post_init__(self) -> None:
-        use_project(self.root)  # the team's own modules (a callable teacher, a Task class), in any process
-
-    @cached_property
-    def task(self) -> Task:
-        return load_task(self.params.task, self.root)
-
-    @property
-    def layout(self) -> Layout:
-        return Layout(root=self.root)
-
-    def source(self, src: SourceConfig | None) -> SourceConfig | None:
-        """A data source with its path made absolute under the work dir."""
-        return None if src is None else src.model_copy(update={"path": str(self.root / src.path)})
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    params: tuple[str, ...]  # dotted keys of the resolved params the stage reads
-    modules: tuple[str, ...]  # the modules it runs: their import closure is its code (COMMON_MODULES too)
-    inputs: Callable[[Ctx], list[Path]]
-    out: Callable[[Ctx], Path]  # the output folder; its manifest.json records the cache key and output hashes
-    run: Callable[[Ctx], BaseModel]
-    summary: Callable[[dict[str, Any]], str]  # the figure that matters, for the console line
-    artifacts: tuple[str, ...] = field(default=())  # files (globs) of the output folder logged to MLflow
-    datasets: tuple[tuple[str, str], ...] = field(default=())  # (file in the output folder, MLflow input context)
-    metrics: Callable[[Ctx], Path] | None = None  # a flat metrics file for `dvc metrics` / `dvc exp show`
-    persist: bool = False  # the output grows across runs (append-only): DVC must not delete it before a run
-
-
-def code_modules(stage: Stage, ctx: Ctx) -> list[str]:
-    """The modules whose import closure is the stage's code: its own, the shared ones, and the task class,
-    callable teacher or demo generator the params name (in the package or the team's project)."""
-    modules = [*COMMON_MODULES, *stage.modules]
-    if "task" in stage.params and ":" in ctx.params.task:
-        modules.append(ctx.params.task.partition(":")[0])
-    teacher = ctx.params.synthesize.teacher
-    if any(k.startswith("synthesize") for k in stage.params) and teacher.kind == "callable":
-        modules.append(teacher.target.partition(":")[0])
-    if stage.name == "demo_data" and ctx.task.spec.demo_generator:
-        modules.append(ctx.task.spec.demo_generator.partition(":")[0])
-    return modules
-
-
-def stage_code_hash(stage: Stage, ctx: Ctx) -> str:
-    """What the cache key and DVC's ``code.<stage>`` param hold for the stage's code."""
-    return code_hash(code_modules(stage, ctx), roots=(ctx.root,))
-
-
-def input_paths(stage: Stage, ctx: Ctx) -> list[Path]:
-    """The stage's declared inputs plus the task spec file when it reads ``task``."""
-    paths = stage.inputs(ctx)
-    spec = spec_path(ctx.params.task, ctx.root) if "task" in stage.params else None
-    return paths + ([spec] if spec is not None else [])
+# Ctx, Stage and the code/input helpers live in stage.py; importable from here as before.
+__all__ = [
+    "DEMO",
+    "PIPELINE",
+    "STAGES",
+    "Ctx",
+    "Stage",
+    "base_model",
+    "code_modules",
+    "input_paths",
+    "stage_code_hash",
+    "stage_params",
+]
 
 
 def _sources(ctx: Ctx) -> list[Path]:
     return [ctx.root / s.path for s in ctx.params.data.sources().values()]
-
-
-def base_model(ctx: Ctx) -> str:
-    """What finetune starts from: the champion's weights when ``loop.init_from: champion`` and a champion was
-    kept (``Layout.champion``), else ``finetune.base_model`` (a local folder under the work dir, or a hub id)."""
-    if ctx.params.loop.init_from == "champion" and (ctx.layout.champion / "config.json").exists():
-        return str(ctx.layout.champion)
-    return resolve_model_path(ctx.params.finetune.base_model, ctx.root)
 
 
 def _local_base(ctx: Ctx) -> list[Path]:
@@ -242,7 +185,23 @@ def _finetune(ctx: Ctx) -> BaseModel:
     paths |= {"base_model": base_model(ctx), "out_dir": layout.student, "seed": p.project.seed}
     if p.finetune.processes > 1:  # accelerate launch: N ranks, rank 0 saves
         return launch.run(p.finetune, task_ref=p.task, root=ctx.root, **paths)
-    return finetune.run(p.finetune, task=ctx.task, **paths)
+    return finetune.run(p.finetune, task=ctx.task, teacher=_distill_teacher(ctx), **paths)
+
+
+def _distill_teacher(ctx: Ctx):
+    """The local teacher whose token distributions ``finetune.method: gkd | kd`` learns (its folder resolved
+    under the work dir); None for the SFT methods, which learn from the synthesized rows alone."""
+    teacher = ctx.params.synthesize.teacher
+    if ctx.params.finetune.method not in DISTILL_METHODS or teacher.kind != "transformers":
+        return None
+    return teacher.model_copy(update={"model": resolve_model_path(teacher.model, ctx.root)})
+
+
+def _finetune_inputs(ctx: Ctx) -> list[Path]:
+    """The training rows, the validation rows, the local base and, when distilling, the local teacher."""
+    layout, teacher = ctx.layout, _distill_teacher(ctx)
+    local_teacher = [Path(teacher.model)] if teacher is not None and Path(teacher.model).exists() else []
+    return [layout.synthetic / "train.jsonl", layout.prepared / "val.jsonl"] + _local_base(ctx) + local_teacher
 
 
 def _quantize(ctx: Ctx) -> BaseModel:
@@ -300,13 +259,6 @@ def _parity(ctx: Ctx) -> BaseModel:
     )
 
 
-def _parity_summary(r: dict) -> str:
-    steps = r["figures"]["steps"]
-    return " · ".join(f"{s['step']} {s['output_agreement']:.2f}/{s['label_agreement']:.2f}" for s in steps) + (
-        "  (output/label agreement: each quantized form with onnx_fp32, the rest with the step before)"
-    )
-
-
 class _Counts(BaseModel):
     counts: dict[str, int]
 
@@ -314,54 +266,6 @@ class _Counts(BaseModel):
 class _Vocab(BaseModel):
     path: Path
     vocab_size: int
-
-
-# ---------------------------------------------------------------- the figure each stage line shows
-
-
-def _n(value: Any) -> str:
-    return f"{value:,}" if isinstance(value, int) else f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def _join(parts: dict[str, Any]) -> str:
-    return " · ".join(f"{k} {_n(v)}" for k, v in parts.items() if v is not None)
-
-
-def _prepare_summary(r: dict) -> str:
-    return _join(r["counts"] | {"rejected": sum(r["rejected"].values()), "PII masked": sum(r["pii_masked"].values())})
-
-
-def _synthesize_summary(r: dict) -> str:
-    accepted = r["counts"].get("teacher_label", 0) + r["counts"].get("teacher_augment", 0)
-    parts = {"asked": r["counts"]["asked"], "accepted": accepted, "rejected": sum(r["rejected"].values())}
-    filtered, coverage = sum(r.get("filtered", {}).values()), r.get("diversity", {}).get("coverage")
-    parts |= {"of them filtered": filtered or None, "test coverage": coverage}
-    return _join(parts | {"teacher calls": r["teacher_calls"], "cached": r["cache_hits"], "rows": r["counts"]["total"]})
-
-
-def _finetune_summary(r: dict) -> str:
-    parts = {"examples": r["train_examples"], "epochs": r.get("epochs"), "loss": r["final_train_loss"]}
-    line = f"{r['method']} · " + _join(parts | {"eval loss": r["eval_loss"]})
-    return line + ("  UNDER-TRAINED: see the WARNING above" if r.get("warning") else "")
-
-
-def _harvest_summary(r: dict) -> str:
-    parts = {"read": r["rows_read"], "selected": r["selected"], "batches": r["batches_total"]}
-    return _join(parts | {"rows": r["rows_total"]}) + (f"  ({_join(r['by_reason'])})" if r["by_reason"] else "")
-
-
-def _label_traffic_summary(r: dict) -> str:
-    parts = {"harvested": r["harvested"], "labelled": r["labelled"], "rejected": sum(r["rejected"].values())}
-    return _join(parts | {"teacher calls": r["teacher_calls"], "train": r["train_rows"], "recent": r["recent_rows"]})
-
-
-def _evaluate_summary(r: dict) -> str:
-    name, served = next(((k, v) for k, v in r["metrics"].items() if k.startswith("student_")), ("", {}))
-    shown = [k for k in served if k not in ("n", "latency_p50_ms", "latency_p95_ms", "size_mb", "exact_match")][:3]
-    line = f"{name} " + _join({k: served[k] for k in shown} | {"p95 ms": served.get("latency_p95_ms")})
-    recent = r["metrics"].get(f"recent_{name}")
-    headline = next((k for k in shown if k.endswith("_accuracy")), shown[0] if shown else None)
-    return line + (f" · recent traffic {headline} {_n(recent[headline])}" if recent and headline else "")
 
 
 STAGES: dict[str, Stage] = {
@@ -382,7 +286,7 @@ STAGES: dict[str, Stage] = {
             inputs=lambda ctx: [],
             out=lambda ctx: ctx.root / ctx.params.demo.out_dir,
             run=_demo_data,
-            summary=lambda r: _join(r["counts"]),
+            summary=lambda r: summaries.join(r["counts"]),
         ),
         Stage(
             name="demo_tokenizer",
@@ -391,7 +295,7 @@ STAGES: dict[str, Stage] = {
             inputs=lambda ctx: [ctx.root / ctx.params.demo.out_dir],
             out=lambda ctx: ctx.layout.tokenizer,
             run=_demo_tokenizer,
-            summary=lambda r: _join({"vocab": r["vocab_size"]}),
+            summary=lambda r: summaries.join({"vocab": r["vocab_size"]}),
         ),
         Stage(
             name="demo_student_base",
@@ -400,7 +304,7 @@ STAGES: dict[str, Stage] = {
             inputs=lambda ctx: [ctx.layout.tokenizer, ctx.root / ctx.params.demo.out_dir],
             out=lambda ctx: ctx.layout.student_base,
             run=_demo_student_base,
-            summary=lambda r: _join({"params": r["params"], "loss": r["final_loss"]}),
+            summary=lambda r: summaries.join({"params": r["params"], "loss": r["final_loss"]}),
             artifacts=("loss_curve.png",),
         ),
         Stage(
@@ -410,7 +314,7 @@ STAGES: dict[str, Stage] = {
             inputs=_sources,
             out=lambda ctx: ctx.layout.prepared,
             run=_prepare,
-            summary=_prepare_summary,
+            summary=summaries.prepare_summary,
             artifacts=("rejects.jsonl",),
             datasets=(("train.jsonl", "training"), ("val.jsonl", "validation"), ("test.jsonl", "evaluation")),
         ),
@@ -421,7 +325,7 @@ STAGES: dict[str, Stage] = {
             inputs=_harvest_inputs,
             out=lambda ctx: ctx.layout.traffic,
             run=_harvest,
-            summary=_harvest_summary,
+            summary=summaries.harvest_summary,
             persist=True,
         ),
         Stage(
@@ -439,7 +343,7 @@ STAGES: dict[str, Stage] = {
             inputs=lambda ctx: [ctx.layout.traffic],
             out=lambda ctx: ctx.layout.traffic_labelled,
             run=_label_traffic,
-            summary=_label_traffic_summary,
+            summary=summaries.label_traffic_summary,
             artifacts=("rejects.jsonl",),
             datasets=(("train.jsonl", "training"), ("recent.jsonl", "evaluation")),
         ),
@@ -453,20 +357,19 @@ STAGES: dict[str, Stage] = {
             ),
             out=lambda ctx: ctx.layout.synthetic,
             run=_synthesize,
-            summary=_synthesize_summary,
+            summary=summaries.synthesize_summary,
             artifacts=("rejects.jsonl",),
             datasets=(("train.jsonl", "training"),),
         ),
         Stage(
             name="finetune",
             params=("project.seed", "task", "finetune", "loop.init_from"),
+            params_when=lambda ctx: ("synthesize.teacher.model",) if _distill_teacher(ctx) else (),
             modules=("slmops.train.finetune", "slmops.train.launch"),
-            inputs=lambda ctx: (
-                [ctx.layout.synthetic / "train.jsonl", ctx.layout.prepared / "val.jsonl"] + _local_base(ctx)
-            ),
+            inputs=_finetune_inputs,
             out=lambda ctx: ctx.layout.student,
             run=_finetune,
-            summary=_finetune_summary,
+            summary=summaries.finetune_summary,
             artifacts=("loss_curve.png", "log_history.json"),
         ),
         Stage(
@@ -490,7 +393,7 @@ STAGES: dict[str, Stage] = {
             ],
             out=lambda ctx: ctx.layout.reports / "eval",
             run=_evaluate,
-            summary=_evaluate_summary,
+            summary=summaries.evaluate_summary,
             artifacts=("metrics.json", "comparison.csv", "confusion_*.png"),
             metrics=_metrics_file,
         ),
@@ -510,7 +413,7 @@ STAGES: dict[str, Stage] = {
             ),
             out=lambda ctx: ctx.layout.reports / "parity",
             run=_parity,
-            summary=_parity_summary,
+            summary=summaries.parity_summary,
             artifacts=("parity.json",),
         ),
     ]

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from slmops.config import Params
-from slmops.flows.stages import DEMO, PIPELINE, Ctx, input_paths, stage_code_hash
+from slmops.flows.stages import DEMO, PIPELINE, Ctx, input_paths, stage_code_hash, stage_params
 
 PARAMS_FILE = "params.yaml"
 HEADER = """\
@@ -43,7 +43,7 @@ def dvc_stages(params: Params, root: Path) -> dict[str, Any]:
         stages[stage.name] = {
             "cmd": f"slmops stage {stage.name} --params-file {PARAMS_FILE}",
             "deps": sorted(set(deps)),
-            "params": [*stage.params, f"code.{stage.name}"],
+            "params": [*stage_params(stage, ctx), f"code.{stage.name}"],
             "outs": [
                 {_rel(stage.out(ctx), ctx.root): {"persist": True}} if stage.persist else _rel(stage.out(ctx), ctx.root)
             ],

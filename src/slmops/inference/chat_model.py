@@ -16,11 +16,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from slmops.inference.completion import (  # noqa: F401  (re-exported: callers import them from here)
     Completion,
     ContextWindowExceeded,
+    EngineError,
     check_fits,
     encode_chat,
     finish,
@@ -59,6 +61,10 @@ class ChatModel:
         self.device = getattr(model, "device", None)  # where input tensors go (ONNX Runtime models: cpu)
         self.context_window = int(getattr(model.config, "max_position_embeddings", 2048))
         self._lock = threading.Lock()
+        # Multi-LoRA (``inference/lora.py``): the adapter this view generates with (None: the base, every
+        # adapter off), and the views by served name; all views share the model and the lock.
+        self.adapter: str | None = None
+        self.adapters: dict[str, ChatModel] = {}
 
     @classmethod
     def load(cls, path: Path | str, device: str = "auto") -> ChatModel:
@@ -137,7 +143,7 @@ class ChatModel:
         input_ids = torch.tensor([ids for ids, _ in padded], device=self.device)
         attention_mask = torch.tensor([mask for _, mask in padded], device=self.device)
         started = time.perf_counter()
-        with self._lock, torch.inference_mode():
+        with self.generating():
             if seed is not None:
                 torch.manual_seed(seed)
             out = self.model.generate(
@@ -190,7 +196,7 @@ class ChatModel:
         def generate() -> None:
             started = time.perf_counter()
             try:
-                with self._lock, torch.inference_mode():
+                with self.generating():
                     if seed is not None:
                         torch.manual_seed(seed)
                     input_ids = torch.tensor([ids], device=self.device)
@@ -227,6 +233,22 @@ class ChatModel:
     def lock(self) -> threading.Lock:
         """The lock every generation holds (the continuous batcher takes it for each step)."""
         return self._lock
+
+    @contextmanager
+    def generating(self):
+        """One generation at a time, without autograd, with this view's adapter active (or none, for the base)."""
+        import torch
+
+        with self._lock, torch.inference_mode():
+            if self.adapter is not None:
+                self.model.set_adapter(self.adapter)
+            # The base of a multi-LoRA set (it has adapter views) answers with every adapter off; a model loaded
+            # with its one adapter (the trained student the parity gate reads) answers as loaded.
+            if self.adapter is None and self.adapters and hasattr(self.model, "disable_adapter"):
+                with self.model.disable_adapter():
+                    yield
+            else:
+                yield
 
     def room_for(self, messages: list[dict[str, str]]) -> int:
         """How many tokens the context window leaves for an answer to ``messages``."""

@@ -33,6 +33,15 @@ class ContextWindowExceeded(ValueError):
     pass
 
 
+class EngineError(RuntimeError):
+    """An external engine refused a request (its 4xx, passed on) or failed (502): the HTTP status to answer
+    with, the engine's message, and the request field it named, if any."""
+
+    def __init__(self, message: str, status: int = 502, param: str | None = None):
+        super().__init__(message)
+        self.status, self.param = status, param
+
+
 def encode_chat(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     """The prompt's token ids through the tokenizer's chat template, with the generation prompt."""
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import BaseModel
 
@@ -44,6 +45,8 @@ class TrafficResult(BaseModel):
     cache_hits: int
     prompt_tokens: int
     completion_tokens: int
+    # What this execution spent (a rerun from the teacher cache spends nothing): not in the output's manifest.
+    RUN_FIELDS: ClassVar[tuple[str, ...]] = ("teacher_calls", "cache_hits", "prompt_tokens", "completion_tokens")
 
 
 def harvested_rows(traffic_dir: Path) -> list[dict]:
@@ -109,5 +112,5 @@ def run(
         prompt_tokens=usage["prompt_tokens"],
         completion_tokens=usage["completion_tokens"],
     )
-    write_manifest(out_dir, stage="label_traffic", **result.model_dump(mode="json"))
+    write_manifest(out_dir, stage="label_traffic", **result.model_dump(mode="json", exclude=set(result.RUN_FIELDS)))
     return result

@@ -73,7 +73,10 @@ class ContinuousBatcher:
 
     def generate(self, model: ChatModel, messages: list[dict[str, str]], max_tokens: int, **kwargs) -> Completion:
         """The answer to one conversation; raises what generating it raised (e.g. ``ContextWindowExceeded``)."""
-        if getattr(model, "backend", None) not in STEPPABLE:
+        # Multi-LoRA views switch their adapter per generation (ChatModel.generating): the dynamic batcher's
+        # whole-batch generations keep one adapter per batch, the step loop would not.
+        multi_lora = getattr(model, "adapter", None) is not None or bool(getattr(model, "adapters", None))
+        if getattr(model, "backend", None) not in STEPPABLE or multi_lora:
             return self.dynamic.generate(model, messages, max_tokens, **kwargs)
         job = Job(model, messages, max_tokens, **kwargs)
         job.prompt_ids = model.checked(messages, max_tokens)  # a prompt that does not fit fails here

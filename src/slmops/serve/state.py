@@ -2,7 +2,7 @@
 
 Usage:
     state: ServerState = request.app.state.server
-    served = state.holder.current
+    served = state.pick(req.model)         # the base, or a LoRA adapter's view (serve.lora_modules)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from slmops.serve.fallback import Fallback
 from slmops.serve.inference_log import InferenceLog
 from slmops.serve.keys import KeyRing
 from slmops.serve.metrics import ServerMetrics
-from slmops.serve.reload import ModelHolder
+from slmops.serve.reload import ModelHolder, ServedModel
 
 
 @dataclass
@@ -37,6 +37,17 @@ class ServerState:
 
     def __post_init__(self) -> None:
         self.slots = threading.BoundedSemaphore(self.cfg.max_in_flight)
+
+    def served_names(self) -> list[str]:
+        """The model names a request may ask for: the base's, then each LoRA adapter's (``serve.lora_modules``)."""
+        return [self.model_name, *getattr(self.holder.current.model, "adapters", {})]
+
+    def pick(self, name: str) -> ServedModel:
+        """What answers a request for ``name`` (one of ``served_names``): the base or that adapter's view."""
+        served = self.holder.current  # taken once: the request uses this model to the end, even over a reload
+        if name == self.model_name:
+            return served
+        return ServedModel(served.model.adapters[name], served.version)
 
 
 def as_trained(messages: list[dict], state: ServerState) -> list[dict]:

@@ -22,7 +22,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, model_validator
 
@@ -88,6 +88,16 @@ class SynthesizeResult(BaseModel):
     estimated_cost: float
     filtered: dict[str, int] = {}  # new inputs the novelty and agreement filters rejected (also in rejected)
     diversity: dict[str, float] = {}  # distinct-1/2, test coverage, rows per grid cell (synthesize/diversity.py)
+
+    # What this execution spent: a rerun answered from the teacher cache spends nothing. Kept out of the output
+    # folder's manifest (flows/runner.py), so a rerun that writes the same rows leaves the stage's outputs as they were.
+    RUN_FIELDS: ClassVar[tuple[str, ...]] = (
+        "cache_hits",
+        "teacher_calls",
+        "prompt_tokens",
+        "completion_tokens",
+        "estimated_cost",
+    )
 
 
 __all__ = ["augment_asks", "run"]  # augment_asks lives in augment.py; importable from here as before
@@ -208,7 +218,8 @@ def run(
     result = _result(cfg, task, labeller, rows, out_dir, asked, reject_rate, decontaminated, dropped)
     result.filtered = filtered
     result.diversity = _diversity(cfg, rows, test_inputs, grid_size)
-    write_manifest(out_dir, stage="synthesize", currency=cfg.cost.currency, **result.model_dump(mode="json"))
+    fields = result.model_dump(mode="json", exclude=set(result.RUN_FIELDS))
+    write_manifest(out_dir, stage="synthesize", currency=cfg.cost.currency, **fields)
     return result
 
 

@@ -19,6 +19,7 @@ class TeacherResponse(BaseModel):
     completion_tokens: int = 0
     error: str | None = None  # transport failure after retries (timeout, 5xx, 4xx): never trained on
     cached: bool = False
+    created_at: str | None = None  # when the teacher answered (UTC, stamped as it lands; a cached answer keeps it)
 
 
 def request_seed(seed: int | None, messages: list[dict[str, str]]) -> int | None:

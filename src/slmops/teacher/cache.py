@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 from slmops.config import SamplingConfig
@@ -85,6 +86,7 @@ def complete_cached(
                 on_answer(i, answer)
 
     def landed(j: int, response: TeacherResponse) -> None:
+        response.created_at = response.created_at or datetime.now(UTC).isoformat(timespec="seconds")
         if response.error is None:
             cache.put(keys[missing[j]], response)
         if on_answer is not None:
@@ -93,5 +95,6 @@ def complete_cached(
     if missing:
         fresh = teacher.complete([requests[i] for i in missing], sampling, response_format, on_response=landed)
         for i, response in zip(missing, fresh, strict=True):
+            response.created_at = response.created_at or datetime.now(UTC).isoformat(timespec="seconds")
             answers[i] = response
     return [a for a in answers if a is not None], len(requests) - len(missing)

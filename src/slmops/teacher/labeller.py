@@ -11,7 +11,6 @@ given provenance the same way.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -89,13 +88,14 @@ class Labeller:
         responses = self.ask(requests, self.cfg.sampling, self.task.response_format(), lambda i, r: check(i, r)[1])
         return [(*check(i, r), r) for i, r in enumerate(responses)]
 
-    def provenance(self, sampling) -> dict[str, Any]:
+    def provenance(self, sampling, response: TeacherResponse) -> dict[str, Any]:
+        """Who answered, how, and when: the answer's own time, so a rerun from the cache writes the same row."""
         return {
             "teacher_id": self.teacher.teacher_id,
             "model_version": self.teacher.model_version,
             "template_hash": self.template_hash,
             "sampling": sampling.model_dump(),
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created_at": response.created_at,
         }
 
     def reject(self, row_id: str, text: str, reason: str, response: TeacherResponse) -> None:
@@ -116,7 +116,7 @@ class Labeller:
                     "input": text,
                     "expected": lab.model_dump(),
                     "source": source,
-                    "provenance": self.provenance(sampling),
+                    "provenance": self.provenance(sampling, response),
                 }
             )
         return accepted

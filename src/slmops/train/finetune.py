@@ -2,9 +2,11 @@
 
 Usage:
     slmops stage finetune --profile demo
-    slmops stage finetune --profile demo --processes 2     # DDP under accelerate launch (slmops.train.launch)
+    slmops stage finetune --profile demo --processes 2     # accelerate launch (slmops.train.launch): DDP, or
+                                                           # FSDP with finetune.method: full (slmops.train.fsdp)
 
-``finetune.method: auto`` (the default) is QLoRA on CUDA and LoRA on a CPU (``slmops.train.method``).
+``finetune.method: auto`` (the default) is QLoRA on CUDA and LoRA on a CPU (``slmops.train.method``);
+``gkd`` / ``kd`` learn a local teacher's token distributions instead (``slmops.train.distill``).
 
 ``finetune.base_model`` is a hub id or a local folder (the demo points it at its own tiny base model).
 QLoRA loads the base in 4-bit nf4 through bitsandbytes (on CPU too) and trains LoRA adapters; the adapters
@@ -17,15 +19,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from slmops.config import FinetuneConfig, TrainingConfig
+from slmops.config import DISTILL_METHODS, FinetuneConfig, TeacherConfig, TrainingConfig
 from slmops.io import load_jsonl, write_manifest
 from slmops.tasks import Task
 from slmops.train.base import load_base, lora_config
+from slmops.train.distill import distill_args, distill_records, train_gkd
+from slmops.train.distill import teacher_model_dir as distill_teacher
+from slmops.train.fsdp import full_state_dict, is_sharded, keep_fsdp_on_cpu
 from slmops.train.method import choose_method
 from slmops.train.schedule import choose_epochs, undertrained
 
@@ -40,6 +46,7 @@ class FinetuneResult(BaseModel):
     final_train_loss: float | None
     eval_loss: float | None
     global_step: int = 0
+    parallel: str = "none"  # how several processes trained: ddp (a full copy per rank) or fsdp (sharded weights)
     resumed_from_step: int | None = None  # the checkpoint ``finetune.resume`` continued from
     epochs: float  # what the run trained for (``auto``: chosen from the train rows; max_steps: what it amounts to)
     epochs_reason: str  # one line: why that many
@@ -59,8 +66,11 @@ def sft_records(task: Task, rows: list[dict[str, Any]], teacher: bool = False) -
     ]
 
 
-def training_args(cfg: TrainingConfig, out_dir: Path, seed: int, n_train: int | None = None, **extra: Any):
-    """``trl.SFTConfig`` from the declared fields, then ``cfg``'s pass-through keys, then ``extra`` (the stage's).
+def training_args(
+    cfg: TrainingConfig, out_dir: Path, seed: int, n_train: int | None = None, config_cls=None, **extra: Any
+):
+    """``trl.SFTConfig`` (or ``config_cls``, a subclass such as ``GKDConfig``) from the declared fields, then
+    ``cfg``'s pass-through keys, then ``extra`` (the stage's).
 
     ``epochs: auto`` becomes a number from ``n_train`` (the train rows; ``schedule.choose_epochs``)."""
     import torch
@@ -99,7 +109,7 @@ def training_args(cfg: TrainingConfig, out_dir: Path, seed: int, n_train: int | 
     if cfg.early_stopping_patience:  # the best checkpoint is kept and loaded back at the end
         kwargs |= {"load_best_model_at_end": True, "metric_for_best_model": "eval_loss", "greater_is_better": False}
         kwargs |= {"save_strategy": "steps", "save_steps": cfg.eval_steps}
-    return SFTConfig(**(kwargs | cfg.extra | extra))
+    return (config_cls or SFTConfig)(**(kwargs | cfg.extra | extra))
 
 
 def _speed_args(cfg: TrainingConfig) -> dict[str, Any]:
@@ -144,6 +154,7 @@ def train_sft(
         callbacks=callbacks,
     )
     quiet(trainer, desc)
+    keep_fsdp_on_cpu(trainer)  # a no-op unless the launcher asked for FSDP (full fine-tuning in N processes)
     trainer.train(resume_from_checkpoint=resume_from)
     return trainer, trainer.state.log_history
 
@@ -186,10 +197,18 @@ def _callbacks(cfg: TrainingConfig) -> list:
 
 
 def run(
-    cfg: FinetuneConfig, *, task: Task, train: Path, val: Path | None, base_model: str, out_dir: Path, seed: int = 42
+    cfg: FinetuneConfig,
+    *,
+    task: Task,
+    train: Path,
+    val: Path | None,
+    base_model: str,
+    out_dir: Path,
+    seed: int = 42,
+    teacher: TeacherConfig | None = None,
 ) -> FinetuneResult:
     """Train (resuming from the newest checkpoint when ``cfg.resume``), merge and save (rank 0 only, when
-    several processes train)."""
+    several processes train). ``teacher`` is read by the logit-distillation methods only (``gkd``, ``kd``)."""
     import torch
     from transformers import AutoTokenizer, set_seed
 
@@ -197,11 +216,15 @@ def run(
     cfg = cfg.model_copy(update={"method": method})
     _say(f"  finetune method {method}  ({method_reason})")
     set_seed(seed)
+    distill = method in DISTILL_METHODS
+    weights = cfg.model_copy(update={"method": cfg.distill.adapter}) if distill else cfg  # what trains
+    teacher_dir = distill_teacher(teacher, base_model, method) if distill else None
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    model = load_base(cfg, base_model)
-    peft_config = lora_config(cfg) if cfg.method in ("qlora", "lora") else None
-    train_rows = sft_records(task, load_jsonl(train))
-    val_rows = sft_records(task, load_jsonl(val)) if val else None
+    model = load_base(weights, base_model)
+    peft_config = lora_config(cfg) if weights.method in ("qlora", "lora") else None
+    records = distill_records if distill else sft_records
+    train_rows = records(task, load_jsonl(train))
+    val_rows = records(task, load_jsonl(val)) if val else None
     if cfg.training.eval_steps and not val_rows:
         raise ValueError("finetune.training.eval_steps / early stopping need a validation set")
     resume_from = last_checkpoint(out_dir) if cfg.resume else None
@@ -209,16 +232,16 @@ def run(
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # a fresh run never mixes in old ones
     epochs, why = choose_epochs(cfg.training, len(train_rows))
     _say(f"  finetune epochs {epochs:g}  ({why})")
-    args = training_args(cfg.training, out_dir, seed, n_train=len(train_rows))
-    callbacks = _callbacks(cfg.training)
-    trainer, history = train_sft(
+    args = training_args(cfg.training, out_dir, seed, len(train_rows), **(distill_args(cfg) if distill else {}))
+    train_fn = partial(train_gkd, teacher_dir) if distill else train_sft
+    trainer, history = train_fn(
         model,
         tokenizer,
         train_rows,
         val_rows,
         args,
         peft_config,
-        callbacks=callbacks,
+        callbacks=_callbacks(cfg.training),
         resume_from=resume_from,
         desc=cfg.method,
     )
@@ -248,8 +271,11 @@ def _say(line: str) -> None:
 
 
 def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters: bool, n_train: int, schedule):
-    """The result on every rank; the files (adapter, merged model, log, plot, manifest) from rank 0 only."""
+    """The result on every rank; the files (adapter, merged model, log, plot, manifest) from rank 0 only.
+    FSDP: every rank sends its shards and rank 0 writes the gathered weights into a fresh copy of the base."""
     trained = trainer.model
+    sharded = is_sharded(trained)
+    weights = full_state_dict(trainer) if sharded else None  # a collective: before the rank-0-only part
     losses = [h["loss"] for h in history if "loss" in h]
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
     result = FinetuneResult(
@@ -261,18 +287,19 @@ def _save(cfg, trainer, tokenizer, history, base_model, out_dir: Path, adapters:
         final_train_loss=losses[-1] if losses else None,
         eval_loss=evals[-1] if evals else None,
         global_step=trainer.state.global_step,
+        parallel="fsdp" if sharded else "ddp" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "none",
         log_history=history,
         **schedule,
     )
     if _is_main():
-        _write_model(trained, tokenizer, base_model, out_dir, adapters)
+        _write_model(trained, tokenizer, base_model, out_dir, adapters, weights)
         (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
         plot_loss(history, out_dir / "loss_curve.png")
         write_manifest(out_dir, stage="finetune", **result.model_dump(exclude={"log_history", "model_dir"}))
     return result
 
 
-def _write_model(trained, tokenizer, base_model: str, out_dir: Path, adapters: bool) -> None:
+def _write_model(trained, tokenizer, base_model: str, out_dir: Path, adapters: bool, weights: dict | None) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -286,6 +313,9 @@ def _write_model(trained, tokenizer, base_model: str, out_dir: Path, adapters: b
         # Merge into a full-precision copy of the base: the next stage exports one plain model folder.
         base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
         merged = PeftModel.from_pretrained(base, out_dir / "adapter").merge_and_unload()
+    elif weights is not None:  # FSDP: the model itself holds shards (and a wrapper class name config would keep)
+        merged = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+        merged.load_state_dict(weights, strict=True)
     else:
         merged = trained
     merged.save_pretrained(out_dir, safe_serialization=True)

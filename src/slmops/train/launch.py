@@ -1,5 +1,6 @@
-"""Finetune in several processes: ``accelerate launch`` starts N ranks of this module (DDP); rank 0 merges, saves
-and writes the result that the calling process returns.
+"""Finetune in several processes: ``accelerate launch`` starts N ranks of this module (DDP for LoRA and QLoRA, FSDP
+for full fine-tuning: ``slmops.train.fsdp``); rank 0 merges, saves and writes the result that the calling process
+returns.
 
 Usage:
     slmops stage finetune --processes 2           # or finetune.processes: 2 in a profile (slmops run, Prefect)
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from slmops.config import FinetuneConfig
 from slmops.train.finetune import FinetuneResult
+from slmops.train.fsdp import launch_flags
 
 
 def free_port() -> int:
@@ -31,12 +33,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch_command(processes: int, request: Path, port: int) -> list[str]:
-    """``accelerate launch`` of ``processes`` ranks of this module (torchrun underneath: ``--multi_gpu`` is its
-    multi-process mode; without CUDA the ranks train on the CPU)."""
+def launch_command(processes: int, request: Path, port: int, fsdp: bool = False) -> list[str]:
+    """``accelerate launch`` of ``processes`` ranks of this module (torchrun underneath), with DDP or ``fsdp``."""
     threads = max(1, (os.cpu_count() or 1) // processes)
     return [
-        *(sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"),
+        *(sys.executable, "-m", "accelerate.commands.launch", *launch_flags(fsdp)),
         *("--num_processes", str(processes), "--num_machines", "1", "--main_process_port", str(port)),
         *("--mixed_precision", "no", "--dynamo_backend", "no"),  # bf16 on CUDA comes from finetune's own args
         *("--num_cpu_threads_per_process", str(threads)),
@@ -55,15 +56,17 @@ def run(
     out_dir: Path,
     seed: int = 42,
 ) -> FinetuneResult:
-    """``finetune.run`` in ``cfg.processes`` processes; the task is loaded in each rank from ``task_ref`` (a spec
-    name in the project at ``root``, a spec path or ``module:Class``)."""
+    """``finetune.run`` in ``cfg.processes`` processes, sharded with FSDP when ``cfg.method`` is ``full``. The task
+    is loaded in each rank from ``task_ref`` (a spec name in the project at ``root``, a spec path or
+    ``module:Class``)."""
     with tempfile.TemporaryDirectory(prefix="slmops-launch-") as tmp:
         request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
         paths = {"train": train, "val": val, "out_dir": out_dir, "root": root, "result": result}
         fields = {k: str(v) if v is not None else None for k, v in paths.items()}
         fields |= {"cfg": cfg.model_dump(mode="json"), "task": task_ref, "base_model": base_model, "seed": seed}
         request.write_text(json.dumps(fields))
-        proc = subprocess.run(launch_command(cfg.processes, request, free_port()), check=False)
+        command = launch_command(cfg.processes, request, free_port(), fsdp=cfg.method == "full")
+        proc = subprocess.run(command, check=False)
         if proc.returncode != 0 or not result.exists():
             raise RuntimeError(
                 f"finetune in {cfg.processes} processes failed (exit {proc.returncode}); the ranks' output is above"

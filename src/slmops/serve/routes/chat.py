@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from slmops.inference.chat_model import Completion, ContextWindowExceeded
+from slmops.inference.chat_model import Completion, ContextWindowExceeded, EngineError
 from slmops.serve.inference_log import log_row
 from slmops.serve.reload import ServedModel
 from slmops.serve.schemas import ChatRequest, ResponseFormat, error
@@ -46,7 +46,7 @@ def chat_completions(req: ChatRequest, state: ServerState = Depends(get_state)):
         state.metrics.error("overloaded")
         limit = state.cfg.max_in_flight
         return error(429, f"more than {limit} requests in flight", "rate_limit_error", headers={"Retry-After": "1"})
-    served = state.holder.current  # this request uses this model to the end, even if a reload swaps it meanwhile
+    served = state.pick(req.model)  # this request uses this model to the end, even if a reload swaps it meanwhile
     messages = as_trained([m.as_dict() for m in req.messages], state)
     # Not given: as many tokens as the cap and the context window leave (OpenAI's default), at least 1, so a
     # prompt that fills the window still gets its 400.
@@ -64,9 +64,10 @@ def _refusal(req: ChatRequest, state: ServerState) -> JSONResponse | None:
     if unsupported is not None:
         state.metrics.error("unsupported")
         return error(400, unsupported[1], param=unsupported[0])
-    if req.model != state.model_name:
+    if req.model not in state.served_names():
         state.metrics.error("unknown_model")
-        return error(404, f"model {req.model!r} not found; this server serves {state.model_name!r}", "not_found_error")
+        served = ", ".join(repr(name) for name in state.served_names())
+        return error(404, f"model {req.model!r} not found; this server serves {served}", "not_found_error")
     if req.budget is not None and req.budget > state.cfg.max_tokens_cap:
         state.metrics.error("invalid_request")
         param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
@@ -94,6 +95,9 @@ def _answer(req: ChatRequest, state: ServerState, served: ServedModel, messages:
     except ContextWindowExceeded as err:
         state.metrics.error("context_window")
         return error(400, str(err), param="messages")
+    except EngineError as err:  # an external engine's refusal (its 4xx) or failure (502)
+        state.metrics.error("engine")
+        return error(err.status, str(err), param=err.param)
     confidence = completion.min_token_prob  # the student's, kept when the teacher's answer replaces it
     if not completion.timed_out and fallback is not None:
         reason = fallback.reason(completion)
@@ -109,7 +113,7 @@ def _answer(req: ChatRequest, state: ServerState, served: ServedModel, messages:
         fields["min_token_prob"] = round(confidence, 6)
     latency_s = time.perf_counter() - started
     if completion.timed_out:
-        _record(state, request_id, messages, completion, latency_s, **fields)
+        _record(state, req.model, request_id, messages, completion, latency_s, **fields)
         state.metrics.error("timeout")
         return error(504, f"generation took longer than {state.cfg.generation_timeout_s} s", "timeout_error")
     # A cut answer ("length") is sent as it is: the client sees why it may be incomplete, as with OpenAI.
@@ -117,7 +121,7 @@ def _answer(req: ChatRequest, state: ServerState, served: ServedModel, messages:
         None if completion.finish_reason == "length" else _format_violation(completion.text, req.response_format)
     )
     if violation is not None:
-        _record(state, request_id, messages, completion, latency_s, status=422, **fields)
+        _record(state, req.model, request_id, messages, completion, latency_s, status=422, **fields)
         state.metrics.error("invalid_output")
         return error(
             422,
@@ -125,9 +129,9 @@ def _answer(req: ChatRequest, state: ServerState, served: ServedModel, messages:
             "invalid_output_error",
             param="response_format",
         )
-    _record(state, request_id, messages, completion, latency_s, **fields)
+    _record(state, req.model, request_id, messages, completion, latency_s, **fields)
     headers = {"x-slmops-served-by": served_by} | _version_header(served)
-    return JSONResponse(_body(request_id, state.model_name, completion, req.logprobs), headers=headers)
+    return JSONResponse(_body(request_id, req.model, completion, req.logprobs), headers=headers)
 
 
 def _body(request_id: str, model_name: str, completion: Completion, logprobs: bool) -> dict:
@@ -179,10 +183,10 @@ def _version_header(served: ServedModel) -> dict:
     return {"x-slmops-model-version": str(served.version)} if served.version is not None else {}
 
 
-def _record(state: ServerState, request_id: str, messages, completion: Completion, latency_s: float, **fields):
+def _record(state: ServerState, model: str, request_id: str, messages, completion: Completion, latency_s, **fields):
     state.metrics.answered(completion, latency_s)
     if state.log is not None:
-        row = log_row(request_id, state.model_name, messages, completion, latency_s, state.log.pii_cfg, **fields)
+        row = log_row(request_id, model, messages, completion, latency_s, state.log.pii_cfg, **fields)
         state.log.append(row)
 
 
@@ -197,14 +201,19 @@ def _stream(req: ChatRequest, state: ServerState, served: ServedModel, messages:
         state.slots.release()
         state.metrics.error("context_window")
         return error(400, str(err), param="messages")
+    except EngineError as err:
+        state.slots.release()
+        state.metrics.error("engine")
+        return error(err.status, str(err), param=err.param)
 
     def on_done(completion: Completion, latency_s: float) -> None:
         if completion.timed_out:
             state.metrics.error("timeout")
-        _record(state, request_id, messages, completion, latency_s, stream=True, model_version=served.version)
+        version = served.version
+        _record(state, req.model, request_id, messages, completion, latency_s, stream=True, model_version=version)
 
     include_usage = req.stream_options is not None and req.stream_options.include_usage
-    events = _sse(request_id, state.model_name, _chain(first, pieces), include_usage, on_done)
+    events = _sse(request_id, req.model, _chain(first, pieces), include_usage, on_done)
     return StreamingResponse(_released(events, state), media_type="text/event-stream", headers=_version_header(served))
 
 

@@ -1,4 +1,4 @@
-"""``GET /v1/models``: the one model this server serves.
+"""``GET /v1/models``: the model this server serves, then each LoRA adapter served under its own name.
 
 Usage:
     openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key=KEY).models.list()
@@ -15,4 +15,5 @@ router = APIRouter()
 
 @router.get("/v1/models")
 def models(state: ServerState = Depends(get_state)) -> dict:
-    return {"object": "list", "data": [{"id": state.model_name, "object": "model", "owned_by": "slmops"}]}
+    names = state.served_names()
+    return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "slmops"} for name in names]}
