@@ -10,57 +10,43 @@ from __future__ import annotations
 
 import json
 import os
-import random
+import re
 import secrets
 import shutil
-import socket
+import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import new_project
+from tests.conftest import free_port, new_project
+from tests.stackkit import (
+    DVC,
+    FOREIGN,
+    LOOP,
+    SLMOPS,
+    TIMINGS,
+    VERSIONS,
+    api,
+    client_env,
+    decisions,
+    free_ports,
+    log_shifted_traffic,
+    python,
+    run,
+    run_logs,
+    s3_keys,
+    stage_task_runs,
+    start_deployment,
+    toy_gates,
+    wait_final,
+)
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 if not (list(Path("/usr/lib/postgresql").glob("*/bin/initdb")) or shutil.which("initdb")):
     pytestmark.append(pytest.mark.skip(reason="PostgreSQL is not installed (make install installs it as root)"))
-
-SLMOPS = str(Path(sys.executable).with_name("slmops"))
-DVC = str(Path(sys.executable).with_name("dvc"))
-# Set by other fixtures or the user's shell: they would point this module's commands away from its stack.
-FOREIGN = ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "SLMOPS_PROFILE", "SLMOPS_PROJECT", "AWS_ACCESS_KEY_ID")
-TIMINGS: dict[str, float] = {}
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
-def free_ports() -> dict[str, int]:
-    """Ports for each server; the object store's block (S3 .. +8, and its admin gRPC at +10004) all free."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 29000, 20)
-        wanted = [*range(base, base + 13), base + 4 + 10000]
-        if all(_free(p) for p in wanted):
-            return {"postgres": base + 10, "mlflow": base + 11, "prefect": base + 12, "object_store": base}
-    raise RuntimeError("no free block of ports")
-
-
-def run(*args: str, cwd: Path, env: dict[str, str], check: bool = True, timed: str | None = None):
-    started = time.perf_counter()
-    proc = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    if timed:
-        TIMINGS[timed] = round(time.perf_counter() - started, 1)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args[:3])} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-4000:]}"
-        )
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +57,17 @@ def stack():
     work = new_project(parent, "ticket_triage")
     ports = free_ports()
     section = {name: {"port": port} for name, port in ports.items()}
+    section["prefect"] |= {"workers": 2, "auth_string_env": "SLMOPS_STACK_PREFECT_AUTH"}  # two: one retrain at once
+    section["mlflow"]["auth"] = {"readers": {"viewer": "SLMOPS_STACK_MLFLOW_VIEWER_PASSWORD"}}
     with open(work / "slmops.yaml", "a", encoding="utf-8") as fh:
         fh.write("stack: " + json.dumps(section) + "\n")
     keys = {
         "SLMOPS_STACK_PG_PASSWORD": secrets.token_hex(12),
         "SLMOPS_STACK_S3_ACCESS_KEY": "slmops" + secrets.token_hex(4),
         "SLMOPS_STACK_S3_SECRET_KEY": secrets.token_hex(16),
+        "SLMOPS_STACK_MLFLOW_ADMIN_PASSWORD": secrets.token_hex(12),
+        "SLMOPS_STACK_MLFLOW_VIEWER_PASSWORD": secrets.token_hex(12),
+        "SLMOPS_STACK_PREFECT_AUTH": "slmops:" + secrets.token_hex(12),
     }
     env = {k: v for k, v in os.environ.items() if k not in FOREIGN} | keys
     ctx = {"work": work, "env": env, "keys": keys, "ports": ports, "parent": parent}
@@ -94,31 +85,6 @@ def stack():
         print("\nstack test timings (s):", json.dumps(TIMINGS))
 
 
-def client_env(stack) -> dict[str, str]:
-    """A client of the stack: the servers' URLs, as `slmops stack up` wrote them."""
-    ep = stack["endpoints"]
-    return stack["env"] | {"MLFLOW_TRACKING_URI": ep["mlflow"], "PREFECT_API_URL": ep["prefect_api"]}
-
-
-def python(stack, code: str, **extra_env: str) -> dict:
-    """Run ``code`` (which prints one JSON line last) as a client of the stack, in the project."""
-    env = client_env(stack) | extra_env
-    proc = run(sys.executable, "-c", code, cwd=stack["work"], env=env)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def s3_keys(stack, prefix: str) -> list[str]:
-    import boto3
-
-    keys = stack["keys"]
-    s3 = boto3.client(
-        "s3", endpoint_url=stack["endpoints"]["s3"], region_name="us-east-1",
-        aws_access_key_id=keys["SLMOPS_STACK_S3_ACCESS_KEY"], aws_secret_access_key=keys["SLMOPS_STACK_S3_SECRET_KEY"],
-    )  # fmt: skip
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=stack["endpoints"]["bucket"], Prefix=prefix)
-    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
-
-
 def test_up_is_idempotent_and_status_shows_every_part(stack):
     again = run(SLMOPS, "stack", "up", cwd=stack["work"], env=stack["env"], timed="stack up (already up)").stdout
     for part in ("postgres", "object store", "mlflow", "prefect"):
@@ -133,7 +99,7 @@ def test_up_is_idempotent_and_status_shows_every_part(stack):
 def test_secrets_stay_out_of_files_and_logs(stack):
     state = stack["work"] / ".slmops" / "stack"
     written = [state / "endpoints.json", *state.glob("logs/*.log"), stack["work"] / "logs" / "slmops.log"]
-    written += [stack["work"] / "params.yaml", stack["work"] / ".dvc" / "config"]
+    written += [stack["work"] / "params.yaml", stack["work"] / ".dvc" / "config", state / "mlflow-auth.ini"]
     for path in written:
         text = path.read_text(errors="replace")
         for name, value in stack["keys"].items():
@@ -169,6 +135,28 @@ def test_run_registry_and_artifacts_land_on_the_servers(stack):
     assert states == ["COMPLETED", "COMPLETED"], states  # demo build + pipeline, recorded by the server
 
 
+def test_a_reader_browses_mlflow_but_cannot_register_move_aliases_or_delete(stack):
+    import httpx
+
+    url, name = stack["endpoints"]["mlflow"] + "/api/2.0/mlflow", "ticket-triage-slm"
+    reader = ("viewer", stack["keys"]["SLMOPS_STACK_MLFLOW_VIEWER_PASSWORD"])
+    with httpx.Client(auth=reader, timeout=120) as client:
+        assert client.post(url + "/experiments/search", json={"max_results": 5}).status_code == 200
+        found = client.get(url + "/model-versions/get", params={"name": name, "version": "1"})
+        assert found.status_code == 200
+        source = found.json()["model_version"]["source"]
+        assert client.post(url + "/model-versions/create", json={"name": name, "source": source}).status_code == 403
+        alias = {"name": name, "alias": "prod", "version": "1"}
+        assert client.post(url + "/registered-models/alias", json=alias).status_code == 403
+        deleted = client.request("DELETE", url + "/model-versions/delete", json={"name": name, "version": "1"})
+        assert deleted.status_code == 403
+    assert httpx.post(url + "/experiments/search", json={}, timeout=120).status_code == 401  # no login at all
+    prefect = stack["endpoints"]["prefect_api"]
+    assert httpx.post(prefect + "/flow_runs/filter", json={"limit": 1}, timeout=60).status_code == 401
+    assert httpx.get(prefect + "/health", timeout=60).status_code == 200  # probes need no auth string
+    assert [v["version"] for v in python(stack, VERSIONS)] == ["1"]  # nothing the reader tried happened
+
+
 def test_dvc_push_then_a_second_clone_pulls_a_clean_copy(stack):
     work, env = stack["work"], stack["env"]
     keys = stack["keys"]
@@ -195,6 +183,82 @@ def test_dvc_push_then_a_second_clone_pulls_a_clean_copy(stack):
     assert "up to date" in status, status
     for path in ("models/student_onnx/int8/model.onnx", "data/prepared/train.jsonl"):
         assert (clone / path).read_bytes() == (work / path).read_bytes()
+
+
+STAGES = ("prepare", "harvest", "label_traffic", "synthesize", "finetune", "quantize", "evaluate", "parity")
+
+
+def test_schedule_deploys_to_the_work_pool_and_a_worker_runs_the_retrain(stack):
+    out = run(SLMOPS, "schedule", "--profile", "smoke", cwd=stack["work"], env=stack["env"], timed="slmops schedule")
+    assert "deployment slmops-retrain/weekly-retrain" in out.stdout and "on work pool 'slmops'" in out.stdout
+    weekly = api(stack, "GET", "/deployments/name/slmops-retrain/weekly-retrain")
+    assert weekly["work_pool_name"] == "slmops" and weekly["entrypoint"] == "slmops.flows.loop.retrain"
+    assert [s["schedule"]["cron"] for s in weekly["schedules"]] == ["0 3 * * 1"]
+    started = time.perf_counter()
+    run_id = start_deployment(stack, "slmops-retrain/weekly-retrain")  # what the cron does on Monday at 03:00
+    done = wait_final(stack, run_id)
+    TIMINGS["scheduled retrain on a worker (all cached)"] = round(time.perf_counter() - started, 1)
+    assert done["state_type"] == "COMPLETED", done["state"]
+    assert done["work_pool_name"] == "slmops" and done["infrastructure_pid"]
+    assert any(re.match(r"Worker 'slmops-worker-\d' submitting flow run", m) for m in run_logs(stack, run_id))
+    tasks = stage_task_runs(stack, run_id)  # what the Prefect UI shows under the run
+    assert {*STAGES, "gate-and-register"} <= set(tasks), tasks
+    assert all(state == "COMPLETED" for state in tasks.values()), tasks
+    assert decisions(stack["work"])[-1]["reason"] == "started: scheduled"
+
+
+def test_two_workers_pick_up_a_retrain_at_once_one_runs_the_other_is_suppressed(stack):
+    before = len(decisions(stack["work"]))
+    runs = [start_deployment(stack, "slmops-retrain/weekly-retrain") for _ in range(2)]
+    assert [wait_final(stack, r)["state_type"] for r in runs] == ["COMPLETED", "COMPLETED"]
+    new = decisions(stack["work"])[before:]
+    assert sorted(d["start"] for d in new) == [False, True], new
+    assert "another retrain is running" in next(d["reason"] for d in new if not d["start"])
+
+
+def test_the_team_lock_on_postgres_suppresses_a_retrain_started_from_another_machine(stack, monkeypatch):
+    """This test process holds the lock as a worker on another machine would: it shares no file with the worker,
+    only the stack's PostgreSQL."""
+    from slmops.config import load_params
+    from slmops.stack.lock import team_retrain_lock
+
+    params = load_params("smoke", project=stack["work"])
+    monkeypatch.setenv("SLMOPS_STACK_PG_PASSWORD", stack["keys"]["SLMOPS_STACK_PG_PASSWORD"])
+    with team_retrain_lock(params.stack, params.model_name):
+        done = wait_final(stack, start_deployment(stack, "slmops-retrain/weekly-retrain"))
+    assert done["state_type"] == "COMPLETED"
+    last = decisions(stack["work"])[-1]
+    assert not last["start"] and "holds the team's lock on the stack's PostgreSQL" in last["reason"], last
+
+
+def test_serve_prod_loads_the_model_from_the_stacks_registry(stack):
+    version = python(
+        stack,
+        "import json, mlflow; c = mlflow.MlflowClient(); v = c.get_model_version_by_alias('ticket-triage-slm', 'poc')"
+        ".version; c.set_registered_model_alias('ticket-triage-slm', 'prod', v); print(json.dumps(v))",
+    )
+    port, started = free_port(), time.perf_counter()
+    cmd = [SLMOPS, "serve", "--alias", "prod", "--port", str(port), "--no-fallback", "--profile", "smoke"]
+    server = subprocess.Popen(cmd, cwd=stack["work"], env=stack["env"], stdout=subprocess.PIPE, text=True)
+    try:
+        import httpx
+
+        url = f"http://127.0.0.1:{port}"
+        while time.perf_counter() - started < 120 and server.poll() is None:
+            try:
+                health = httpx.get(url + "/health", timeout=2).json()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        TIMINGS["serve --alias prod: ready"] = round(time.perf_counter() - started, 1)
+        assert str(health["version"]) == version
+        body = {"model": "ticket-triage-slm", "messages": [{"role": "user", "content": "ログインできません"}]}
+        answer = httpx.post(url + "/v1/chat/completions", json=body, timeout=60)
+        assert answer.status_code == 200 and answer.headers["x-slmops-model-version"] == version
+    finally:
+        server.terminate()
+        out, _ = server.communicate(timeout=30)
+    assert f"serving ticket-triage-slm (version {version})" in out
 
 
 REGISTER = """
@@ -242,6 +306,56 @@ def test_postgres_restarted_the_servers_and_the_next_run_recover(stack):
     )
     assert "already holds poc" in rerun.stdout, rerun.stdout[-2000:]
     assert rerun.stdout.count(" cached ") >= 8
+
+
+def test_drift_starts_the_retrain_on_a_worker_a_killed_run_crashes_the_next_resumes(stack):
+    """`slmops monitor` on drift starts the drift-retrain deployment and a worker runs it; SIGKILL of its process
+    mid-finetune -> CRASHED; the next run resumes from the stage cache and the training checkpoint while the MLflow
+    server restarts under it; no version is half-registered or registered twice."""
+    from slmops.config import Layout
+    from slmops.stack import procs
+
+    work, env = stack["work"], stack["env"]
+    sets = [*LOOP, "finetune.resume=true", "finetune.training.save_steps=5", "finetune.training.epochs=6"]
+    sets.append(f"gates={toy_gates(stack['parent'])}")
+    known = {v["sha256"] for v in python(stack, VERSIONS)}
+    log_shifted_traffic(work, seed=503, n=40)
+    out = run(SLMOPS, "monitor", "--profile", "smoke", *[a for s in sets for a in ("--set", s)], cwd=work, env=env)
+    assert "retrain STARTED" in out.stdout, out.stdout
+    run_id = re.search(r"drift-retrain scheduled: flow run \S+ \(([0-9a-f-]+)\)", out.stdout).group(1)
+    checkpoints = work / "models" / "student" / "checkpoints"
+    killed_at = wait_for_checkpoint(checkpoints, after=0)
+    pid = int(api(stack, "GET", f"/flow_runs/{run_id}")["infrastructure_pid"])
+    os.kill(pid, signal.SIGKILL)  # the worker's flow-run process, mid-finetune
+    crashed = wait_final(stack, run_id, timeout=120)
+    assert crashed["state_type"] == "CRASHED" and "SIGKILL" in crashed["state"]["message"], crashed["state"]
+    synthesized = (work / "data" / "synthetic" / "manifest.json").stat().st_mtime_ns
+    started = time.perf_counter()
+    next_id = start_deployment(stack, "slmops-retrain/drift-retrain", crashed["parameters"])
+    wait_for_checkpoint(checkpoints, after=killed_at)  # training again, from the checkpoint on
+    assert procs.stop("mlflow", Layout(root=work))
+    restarted = run(SLMOPS, "stack", "up", cwd=work, env=env, timed="stack up (restart MLflow mid-run)")
+    assert "mlflow: starting" in restarted.stdout
+    done = wait_final(stack, next_id)
+    TIMINGS["resumed retrain on a worker"] = round(time.perf_counter() - started, 1)
+    assert done["state_type"] == "COMPLETED", done["state"]
+    assert json.loads((work / "models" / "student" / "manifest.json").read_text())["resumed_from_step"] >= killed_at
+    assert (work / "data" / "synthetic" / "manifest.json").stat().st_mtime_ns == synthesized  # cached, not rerun
+    versions = python(stack, VERSIONS)
+    assert all(v["status"] == "READY" and v["sha256"] for v in versions), versions  # nothing half-registered
+    new = [v["sha256"] for v in versions if v["sha256"] not in known]
+    assert len(new) == len(set(new)) <= 1, versions  # at most the one challenger that won, once
+
+
+def wait_for_checkpoint(folder: Path, after: int, timeout: float = 600) -> int:
+    """The step of the first ``checkpoint-<step>`` past ``after`` in ``folder`` (polled)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        steps = [int(p.name.split("-")[1]) for p in folder.glob("checkpoint-*")] if folder.is_dir() else []
+        if [s for s in steps if s > after]:
+            return min(s for s in steps if s > after)
+        time.sleep(0.2)
+    raise AssertionError(f"no checkpoint past step {after} in {folder} after {timeout:.0f} s")
 
 
 def test_down_stops_every_part_and_keeps_the_data(stack):

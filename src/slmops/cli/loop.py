@@ -83,8 +83,17 @@ def schedule(
     retrain_cron: Annotated[str, typer.Option(help="Cron for the retraining flow.")] = "0 3 * * 1",
     monitor_cron: Annotated[str, typer.Option(help="Cron for the monitor flow.")] = "0 * * * *",
 ) -> None:
-    """Register the weekly-retrain and hourly-monitor deployments with a running `prefect server` and serve them."""
-    setup(work_dir, profile)
-    from slmops.flows.deployments import serve_deployments
+    """Register the weekly-retrain, drift-retrain and hourly-monitor deployments with a running `prefect server`.
 
-    serve_deployments(profile, str(work_dir.resolve()), retrain_cron, monitor_cron)
+    On the team's stack (a `stack:` section) they go to its process work pool, whose workers run them; the
+    command returns. Embedded, this process serves them until Ctrl-C."""
+    params = setup(work_dir, profile)
+    from slmops.flows.deployments import deploy_to_pool, serve_deployments
+
+    if params.stack is None:
+        serve_deployments(profile, str(work_dir.resolve()), retrain_cron, monitor_cron)
+        return
+    pool = params.stack.prefect.work_pool
+    found = deploy_to_pool(profile, str(work_dir.resolve()), retrain_cron, monitor_cron, pool)
+    for name, deployment_id in found.items():
+        typer.echo(f"deployment {name} ({deployment_id}) on work pool {pool!r}")

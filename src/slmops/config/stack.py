@@ -5,8 +5,8 @@ Usage (slmops.yaml):
     stack:
       postgres: {port: 55432}
       object_store: {port: 48333, bucket: slmops}
-      mlflow: {port: 55000}
-      prefect: {port: 54200, workers: 2}
+      mlflow: {port: 55000, auth: {readers: {viewer: SLMOPS_STACK_MLFLOW_VIEWER_PASSWORD}}}
+      prefect: {port: 54200, workers: 2, auth_string_env: SLMOPS_STACK_PREFECT_AUTH}
 
 No section (the default): the embedded stack (MLflow on SQLite, Prefect's local API, a local DVC remote).
 Only the *names* of the environment variables that hold secrets live here; the values never do.
@@ -39,11 +39,23 @@ class ObjectStoreConfig(Strict):
     secret_key_env: str = "SLMOPS_STACK_S3_SECRET_KEY"
 
 
+class MlflowAuthConfig(Strict):
+    """MLflow's basic-auth app: an admin (what slmops and the workers use) and read-only users."""
+
+    database: str = "mlflow_auth"  # the auth app's users and permissions, on the stack's PostgreSQL
+    admin_user: str = "admin"
+    admin_password_env: str = "SLMOPS_STACK_MLFLOW_ADMIN_PASSWORD"
+    # Users who can browse every experiment and model but not register, move aliases or delete:
+    # user name -> the environment variable that holds the user's password.
+    readers: dict[str, str] = {}
+
+
 class MlflowServerConfig(Strict):
     port: int = Field(55000, ge=1, le=65535)
     workers: int = Field(1, ge=1)  # uvicorn worker processes
     database: str = "mlflow"
     artifacts_prefix: str = "mlflow"  # s3://<bucket>/<prefix>: where the server puts run artifacts and models
+    auth: MlflowAuthConfig | None = None  # None: no login (loopback only)
 
 
 class PrefectServerConfig(Strict):
@@ -51,6 +63,9 @@ class PrefectServerConfig(Strict):
     database: str = "prefect"
     work_pool: str = "slmops"  # a process work pool
     workers: int = Field(1, ge=0)
+    # The environment variable holding the server's auth string ("user:password", basic auth on every API
+    # call but the health check); None: no auth string.
+    auth_string_env: str | None = None
 
 
 class StackConfig(Strict):

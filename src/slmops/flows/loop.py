@@ -13,6 +13,8 @@ recent-traffic rows (``src/slmops/loop/challenge.py``). A winner moves on throug
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,16 @@ from prefect import flow
 from slmops.config import load_params
 from slmops.flows.stages import Ctx
 from slmops.loop.trigger import RetrainRunning, TriggerStore, retrain_lock
+
+
+@contextmanager
+def retrain_locks(ctx: Ctx) -> Iterator[None]:
+    """The work dir's lock (``flock``), then, on the team's stack, the lock every machine shares (a PostgreSQL
+    advisory lock, ``src/slmops/stack/lock.py``); either one held elsewhere raises ``RetrainRunning``."""
+    from slmops.stack.lock import team_retrain_lock
+
+    with retrain_lock(ctx.layout.state / "retrain.lock"), team_retrain_lock(ctx.params.stack, ctx.params.model_name):
+        yield
 
 
 @flow(name="slmops-retrain")
@@ -35,7 +47,7 @@ def retrain(
     ctx = Ctx(params, Path(work_dir).resolve())
     store = TriggerStore(ctx.layout.state / "trigger.json")
     try:
-        with retrain_lock(ctx.layout.state / "retrain.lock"):
+        with retrain_locks(ctx):
             if reason == "scheduled":
                 store.mark_retrain()
             print(f"retrain ({reason}): harvest -> teacher labels -> train -> champion vs challenger")

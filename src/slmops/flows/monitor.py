@@ -21,9 +21,10 @@ from typing import Any
 from prefect import flow, task
 
 from slmops.config import Params, load_params
+from slmops.flows.loop import retrain_locks
 from slmops.flows.runtime import tracking
 from slmops.flows.stages import Ctx
-from slmops.loop.trigger import RetrainRunning, TriggerDecision, TriggerStore, retrain_lock
+from slmops.loop.trigger import RetrainRunning, TriggerDecision, TriggerStore
 
 DRIFT_DEPLOYMENT = "slmops-retrain/drift-retrain"
 
@@ -63,7 +64,7 @@ def decide_retrain(ctx: Ctx, drift: dict[str, Any], enabled: bool) -> TriggerDec
     if not enabled:
         return store.suppress("retraining on drift is off (--no-retrain or monitor.retrain_on_drift: false)")
     try:
-        with retrain_lock(layout.state / "retrain.lock"):
+        with retrain_locks(ctx):
             new_rows = pending_rows(layout.inference_log, layout.traffic, cfg.harvest.min_chars)
             return store.observe(
                 cfg.loop.trigger, drift=drift["drift_detected"], window_id=drift["window_end_id"], new_rows=new_rows

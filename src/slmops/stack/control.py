@@ -18,7 +18,7 @@ from pathlib import Path
 
 from slmops.config.layout import Layout
 from slmops.config.stack import StackConfig
-from slmops.stack import objectstore, postgres, procs, servers
+from slmops.stack import access, objectstore, postgres, procs, servers
 from slmops.stack.endpoints import Endpoints, write_endpoints
 from slmops.stack.secrets import Secrets
 
@@ -67,7 +67,9 @@ def _postgres_up(cfg: StackConfig, layout: Layout, secrets: Secrets, echo: Echo)
         _port_free_or_fail("postgres", cfg.host, pg.port)
         postgres.start(pg, cfg.host, layout, cfg.startup_timeout_s)
         echo(f"postgres: started on {cfg.host}:{pg.port}")
-    created = postgres.ensure_databases(pg, cfg.host, secrets, [cfg.mlflow.database, cfg.prefect.database])
+    databases = [cfg.mlflow.database, cfg.prefect.database]
+    databases += [cfg.mlflow.auth.database] if cfg.mlflow.auth else []
+    created = postgres.ensure_databases(pg, cfg.host, secrets, databases)
     if created:
         echo(f"postgres: created database(s) {', '.join(created)}")
 
@@ -102,7 +104,7 @@ def _servers_up(cfg: StackConfig, layout: Layout, secrets: Secrets, echo: Echo) 
 def _workers_up(cfg: StackConfig, layout: Layout, endpoints: Endpoints, secrets: Secrets, echo: Echo) -> None:
     if servers.ensure_work_pool(cfg):
         echo(f"prefect: created process work pool {cfg.prefect.work_pool!r}")
-    started = servers.start_workers(cfg, layout, endpoints.client_env() | secrets.s3_env())
+    started = servers.start_workers(cfg, layout, endpoints.client_env() | secrets.s3_env() | access.client_env(cfg))
     if started:
         echo(f"prefect: starting worker(s) {', '.join(started)}")
     wanted = {servers.worker_name(cfg, i) for i in range(1, cfg.prefect.workers + 1)}
@@ -133,6 +135,9 @@ def up(cfg: StackConfig, root: Path, echo: Echo = print) -> Endpoints:
     _postgres_up(cfg, layout, secrets, echo)
     _object_store_up(cfg, layout, secrets, echo)
     _servers_up(cfg, layout, secrets, echo)
+    readers = access.ensure_readers(cfg, servers.mlflow_url(cfg))
+    if readers:
+        echo(f"mlflow: created read-only user(s) {', '.join(readers)}")
     endpoints = endpoints_of(cfg)
     _workers_up(cfg, layout, endpoints, secrets, echo)
     if configure_dvc_remote(layout.root, endpoints):

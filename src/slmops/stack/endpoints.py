@@ -78,6 +78,8 @@ def use_stack(cfg: StackConfig, root: Path) -> Endpoints | None:
             )
     else:
         env = endpoints.client_env()
-    for key, value in (env | s3_client_env(cfg)).items():
+    from slmops.stack.access import client_env
+
+    for key, value in (env | s3_client_env(cfg) | client_env(cfg)).items():
         os.environ.setdefault(key, value)
     return endpoints

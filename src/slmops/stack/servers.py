@@ -18,7 +18,7 @@ from pathlib import Path
 
 from slmops.config.layout import Layout
 from slmops.config.stack import StackConfig
-from slmops.stack import objectstore, postgres, procs
+from slmops.stack import access, objectstore, postgres, procs
 from slmops.stack.secrets import Secrets
 
 MLFLOW, PREFECT = "mlflow", "prefect"
@@ -47,7 +47,9 @@ def start_mlflow(cfg: StackConfig, layout: Layout, secrets: Secrets) -> None:
     cmd = [_script("mlflow"), "server", "--host", cfg.host, "--port", str(cfg.mlflow.port)]
     cmd += ["--workers", str(cfg.mlflow.workers), "--backend-store-uri", store]
     cmd += ["--artifacts-destination", artifacts, "--serve-artifacts"]
-    env = {**os.environ, **secrets.pg_env(), **secrets.s3_env()}
+    auth_args, auth_env = access.mlflow_auth(cfg, layout)  # basic-auth app, when `mlflow.auth` is set
+    cmd += auth_args
+    env = {**os.environ, **secrets.pg_env(), **secrets.s3_env(), **auth_env}
     env |= {
         "MLFLOW_S3_ENDPOINT_URL": objectstore.endpoint(cfg.object_store, cfg.host),
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -71,6 +73,7 @@ def start_prefect(cfg: StackConfig, layout: Layout, secrets: Secrets) -> None:
     database = postgres.url(cfg.postgres, cfg.host, cfg.prefect.database, driver="postgresql+asyncpg")
     env = {**os.environ, **prefect_env(cfg, layout), **secrets.pg_env()}
     env |= {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database, "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"}
+    env |= access.prefect_server_env(cfg)
     env.pop("PREFECT_API_URL", None)
     cmd = [_script("prefect"), "server", "start", "--host", cfg.host, "--port", str(cfg.prefect.port)]
     procs.start(PREFECT, cmd, env=env, layout=layout)
@@ -85,7 +88,9 @@ def ensure_work_pool(cfg: StackConfig) -> bool:
     import httpx
 
     body = {"name": cfg.prefect.work_pool, "type": "process"}
-    response = httpx.post(prefect_url(cfg) + "/api/work_pools/", json=body, timeout=30)
+    response = httpx.post(
+        prefect_url(cfg) + "/api/work_pools/", json=body, headers=access.prefect_headers(cfg), timeout=30
+    )
     if response.status_code not in (201, 409):
         raise procs.StackError(f"creating work pool {cfg.prefect.work_pool!r}: HTTP {response.status_code}")
     return response.status_code == 201
@@ -111,7 +116,8 @@ def online_workers(cfg: StackConfig) -> list[str]:
     import httpx
 
     try:
-        response = httpx.post(f"{prefect_url(cfg)}/api/work_pools/{cfg.prefect.work_pool}/workers/filter", timeout=10)
+        url = f"{prefect_url(cfg)}/api/work_pools/{cfg.prefect.work_pool}/workers/filter"
+        response = httpx.post(url, headers=access.prefect_headers(cfg), timeout=10)
     except httpx.HTTPError:
         return []
     if response.status_code != 200:
