@@ -132,6 +132,7 @@ def decisions(work: Path) -> list[dict]:
 LOOP = [
     "monitor.window=40", "monitor.min_rows=20", "loop.trigger.consecutive_windows=1", "loop.trigger.min_new_rows=20",
     "loop.recent_eval_rows=15", "loop.compare.min_samples=10", "loop.traffic_repeat=1",
+    "loop.trigger.cooldown_hours=0",  # the scheduled retrains before it started the cooldown
 ]  # fmt: skip
 VERSIONS = """
 import json, mlflow
