@@ -127,9 +127,7 @@ def test_run_registry_and_artifacts_land_on_the_servers(stack):
     stored = s3_keys(stack, "mlflow/")  # ... into the S3 bucket
     assert any(k.endswith("/int8/model.onnx") and "/models/" in k for k in stored), stored[:20]
     assert any("/eval/" in k for k in stored)
-    import httpx
-
-    flow_runs = httpx.post(stack["endpoints"]["prefect_api"] + "/flow_runs/filter", json={}, timeout=30).json()
+    flow_runs = api(stack, "POST", "/flow_runs/filter", {})
     states = sorted(r["state_type"] for r in flow_runs)
     assert states == ["COMPLETED", "COMPLETED"], states  # demo build + pipeline, recorded by the server
 
