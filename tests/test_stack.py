@@ -57,6 +57,7 @@ def stack():
     ports = free_ports()
     section = {name: {"port": port} for name, port in ports.items()}
     section["prefect"] |= {"workers": 2, "auth_string_env": "SLMOPS_STACK_PREFECT_AUTH"}  # two: one retrain at once
+    section["prefect"] |= {"heartbeat_s": 30, "zombie_after_s": 90}  # a dead worker's run: CRASHED 90 s after
     section["mlflow"]["auth"] = {"readers": {"viewer": "SLMOPS_STACK_MLFLOW_VIEWER_PASSWORD"}}
     with open(work / "slmops.yaml", "a", encoding="utf-8") as fh:
         fh.write("stack: " + json.dumps(section) + "\n")
@@ -341,6 +342,36 @@ def test_drift_starts_the_retrain_on_a_worker_a_killed_run_crashes_the_next_resu
     assert all(v["status"] == "READY" and v["sha256"] for v in versions), versions  # nothing half-registered
     new = [v["sha256"] for v in versions if v["sha256"] not in known]
     assert len(new) == len(set(new)) <= 1, versions  # at most the one challenger that won, once
+
+
+def test_a_worker_killed_with_its_run_the_silent_run_is_crashed_and_the_next_resumes(stack):
+    """The machine dies: the workers and the flow run they started are SIGKILLed together, so nobody reports the
+    run. Its heartbeats stop; the stack's automation marks it CRASHED; `stack up` restarts the workers; the next
+    run resumes from the training checkpoint and completes."""
+    from slmops.config import Layout, load_params
+    from slmops.stack import procs, servers
+
+    work, env = stack["work"], stack["env"]
+    cfg, layout = load_params("smoke", project=work).stack, Layout(root=work)
+    sets = [*LOOP, "finetune.resume=true", "finetune.training.save_steps=5", "finetune.training.epochs=6"]
+    sets.append(f"gates={toy_gates(stack['parent'])}")
+    log_shifted_traffic(work, seed=504, n=40)
+    parameters = {"profile": "smoke", "work_dir": str(work), "reason": "drift", "overrides": sets}
+    run_id = start_deployment(stack, "slmops-retrain/drift-retrain", parameters)
+    checkpoints = work / "models" / "student" / "checkpoints"
+    killed_at = wait_for_checkpoint(checkpoints, after=0)
+    workers = [procs.running_pid(servers.worker_name(cfg, i), layout) for i in range(1, cfg.prefect.workers + 1)]
+    for pid in [*workers, int(api(stack, "GET", f"/flow_runs/{run_id}")["infrastructure_pid"])]:
+        os.kill(pid, signal.SIGKILL)  # no worker is left to report the run
+    started = time.perf_counter()
+    crashed = wait_final(stack, run_id, timeout=cfg.prefect.zombie_after_s + 240)
+    TIMINGS["a dead worker's run marked CRASHED"] = round(time.perf_counter() - started, 1)
+    assert crashed["state_type"] == "CRASHED" and "no heartbeat for 90 s" in crashed["state"]["message"], crashed
+    restarted = run(SLMOPS, "stack", "up", cwd=work, env=env, timed="stack up (restart the workers)")
+    assert "prefect: starting worker(s)" in restarted.stdout, restarted.stdout
+    done = wait_final(stack, start_deployment(stack, "slmops-retrain/drift-retrain", parameters))
+    assert done["state_type"] == "COMPLETED", done["state"]
+    assert json.loads((work / "models" / "student" / "manifest.json").read_text())["resumed_from_step"] >= killed_at
 
 
 def wait_for_checkpoint(folder: Path, after: int, timeout: float = 600) -> int:

@@ -66,6 +66,10 @@ class PrefectServerConfig(Strict):
     # The environment variable holding the server's auth string ("user:password", basic auth on every API
     # call but the health check); None: no auth string.
     auth_string_env: str | None = None
+    # Flow runs the workers start send a heartbeat every `heartbeat_s` (Prefect's minimum is 30); an automation
+    # on the server marks a run CRASHED after `zombie_after_s` without one (its worker or machine died).
+    heartbeat_s: int = Field(30, ge=30)
+    zombie_after_s: int = Field(150, ge=60)
 
 
 class StackConfig(Strict):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from slmops.config.layout import Layout
 from slmops.config.stack import StackConfig
-from slmops.stack import access, objectstore, postgres, procs, servers
+from slmops.stack import access, objectstore, postgres, procs, servers, zombies
 from slmops.stack.endpoints import Endpoints, write_endpoints
 from slmops.stack.secrets import Secrets
 
@@ -104,7 +104,10 @@ def _servers_up(cfg: StackConfig, layout: Layout, secrets: Secrets, echo: Echo) 
 def _workers_up(cfg: StackConfig, layout: Layout, endpoints: Endpoints, secrets: Secrets, echo: Echo) -> None:
     if servers.ensure_work_pool(cfg):
         echo(f"prefect: created process work pool {cfg.prefect.work_pool!r}")
-    started = servers.start_workers(cfg, layout, endpoints.client_env() | secrets.s3_env() | access.client_env(cfg))
+    if zombies.ensure_zombie_automation(cfg):
+        echo(f"prefect: runs silent for {cfg.prefect.zombie_after_s} s are marked CRASHED (automation)")
+    env = endpoints.client_env() | secrets.s3_env() | access.client_env(cfg) | zombies.heartbeat_env(cfg)
+    started = servers.start_workers(cfg, layout, env)
     if started:
         echo(f"prefect: starting worker(s) {', '.join(started)}")
     wanted = {servers.worker_name(cfg, i) for i in range(1, cfg.prefect.workers + 1)}
