@@ -94,6 +94,10 @@ def test_up_is_idempotent_and_status_shows_every_part(stack):
     assert set(lines) >= {"postgres", "object", "mlflow", "prefect", "slmops-worker-1", "dvc"}, status
     assert all(" up " in line for line in lines.values()), status
     assert f"http://127.0.0.1:{stack['ports']['mlflow']}" in lines["mlflow"]
+    import httpx
+
+    ui = httpx.get(stack["endpoints"]["prefect_api"].removesuffix("/api") + "/ui-settings", timeout=60).json()
+    assert ui["api_url"] == stack["endpoints"]["prefect_api"], ui  # the Prefect UI talks to this server
 
 
 def test_secrets_stay_out_of_files_and_logs(stack):

@@ -73,6 +73,8 @@ def start_prefect(cfg: StackConfig, layout: Layout, secrets: Secrets) -> None:
     database = postgres.url(cfg.postgres, cfg.host, cfg.prefect.database, driver="postgresql+asyncpg")
     env = {**os.environ, **prefect_env(cfg, layout), **secrets.pg_env()}
     env |= {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database, "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"}
+    # The UI asks the API at this URL; `--port` alone leaves it at Prefect's default port, and the UI is broken.
+    env["PREFECT_SERVER_UI_API_URL"] = prefect_url(cfg) + "/api"
     env |= access.prefect_server_env(cfg)
     env.pop("PREFECT_API_URL", None)
     cmd = [_script("prefect"), "server", "start", "--host", cfg.host, "--port", str(cfg.prefect.port)]
