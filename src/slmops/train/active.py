@@ -1,7 +1,7 @@
 """Active distillation: rounds after finetune that spend teacher label calls where the student needs them.
 
 Usage:
-    slmops stage finetune --profile demo -o active.rounds=2 -o active.budget=60
+    slmops run --set active.rounds=2 --set active.budget=60      # or an `active:` section in the profile
 
 Each round (``ActiveConfig``): the teacher writes fresh inputs (synthesize's self-instruct asks, with new
 examples and a new sampling seed per round, through the same copy / near-duplicate / novelty filters); the
