@@ -113,7 +113,8 @@ def test_label_calls_go_to_the_disagreeing_inputs_within_the_budget(planted_stud
 
     active_teacher.CALLS.clear()  # the same params again, the same cache: nothing reaches the teacher
     again = _active(planted_student, tiny_models, tmp_path / "again", tmp_path / "cache.db", budget)
-    assert active_teacher.CALLS == [] and again.active["teacher_calls"] == 0
+    assert active_teacher.CALLS == [] and again.teacher_calls == 0 and again.cache_hits > 0
+    assert result.teacher_calls == len(writes) + len(labels)  # every call that reached the teacher, counted
     assert again.active["label_calls"] == summary["label_calls"]
 
 

@@ -39,7 +39,7 @@ def finetune_summary(r: dict) -> str:
     if r.get("active"):  # active distillation's rounds (slmops.train.active)
         a = r["active"]
         line += " · active " + join(
-            {"rounds": len(a["rounds"]), "label calls": a["label_calls"], "new": a["teacher_calls"]}
+            {"rounds": len(a["rounds"]), "label calls": a["label_calls"], "new calls": r.get("teacher_calls")}
         )
     return line + ("  UNDER-TRAINED: see the WARNING above" if r.get("warning") else "")
 

@@ -18,7 +18,7 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from slmops.config import ActiveConfig, FinetuneConfig, PIIConfig, SynthesizeConfig, TeacherConfig
 from slmops.io import load_jsonl, sha256_text, write_jsonl
@@ -34,9 +34,22 @@ from slmops.train import finetune
 
 
 class ActiveResult(finetune.FinetuneResult):
-    """The last round's training result, and what the rounds did and cost (``_summary``)."""
+    """The last round's training result, what the rounds did (``active``) and what this execution spent."""
 
-    active: dict[str, Any]
+    active: dict[str, Any]  # per round: written, disagreed, label calls (cached ones too), labelled, losses
+    teacher_calls: int = 0  # new (uncached) teacher calls, writing and labelling: 0 on a rerun from the cache
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated_cost: float = 0.0  # synthesize.cost's prices times this execution's tokens
+    # Kept out of the output folder's manifest (flows/runner.py), as synthesize's: a rerun changes no output.
+    RUN_FIELDS: ClassVar[tuple[str, ...]] = (
+        "teacher_calls",
+        "cache_hits",
+        "prompt_tokens",
+        "completion_tokens",
+        "estimated_cost",
+    )
 
 
 def run(
@@ -83,8 +96,7 @@ def run(
     write_jsonl(out_dir / "active" / "rejects.jsonl", labeller.rejects)
     if trained is None:
         raise ValueError("active.run needs active.rounds >= 1")
-    summary = _summary(cfg, synthesize, labeller, rounds, len(labelled))
-    return ActiveResult(**trained.model_dump(), active=summary)
+    return ActiveResult(**trained.model_dump(), **_summary(cfg, synthesize, labeller, rounds, len(labelled)))
 
 
 def one_round(
@@ -147,13 +159,8 @@ def _summary(cfg: ActiveConfig, syn: SynthesizeConfig, labeller: Labeller, round
     usage, price = labeller.usage, syn.cost
     cost = usage["prompt_tokens"] / 1000 * price.prompt_per_1k_tokens
     cost += usage["completion_tokens"] / 1000 * price.completion_per_1k_tokens
-    return {
-        "rounds": rounds,
-        "budget": cfg.budget,
-        "label_calls": sum(r["label_calls"] for r in rounds),
-        "labelled": n,
-        "teacher_calls": usage["calls"],  # new (uncached) calls, writing and labelling
-        "cache_hits": labeller.cache_hits,
-        "rejected": dict(labeller.rejected),
-        "estimated_cost": round(cost, 6),
-    }
+    done = {"rounds": rounds, "budget": cfg.budget, "label_calls": sum(r["label_calls"] for r in rounds)}
+    done |= {"labelled": n, "rejected": dict(labeller.rejected)}
+    spent = {"teacher_calls": usage["calls"], "cache_hits": labeller.cache_hits, "estimated_cost": round(cost, 6)}
+    tokens = {"prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"]}
+    return {"active": done} | spent | tokens
