@@ -72,6 +72,8 @@ def _keys(params, root: Path) -> dict[str, str]:
         ("quantize.weight_type=uint8", {"quantize", "evaluate", "parity"}),  # both read the form that is served
         ("demo.vocab_size=600", {"demo_tokenizer"}),
         ("data.test_fraction=0.2", {"prepare"}),
+        ("active.budget=7", set()),  # no active rounds (rounds: 0): no stage reads the rest of the section
+        ("active.rounds=1", {"finetune"}),
     ],
 )
 def test_a_param_change_invalidates_exactly_the_stages_that_read_it(tmp_path, override, expected):

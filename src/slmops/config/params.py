@@ -24,7 +24,7 @@ from slmops.config.project import PROJECT_FILE, find_project
 from slmops.config.serve import EvaluateConfig, QuantizeConfig, ServeConfig
 from slmops.config.stack import StackConfig
 from slmops.config.teacher import SynthesizeConfig
-from slmops.config.train import DISTILL_METHODS, DemoConfig, FinetuneConfig
+from slmops.config.train import DISTILL_METHODS, ActiveConfig, DemoConfig, FinetuneConfig
 from slmops.tasks import spec_path
 
 
@@ -40,6 +40,7 @@ class Params(Strict):
     prepare: PrepareConfig = PrepareConfig()
     synthesize: SynthesizeConfig = SynthesizeConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    active: ActiveConfig = ActiveConfig()  # active distillation rounds after finetune (off by default)
     quantize: QuantizeConfig = QuantizeConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     serve: ServeConfig = ServeConfig()

@@ -184,3 +184,19 @@ class DemoConfig(Strict):
     vocab_size: int = 2048
     student: TinyModelConfig = TinyModelConfig()
     pretrain: TrainingConfig = TrainingConfig(epochs=6, batch_size=16, learning_rate=3e-3, max_length=128)
+
+
+class ActiveConfig(Strict):
+    """Active distillation, after finetune (off at ``rounds: 0``). Each round the teacher writes fresh inputs
+    (synthesize's self-instruct asks, sampled anew), the student answers them, and teacher label calls go first
+    where the student's class differs from the one the input was written for, then where it is least certain
+    (lowest mean probability of its label fields' tokens), until the round's share of ``budget`` is spent. The
+    labelled rows join the training set and the student trains on, from its adapter. Every call is cached."""
+
+    rounds: int = Field(0, ge=0)
+    budget: int = Field(100, ge=0)  # teacher label calls over all rounds (cached answers count: reruns match)
+    per_category: int = Field(10, ge=1)  # new inputs asked for per class and round
+    # An answer that agrees with the class asked for at or above this certainty is never sent to the teacher.
+    confident: float = Field(0.9, gt=0.0, le=1.0)
+    epochs: float = Field(1.0, gt=0.0)  # each round's training over the grown set, from the round before
+    max_new_tokens: int = Field(128, ge=1)  # the student's answers

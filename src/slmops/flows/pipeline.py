@@ -96,7 +96,7 @@ def keep_champion(ctx: Ctx, version: str) -> None:
     target = ctx.layout.champion
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(ctx.layout.student, staging, ignore=shutil.ignore_patterns("adapter", "checkpoint-*"))
+    shutil.copytree(ctx.layout.student, staging, ignore=shutil.ignore_patterns("adapter", "checkpoint-*", "active"))
     (staging / "champion.json").write_text(json.dumps({"version": version, "name": ctx.params.model_name}))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)

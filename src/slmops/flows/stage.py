@@ -62,6 +62,7 @@ class Stage:
     metrics: Callable[[Ctx], Path] | None = None  # a flat metrics file for `dvc metrics` / `dvc exp show`
     persist: bool = False  # the output grows across runs (append-only): DVC must not delete it before a run
     params_when: Callable[[Ctx], tuple[str, ...]] = lambda ctx: ()  # keys read only under some params
+    modules_when: Callable[[Ctx], tuple[str, ...]] = lambda ctx: ()  # code run only under some params
 
 
 def stage_params(stage: Stage, ctx: Ctx) -> tuple[str, ...]:
@@ -72,11 +73,11 @@ def stage_params(stage: Stage, ctx: Ctx) -> tuple[str, ...]:
 def code_modules(stage: Stage, ctx: Ctx) -> list[str]:
     """The modules whose import closure is the stage's code: its own, the shared ones, and the task class,
     callable teacher or demo generator the params name (in the package or the team's project)."""
-    modules = [*COMMON_MODULES, *stage.modules]
+    modules = [*COMMON_MODULES, *stage.modules, *stage.modules_when(ctx)]
     if "task" in stage.params and ":" in ctx.params.task:
         modules.append(ctx.params.task.partition(":")[0])
     teacher = ctx.params.synthesize.teacher
-    if any(k.startswith("synthesize") for k in stage.params) and teacher.kind == "callable":
+    if any(k.startswith("synthesize") for k in stage_params(stage, ctx)) and teacher.kind == "callable":
         modules.append(teacher.target.partition(":")[0])
     if stage.name == "demo_data" and ctx.task.spec.demo_generator:
         modules.append(ctx.task.spec.demo_generator.partition(":")[0])

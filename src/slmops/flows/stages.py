@@ -16,6 +16,7 @@ output file makes it rerun, saying which.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -31,6 +32,7 @@ from slmops.flows.stage import (
     stage_code_hash,
     stage_params,
 )
+from slmops.io import load_jsonl
 
 # Ctx, Stage and the code/input helpers live in stage.py; importable from here as before.
 __all__ = [
@@ -183,9 +185,18 @@ def _finetune(ctx: Ctx) -> BaseModel:
     p, layout = ctx.params, ctx.layout
     paths = {"train": layout.synthetic / "train.jsonl", "val": layout.prepared / "val.jsonl"}
     paths |= {"base_model": base_model(ctx), "out_dir": layout.student, "seed": p.project.seed}
+    shutil.rmtree(layout.student / "active", ignore_errors=True)  # an earlier run's rounds are not this one's
     if p.finetune.processes > 1:  # accelerate launch: N ranks, rank 0 saves
-        return launch.run(p.finetune, task_ref=p.task, root=ctx.root, **paths)
-    return finetune.run(p.finetune, task=ctx.task, teacher=_distill_teacher(ctx), **paths)
+        result = launch.run(p.finetune, task_ref=p.task, root=ctx.root, **paths)
+    else:
+        result = finetune.run(p.finetune, task=ctx.task, teacher=_distill_teacher(ctx), **paths)
+    if not p.active.rounds:
+        return result
+    from slmops.train import active  # rounds on the student just written (issue 22): teacher calls, retraining
+
+    inputs = [r["input"] for path in _active_inputs(ctx) if path.exists() for r in load_jsonl(path)]
+    extra = {"teacher": _distill_teacher(ctx), "cache_path": layout.teacher_cache, "pii_cfg": p.pii}
+    return active.run(p.active, p.synthesize, p.finetune, task=ctx.task, test_inputs=inputs, **extra, **paths)
 
 
 def _distill_teacher(ctx: Ctx):
@@ -201,7 +212,21 @@ def _finetune_inputs(ctx: Ctx) -> list[Path]:
     """The training rows, the validation rows, the local base and, when distilling, the local teacher."""
     layout, teacher = ctx.layout, _distill_teacher(ctx)
     local_teacher = [Path(teacher.model)] if teacher is not None and Path(teacher.model).exists() else []
-    return [layout.synthetic / "train.jsonl", layout.prepared / "val.jsonl"] + _local_base(ctx) + local_teacher
+    rows = [layout.synthetic / "train.jsonl", layout.prepared / "val.jsonl"]
+    return rows + _local_base(ctx) + local_teacher + _active_inputs(ctx)
+
+
+def _active_inputs(ctx: Ctx) -> list[Path]:
+    """With active rounds: the test inputs the teacher's new ones must not come near (as in synthesize)."""
+    if not ctx.params.active.rounds:
+        return []
+    return [ctx.layout.prepared / "test.jsonl", ctx.layout.traffic_labelled / "recent.jsonl"]
+
+
+def _active_when(ctx: Ctx) -> tuple[str, ...]:
+    """With active rounds finetune also calls the teacher: synthesize's keys and PII's. None at ``rounds: 0``, so
+    a profile without rounds keeps its cache key (and dvc.yaml)."""
+    return ("active", "synthesize", "pii") if ctx.params.active.rounds else ()
 
 
 def _quantize(ctx: Ctx) -> BaseModel:
@@ -364,8 +389,11 @@ STAGES: dict[str, Stage] = {
         Stage(
             name="finetune",
             params=("project.seed", "task", "finetune", "loop.init_from"),
-            params_when=lambda ctx: ("synthesize.teacher.model",) if _distill_teacher(ctx) else (),
+            params_when=lambda ctx: (
+                (("synthesize.teacher.model",) if _distill_teacher(ctx) else ()) + _active_when(ctx)
+            ),
             modules=("slmops.train.finetune", "slmops.train.launch"),
+            modules_when=lambda ctx: ("slmops.train.active",) if ctx.params.active.rounds else (),
             inputs=_finetune_inputs,
             out=lambda ctx: ctx.layout.student,
             run=_finetune,

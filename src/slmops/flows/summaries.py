@@ -36,6 +36,11 @@ def finetune_summary(r: dict) -> str:
     parts = {"examples": r["train_examples"], "epochs": r.get("epochs"), "loss": r["final_train_loss"]}
     parallel = f" ({r['parallel']})" if r.get("parallel", "none") != "none" else ""  # ddp or fsdp: N processes
     line = f"{r['method']}{parallel} · " + join(parts | {"eval loss": r["eval_loss"]})
+    if r.get("active"):  # active distillation's rounds (slmops.train.active)
+        a = r["active"]
+        line += " · active " + join(
+            {"rounds": len(a["rounds"]), "label calls": a["label_calls"], "new calls": r.get("teacher_calls")}
+        )
     return line + ("  UNDER-TRAINED: see the WARNING above" if r.get("warning") else "")
 
 

@@ -72,17 +72,19 @@ def cell_of(task: Task, ask: Ask) -> dict[str, str | None]:
     return ({task.stratify_by: ask.klass} if task.stratify_by else {}) | ask.attributes
 
 
-def augment(
+def write_inputs(
     labeller: Labeller,
     asks: Sequence[Ask],
     test_index: NearDupIndex,
     train_index: NearDupIndex,
     references: tuple[Sequence[str], Sequence[str]],
-) -> tuple[list[dict], dict[str, int]]:
-    """New inputs from ``asks``, filtered and labelled; ``references`` are the training and test inputs."""
+    sampling=None,
+) -> tuple[list[tuple[Ask, str]], list[str | None]]:
+    """The teacher's new inputs for ``asks`` (``sampling``: ``synthesize.augment_sampling`` unless given) that
+    pass the copy, near-duplicate and novelty checks, and each written input's novelty reject reason."""
     task, cfg = labeller.task, labeller.cfg
     requests = [task.build_augment_messages(a.klass, a.example, a.attributes) for a in asks]
-    answers = labeller.ask(requests, cfg.augment_sampling)
+    answers = labeller.ask(requests, sampling or cfg.augment_sampling)
     written = []
     for ask, response in zip(asks, answers, strict=True):
         text, reason = check_new_input(task, response, ask.example, train_index, test_index, labeller.pii_cfg)
@@ -98,6 +100,19 @@ def augment(
             labeller.reject(f"augment-{ask.klass}-{ask.i}", text, reason, response)
         else:
             kept.append((ask, text))
+    return kept, novelty
+
+
+def augment(
+    labeller: Labeller,
+    asks: Sequence[Ask],
+    test_index: NearDupIndex,
+    train_index: NearDupIndex,
+    references: tuple[Sequence[str], Sequence[str]],
+) -> tuple[list[dict], dict[str, int]]:
+    """New inputs from ``asks``, filtered and labelled; ``references`` are the training and test inputs."""
+    task, cfg = labeller.task, labeller.cfg
+    kept, novelty = write_inputs(labeller, asks, test_index, train_index, references)
     labeller.progress.grow(len(kept))
     wanted = [a.klass for a, _ in kept] if task.stratify_by and cfg.agreement else None
     labels = labeller.label([t for _, t in kept], wanted=wanted)

@@ -53,7 +53,7 @@ class SyntheticExample(BaseModel):
     id: str
     input: str
     expected: dict[str, Any]  # checked against the task's schema before the file is written
-    source: Literal["gold", "teacher_label", "teacher_augment", "traffic"]
+    source: Literal["gold", "teacher_label", "teacher_augment", "teacher_active", "traffic"]  # active: train/active.py
     provenance: Provenance | None = None
     traffic: dict[str, Any] | None = None  # a harvested traffic row's log provenance (src/slmops/loop/harvest.py)
 

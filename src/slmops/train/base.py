@@ -2,10 +2,13 @@
 
 Usage:
     model = load_base(FinetuneConfig(method="qlora"), "models/student_base")
+    model = load_base(cfg, "models/student_base", adapter=Path("models/student/adapter"))  # train on from it
     peft_config = lora_config(cfg)
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from slmops.config import FinetuneConfig
 
@@ -21,8 +24,18 @@ def _device_map():
     return {"": PartialState().local_process_index}
 
 
-def load_base(cfg: FinetuneConfig, base_model: str):
-    """The base model for ``cfg.method`` (a resolved one: ``qlora`` loads 4-bit, anything else fp32)."""
+def load_base(cfg: FinetuneConfig, base_model: str, adapter: Path | None = None):
+    """The base model for ``cfg.method`` (a resolved one: ``qlora`` loads 4-bit, anything else fp32), with the
+    saved LoRA ``adapter`` on top, trainable, when given (training continues from it)."""
+    model = _load(cfg, base_model)
+    if adapter is None:
+        return model
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, adapter, is_trainable=True)
+
+
+def _load(cfg: FinetuneConfig, base_model: str):
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 

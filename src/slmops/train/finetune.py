@@ -206,9 +206,10 @@ def run(
     out_dir: Path,
     seed: int = 42,
     teacher: TeacherConfig | None = None,
+    init_adapter: Path | None = None,
 ) -> FinetuneResult:
-    """Train (resuming from the newest checkpoint when ``cfg.resume``), merge and save (rank 0 only, when
-    several processes train). ``teacher`` is read by the logit-distillation methods only (``gkd``, ``kd``)."""
+    """Train (resuming from the newest checkpoint when ``cfg.resume``; LoRA: on from ``init_adapter`` when given),
+    merge and save (rank 0 only, when several processes train). ``teacher``: for ``gkd`` and ``kd`` only."""
     import torch
     from transformers import AutoTokenizer, set_seed
 
@@ -220,8 +221,9 @@ def run(
     weights = cfg.model_copy(update={"method": cfg.distill.adapter}) if distill else cfg  # what trains
     teacher_dir = distill_teacher(teacher, base_model, method) if distill else None
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    model = load_base(weights, base_model)
-    peft_config = lora_config(cfg) if weights.method in ("qlora", "lora") else None
+    adapters = weights.method in ("qlora", "lora")
+    model = load_base(weights, base_model, init_adapter if adapters else None)
+    peft_config = lora_config(cfg) if adapters and init_adapter is None else None
     records = distill_records if distill else sft_records
     train_rows = records(task, load_jsonl(train))
     val_rows = records(task, load_jsonl(val)) if val else None
@@ -254,9 +256,7 @@ def run(
     resumed = int(Path(resume_from).name.rsplit("-", 1)[-1]) if resume_from else None
     schedule = {"resumed_from_step": resumed, "epochs": epochs, "epochs_reason": why, "warning": warning}
     schedule |= {"method_reason": method_reason}
-    return _save(
-        cfg, trainer, tokenizer, history, base_model, out_dir, peft_config is not None, len(train_rows), schedule
-    )
+    return _save(cfg, trainer, tokenizer, history, base_model, out_dir, adapters, len(train_rows), schedule)
 
 
 def _is_main() -> bool:
