@@ -3,7 +3,11 @@
 Its own work dir (the loop moves the ``poc`` alias, which other end-to-end tests read). The inference log is
 written the way the server writes it; what the served model answered is simulated so that drift is certain
 (every answer a teacher fallback) or absent (in-distribution inputs, the teacher's own answers).
-"""
+
+The shifted traffic is a wave of one kind of inquiry (``WAVE``: technical ones, in the phrasings the launch
+world lacks). The smoke student is near chance on the seed's seven categories, but ~65 teacher-labelled rows of
+one kind teach it that kind: the retrained challenger has to win on the recent slice, and it cannot win when
+its training set leaves the traffic rows out (checked once: 0.00 vs the champion's 0.08 on the recent rows)."""
 
 from __future__ import annotations
 
@@ -22,14 +26,25 @@ from tests.projects import TRIAGE, TRIAGE_GATES
 
 pytestmark = pytest.mark.slow
 
+WAVE = "technical"  # the category of the shifted traffic (the teacher's label)
+# Both pipelines (the first run and the retrain) decode up to 80 new tokens: the smoke profile's 48 cut the
+# longer answers (34-60 tokens with the smoke tokenizer) into invalid JSON, which judged many right answers wrong.
+# 20 rows per evaluated set (the smoke profile's 12 left McNemar too little power: a challenger right on 6 more
+# rows than the champion and wrong on 1 fewer got p = 0.06).
+EVAL_ROWS = 20
+PIPELINE = ["evaluate.max_new_tokens=80", f"evaluate.max_examples={EVAL_ROWS}"]
 LOOP = [
     "monitor.window=40",
     "monitor.min_rows=20",
     "loop.trigger.consecutive_windows=2",
     "loop.trigger.min_new_rows=20",
-    "loop.recent_eval_rows=15",
+    f"loop.recent_eval_rows={EVAL_ROWS}",
     "loop.compare.min_samples=10",
-    "loop.traffic_repeat=1",  # the retrain's size: each traffic row once
+    "loop.traffic_repeat=3",  # the product's default: each traffic row 3 times per epoch ...
+    "finetune.training.epochs=15",  # ... for the retrain alone half the smoke epochs: the pipeline's steps
+    # Gold: rows the toy answers near chance (0.08-0.33 either model): a tie on them is a coin toss, so the
+    # challenger may lose up to a quarter of them; the threshold itself is tests/test_compare.py's.
+    "loop.compare.max_gold_regression=0.25",
 ]
 
 
@@ -37,26 +52,35 @@ LOOP = [
 def loop_run(tmp_path_factory) -> dict:
     """The smoke pipeline, with gates that fit a 64-wide toy model (``_toy_gates``)."""
     gates = f"gates={_toy_gates(tmp_path_factory.mktemp('loop-gates'))}"
-    return _pipeline_run(tmp_path_factory, "ticket_triage", overrides=(gates,)) | {"sets": [*LOOP, gates]}
+    run = _pipeline_run(tmp_path_factory, "ticket_triage", overrides=(*PIPELINE, gates))
+    return run | {"sets": [*PIPELINE, *LOOP, gates]}
 
 
 def _toy_gates(folder):
-    """The example's ``tasks/ticket_triage.gates.yaml`` with no poc floor and parity agreement at 0.75. The smoke
-    retrain's quality and its
-    int8 fidelity vary with the machine's rounding: on CI its challenger once gave valid JSON on 5 of 12 gold
-    inputs (under poc's 0.5) and another time int8 flipped 4 of its 35 near-tie answers (under parity's 0.9), and
-    either way no challenge ran. This test is about the loop; the challenge itself still has to be won, and
-    ``tests/test_parity.py`` refuses a corrupted int8 weight."""
+    """The example's ``tasks/ticket_triage.gates.yaml`` (poc floors included: both models answer valid JSON
+    once answers are not cut short) with parity agreement at 0.75: the toy's greedy answers sit on near-ties
+    that int8 rounding flips by the CPU's kernels (on CI it once flipped 4 of 35), and then no challenge ran.
+    ``tests/test_parity.py`` refuses a corrupted int8 weight at the real thresholds."""
     import yaml
 
     from slmops.config import load_gates
 
     gates = load_gates(TRIAGE_GATES).model_dump()
-    gates["poc"]["min"] = dict.fromkeys(gates["poc"]["min"], 0.0)
     gates["parity"] |= {"min_output_agreement": 0.75, "min_label_agreement": 0.75}
     path = folder / "gates.yaml"
     path.write_text(yaml.safe_dump(gates))
     return path
+
+
+def _inputs(seed: int, n: int, shifted: bool) -> list[str]:
+    """``n`` masked inquiries: in-distribution ones, or shifted ones of the ``WAVE`` category (the teacher's)."""
+    from slmops.demo.teacher import classify
+
+    rows = generate(seed, 0, 0, n * (10 if shifted else 1), phrasing_share=0.5, shifted=shifted)["test"]
+    texts = [pii.mask(row["input"]) for row in rows]
+    texts = [t for t in texts if classify(t) == WAVE] if shifted else texts
+    assert len(texts) >= n, f"seed {seed}: {len(texts)} {WAVE} inquiries"
+    return texts[:n]
 
 
 def _log(work, seed: int, n: int, shifted: bool) -> None:
@@ -64,8 +88,7 @@ def _log(work, seed: int, n: int, shifted: bool) -> None:
     from slmops.demo.teacher import answer
 
     log = InferenceLog(work / "logs" / "inference.jsonl", fsync=False)
-    for row in generate(seed, 0, 0, n, phrasing_share=0.5, shifted=shifted)["test"]:
-        text = pii.mask(row["input"])
+    for text in _inputs(seed, n, shifted):
         log.append(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
@@ -125,7 +148,7 @@ def test_drift_in_two_windows_starts_one_retrain_that_trains_on_the_traffic(loop
         load_jsonl(work / "data/traffic_labelled/train.jsonl"),
         load_jsonl(work / "data/traffic_labelled/recent.jsonl"),
     )
-    assert len(recent) == 15 and train and not {r["input"] for r in recent} & {r["input"] for r in train}
+    assert len(recent) == EVAL_ROWS and train and not {r["input"] for r in recent} & {r["input"] for r in train}
     trained_on = load_jsonl(work / "data/synthetic/train.jsonl")
     assert {r["id"] for r in train} <= {r["id"] for r in trained_on if r["source"] == "traffic"}
     assert not {r["input"] for r in recent} & {r["input"] for r in trained_on}  # the recent set is never trained on
@@ -133,13 +156,11 @@ def test_drift_in_two_windows_starts_one_retrain_that_trains_on_the_traffic(loop
     parity = (work / "reports/parity/parity.json").read_text()
     assert (work / "reports/challenge/decision.json").exists(), f"no challenge ran\n{out}\nparity: {parity}"
     decision = json.loads((work / "reports/challenge/decision.json").read_text())["decision"]
-    evaluated = min(
-        15, load_params("smoke", project=TRIAGE).evaluate.max_examples
-    )  # both models on the same (capped) rows
-    assert decision["recent"]["n"] == evaluated and decision["gold"]["n"] > 0
-    holder = registry.alias_version(name, "poc")
+    assert decision["recent"]["n"] == EVAL_ROWS and decision["gold"]["n"] == EVAL_ROWS  # both models, same rows
     assert champion is not None  # the pipeline registered a poc champion to challenge
-    assert (holder != champion) == decision["passed"], decision  # promoted if and only if it won
+    assert decision["passed"], decision  # the retrain learned the wave: a significant win on the recent slice
+    assert decision["recent"]["challenger_accuracy"] > decision["recent"]["champion_accuracy"], decision
+    assert registry.alias_version(name, "poc") not in (None, champion)  # and poc moved to the challenger
 
 
 def test_a_second_trigger_inside_the_cooldown_starts_nothing(loop_run):
