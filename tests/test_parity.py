@@ -18,7 +18,7 @@ from slmops.evaluate.parity import (
 )
 from slmops.io import load_jsonl
 from slmops.tasks import load_task
-from tests.projects import TRIAGE, TRIAGE_GATES
+from tests.projects import REVIEWS, TRIAGE, TRIAGE_GATES
 
 task = load_task("ticket_triage", TRIAGE)
 
@@ -96,6 +96,17 @@ def test_labels_are_the_categorical_fields_of_the_parsed_answer():
     b = '{"category": "billing", "priority": "high", "reply": "お待ちください"}'
     assert label_of(task, a) == label_of(task, b) == (("category", "billing"), ("priority", "high"))
     assert label_of(task, "not json") is None
+
+
+def test_labels_leave_out_free_text_when_a_task_has_no_enum():
+    """review_insights has an integer, a multi-label field and a summary: its label is rating and the aspect set,
+    so two answers that word the summary differently agree (the summary is output agreement's business)."""
+    reviews = load_task("review_insights", REVIEWS)
+    a = '{"rating": 4, "aspects": ["price", "quality"], "summary": "安くて良い"}'
+    b = '{"rating": 4, "aspects": ["quality", "price"], "summary": "値段の割に品質が良い"}'
+    assert label_of(reviews, a) == label_of(reviews, b) == (("rating", 4), ("aspects", ("price", "quality")))
+    assert label_of(reviews, a) != label_of(reviews, a.replace('"rating": 4', '"rating": 3'))
+    assert label_of(reviews, a) != label_of(reviews, a.replace('["price", "quality"]', '["price"]'))
 
 
 def _corrupt_int8(src, dst):

@@ -17,8 +17,6 @@ judges the shared steps plus that form's own.
 
 from __future__ import annotations
 
-import enum
-import typing
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -119,20 +117,9 @@ class ParityFigures(BaseModel):
 
 
 def label_of(task: Any, text: str) -> Any:
-    """The categorical fields (Literal or Enum) of the parsed answer; None when it does not parse."""
-    parsed, _ = task.parse_output(text)
-    if parsed is None:
-        return None
-    fields = type(parsed).model_fields
-    categorical = [n for n, f in fields.items() if _is_categorical(f.annotation)]
-    dump = parsed.model_dump(mode="json")
-    return tuple((n, dump[n]) for n in categorical) if categorical else tuple(sorted(dump.items(), key=str))
-
-
-def _is_categorical(annotation: Any) -> bool:
-    if typing.get_origin(annotation) is typing.Literal:
-        return True
-    return isinstance(annotation, type) and issubclass(annotation, enum.Enum)
+    """The answer's label (``Task.label_key``: enum, labels and integer fields; free text left out); None when
+    it does not parse."""
+    return task.label_key(text)
 
 
 def compare_chain(

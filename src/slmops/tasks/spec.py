@@ -191,6 +191,19 @@ class Task:
         except ValidationError:
             return None, "schema_violation"
 
+    def label_key(self, text: str | None) -> tuple | None:
+        """What the answer decides, comparable across models: its enum, labels (as a set) and integer fields;
+        free text and numbers are left out. A task with none of them compares the whole answer. None when the
+        output does not parse. Parity's label agreement compares these (``src/slmops/evaluate/parity.py``)."""
+        parsed = self.parse_output(text)[0]
+        if parsed is None:
+            return None
+        dump = parsed.model_dump(mode="json")
+        decided = [k for k, f in self.fields.items() if f.type in ("enum", "labels", "integer")]
+        if not decided:
+            return tuple(sorted(dump.items(), key=str))
+        return tuple((k, tuple(sorted(dump[k])) if self.fields[k].type == "labels" else dump[k]) for k in decided)
+
     def validate_expected(self, data: Any) -> dict[str, Any]:
         """A reference label from a data file, checked against the spec; raises ``ValidationError``."""
         return self.Expected.model_validate(data).model_dump(exclude_none=True)
