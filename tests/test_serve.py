@@ -76,7 +76,7 @@ def test_bad_requests_get_4xx_with_an_error_body(server, payload, status):
 
 
 def test_concurrent_requests_lose_no_log_rows(server):
-    before = len(load_jsonl(server["log"]))
+    before = len(load_jsonl(server["log"])) if server["log"].exists() else 0  # run alone, nothing is logged yet
     with ThreadPoolExecutor(8) as pool:
         codes = list(
             pool.map(

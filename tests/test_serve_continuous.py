@@ -135,3 +135,45 @@ def test_through_the_server_the_short_answer_comes_back_first(tiny_models):
     assert long_answer.usage.completion_tokens == LONG and short.usage.completion_tokens == 3
     assert long_answer.choices[0].message.content == model.chat(_user(long_text), max_tokens=LONG).text
     assert short.choices[0].message.content == model.chat(_user(PROMPTS[-1]), max_tokens=3).text
+
+
+def test_a_stream_joins_the_running_batch_and_streams_its_alone_answer(model):
+    """A streamed request decodes as a row of the running batch (two rows while the long one runs), its pieces
+    join to the one-by-one answer, a stop string is never sent, and it ends while the long one still decodes."""
+    long_text = _rambling(model)
+    plain = model.chat(_user(PROMPTS[1]), max_tokens=24).text
+    batcher = ContinuousBatcher(max_batch_size=8).start()
+    rows_seen: list[int] = []
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            long_ = pool.submit(batcher.generate, model, _user(long_text), LONG)
+            _wait_until(lambda: batcher.decoded() and batcher.decoded()[0] >= 10)
+            pieces = []
+            for piece in batcher.stream(model, _user(PROMPTS[1]), 24):
+                rows_seen.append(len(batcher.decoded()))
+                pieces.append(piece)
+            long_running_then = not long_.done()
+            stopped = list(batcher.stream(model, _user(PROMPTS[1]), 24, stop=[plain[3:5]]))
+            long_.result(timeout=120)
+    finally:
+        batcher.stop()
+    *texts, completion = pieces
+    alone = model.chat(_user(PROMPTS[1]), max_tokens=24)
+    assert "".join(texts) == completion.text == alone.text and len(texts) > 1
+    assert (completion.completion_tokens, completion.finish_reason) == (alone.completion_tokens, alone.finish_reason)
+    assert max(rows_seen) == 2 and long_running_then  # decoded beside the long row, and done before it
+    *stop_texts, stop_completion = stopped
+    assert "".join(stop_texts) == stop_completion.text == model.chat(_user(PROMPTS[1]), 24, stop=[plain[3:5]]).text
+    assert plain[3:5] not in "".join(stop_texts) and stop_completion.finish_reason == "stop"
+
+
+def test_a_stream_the_client_leaves_frees_its_row(model):
+    batcher = ContinuousBatcher(max_batch_size=8).start()
+    try:
+        stream = batcher.stream(model, _user(_rambling(model)), LONG)
+        next(stream)
+        assert batcher.decoded()
+        stream.close()  # what the server does when the client disconnects
+        _wait_until(lambda: not batcher.decoded(), timeout_s=10)
+    finally:
+        batcher.stop()

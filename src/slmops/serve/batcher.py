@@ -42,6 +42,8 @@ class Job:
     logprobs: int | None = None
     prompt_ids: list[int] = field(default_factory=list)  # the encoded prompt (set by ``generate``)
     result: Future = field(default_factory=Future)
+    sink: queue.Queue | None = None  # a streamed request's token ids, step by step (``ContinuousBatcher.stream``)
+    cancelled: bool = False  # the client went away: the step loop retires the row at its next step
 
     @property
     def prompt_tokens(self) -> int:
@@ -76,6 +78,10 @@ class Batcher:
         job.prompt_ids = model.checked(messages, max_tokens)  # a prompt that does not fit fails here
         self._queue.put(job)
         return job.result.result()
+
+    def stream(self, model: ChatModel, messages: list[dict[str, str]], max_tokens: int, **kwargs):
+        """A streamed answer generates alone (``ChatModel.chat_stream``): text pieces, then its ``Completion``."""
+        return model.chat_stream(messages, max_tokens, **kwargs)
 
     def _next(self, wait_s: float | None) -> Job | None:
         if self._held:

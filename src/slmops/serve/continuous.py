@@ -83,6 +83,24 @@ class ContinuousBatcher:
         self._queue.put(job)
         return job.result.result()
 
+    def stream(self, model: ChatModel, messages: list[dict[str, str]], max_tokens: int, **kwargs):
+        """The answer's text piece by piece as its row decodes in the running batch, then its ``Completion``
+        (``ChatModel.chat_stream``'s contract: a prompt that does not fit raises at the first ``next``, a stop
+        string is never sent). Models the step loop cannot run stream alone, as with the dynamic batcher."""
+        multi_lora = getattr(model, "adapter", None) is not None or bool(getattr(model, "adapters", None))
+        if getattr(model, "backend", None) not in STEPPABLE or multi_lora:
+            yield from self.dynamic.stream(model, messages, max_tokens, **kwargs)
+            return
+        job = Job(model, messages, max_tokens, **kwargs)
+        job.prompt_ids = model.checked(messages, max_tokens)
+        job.sink = queue.Queue()
+        job.result.add_done_callback(lambda _: job.sink.put(None))  # answered or failed: the stream ends
+        self._queue.put(job)
+        try:
+            yield from _pieces(job)
+        finally:
+            job.cancelled = True  # a client that went away frees its row; a finished row is gone already
+
     def decoded(self) -> list[int]:
         """Tokens decoded so far by each running row, oldest row first (a snapshot)."""
         return [len(row.tokens) for row in list(self._rows)]
@@ -159,6 +177,8 @@ class ContinuousBatcher:
             else:
                 history = job.prompt_ids + row.tokens
                 row.tokens.append(self._picker.pick(logits[i], history, job.temperature, job.top_p, row.generator))
+            if job.sink is not None:
+                job.sink.put(row.tokens[-1])
         done = [row for row in self._rows if self._finished(row)]
         if not done:
             return
@@ -172,6 +192,8 @@ class ContinuousBatcher:
         job, tokens = row.job, row.tokens
         if not tokens:
             return False
+        if job.cancelled:
+            return True
         if tokens[-1] == job.model.tokenizer.eos_token_id or len(tokens) >= job.max_tokens:
             return True
         if job.stop:
@@ -212,3 +234,27 @@ def _generator(job: Job, model: ChatModel):
     else:
         generator.seed()
     return generator
+
+
+def _pieces(job: Job):
+    """Decode a streamed row's tokens as they arrive; send the new text once it is whole (not a split UTF-8
+    character) and holds no stop string, then the ``Completion`` (raising what generating it raised)."""
+    from slmops.inference.decoding import StopHolder
+
+    tokenizer, holder = job.model.tokenizer, StopHolder(job.stop or [])
+    tokens: list[int] = []
+    sent = ""
+    while (token := job.sink.get()) is not None:
+        tokens.append(token)
+        text = tokenizer.decode(tokens, skip_special_tokens=True)
+        if text.endswith("\ufffd") or not text.startswith(sent):
+            continue
+        if ready := holder.feed(text[len(sent) :]):
+            yield ready
+        sent = text
+    completion = job.result.result()
+    text = tokenizer.decode(tokens, skip_special_tokens=True)
+    rest = holder.feed(text[len(sent) :]) if text.startswith(sent) else ""
+    if tail := rest + holder.flush():
+        yield tail
+    yield completion

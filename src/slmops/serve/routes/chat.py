@@ -193,8 +193,15 @@ def _record(state: ServerState, model: str, request_id: str, messages, completio
 def _stream(req: ChatRequest, state: ServerState, served: ServedModel, messages: list[dict], budget: int):
     request_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     try:
-        pieces = served.model.chat_stream(
-            messages, budget, req.temperature, req.top_p, state.cfg.generation_timeout_s, req.seed, req.stops or None
+        pieces = state.batcher.stream(  # continuous: the stream's row joins the running decode batch
+            served.model,
+            messages,
+            budget,
+            temperature=req.temperature,
+            top_p=req.top_p,
+            max_time=state.cfg.generation_timeout_s,
+            seed=req.seed,
+            stop=req.stops or None,
         )
         first = next(pieces)  # raises ContextWindowExceeded before any byte is sent
     except ContextWindowExceeded as err:
