@@ -141,6 +141,24 @@ print(json.dumps([{"version": v.version, "status": v.status, "sha256": v.tags.ge
 """
 
 
+POC_VERSION = """
+import json
+from slmops.registry.aliases import alias_version
+print(json.dumps({"version": alias_version("ticket-triage-slm", "poc")}))
+"""
+
+AWAIT_RETRAIN = """
+import json
+from pathlib import Path
+from slmops.config import load_params
+from slmops.flows.loop_demo import await_deployment_run
+from slmops.flows.stages import Ctx
+ctx = Ctx(load_params("smoke", project=Path(".")), Path(".").resolve())
+out = await_deployment_run(ctx, {"flow_run_id": "RUN_ID"}, "BEFORE")
+print(json.dumps({"state": out["state"], "version": out["gate"]["version"], "challenge": out["gate"]["challenge"]}))
+"""
+
+
 def toy_gates(folder: Path) -> Path:
     """The example's gates with no poc floor and parity agreement at 0.75 (as tests/test_loop_e2e.py uses them):
     a 64-wide smoke model's retrain has to get as far as a challenge."""

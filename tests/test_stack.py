@@ -23,9 +23,11 @@ import pytest
 
 from tests.conftest import free_port, new_project
 from tests.stackkit import (
+    AWAIT_RETRAIN,
     DVC,
     FOREIGN,
     LOOP,
+    POC_VERSION,
     SLMOPS,
     TIMINGS,
     VERSIONS,
@@ -320,6 +322,7 @@ def test_drift_starts_the_retrain_on_a_worker_a_killed_run_crashes_the_next_resu
     sets = [*LOOP, "finetune.resume=true", "finetune.training.save_steps=5", "finetune.training.epochs=6"]
     sets.append(f"gates={toy_gates(stack['parent'])}")
     known = {v["sha256"] for v in python(stack, VERSIONS)}
+    poc_before = python(stack, POC_VERSION)["version"]
     log_shifted_traffic(work, seed=503, n=40)
     out = run(SLMOPS, "monitor", "--profile", "smoke", *[a for s in sets for a in ("--set", s)], cwd=work, env=env)
     assert "retrain STARTED" in out.stdout, out.stdout
@@ -346,6 +349,9 @@ def test_drift_starts_the_retrain_on_a_worker_a_killed_run_crashes_the_next_resu
     assert all(v["status"] == "READY" and v["sha256"] for v in versions), versions  # nothing half-registered
     new = [v["sha256"] for v in versions if v["sha256"] not in known]
     assert len(new) == len(set(new)) <= 1, versions  # at most the one challenger that won, once
+    # What `slmops loop demo` reads once a worker's retrain ends: the run's state and the poc alias it left.
+    seen = python(stack, AWAIT_RETRAIN.replace("RUN_ID", next_id).replace("BEFORE", poc_before))
+    assert seen["state"] == "Completed" and (seen["version"] is not None) == bool(new), (seen, versions)
 
 
 def test_a_worker_killed_with_its_run_the_silent_run_is_crashed_and_the_next_resumes(stack):

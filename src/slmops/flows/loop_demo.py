@@ -152,6 +152,8 @@ def run_demo(params: Params, profile: str | None, work_dir: Path) -> dict[str, A
             if "retrain" in result:
                 retrain = result["retrain"]
                 break
+        if retrain and "flow_run_id" in retrain:  # the retrain deployment runs on a stack's worker: wait for it
+            retrain = steps.run("retrain (deployment, on a worker)", await_deployment_run, ctx, retrain, before)
         promoted = (retrain or {}).get("gate", {}).get("version") not in (None, before)
         after = steps.run("server reload", _wait_for_new_version, url, before, 120.0) if promoted else before
         figures["after"] = _measure(ctx, steps, after, held_out, "after") if after != before else figures["before"]
@@ -185,6 +187,33 @@ def _measure(ctx: Ctx, steps: Steps, version: str, held_out: list[dict], when: s
         for name, rows in sets.items()
         if rows
     }
+
+
+def await_deployment_run(ctx: Ctx, retrain: dict[str, Any], before: str) -> dict[str, Any]:
+    """Wait for the retrain deployment's flow run (``monitor.start_retrain`` scheduled it on the work pool), then
+    read what it decided from where it wrote it: the ``poc`` alias in the registry and the champion-vs-challenger
+    report. A run that did not complete counts as no promotion, with its final state as the reason."""
+    import asyncio
+    import json
+    from uuid import UUID
+
+    from prefect.flow_runs import wait_for_flow_run
+
+    from slmops.registry.aliases import alias_version
+
+    flow_run = asyncio.run(wait_for_flow_run(UUID(retrain["flow_run_id"]), timeout=RETRAIN_TIMEOUT_S, log_states=True))
+    state = flow_run.state.name if flow_run.state else "unknown"
+    report = ctx.layout.reports / "challenge" / "decision.json"
+    fresh = report.exists() and flow_run.start_time and report.stat().st_mtime >= flow_run.start_time.timestamp()
+    challenge = json.loads(report.read_text(encoding="utf-8")) if fresh else None  # a ChallengeResult
+    if not (flow_run.state and flow_run.state.is_completed()):
+        challenge = {"decision": {"passed": False, "reasons": [f"the retrain flow run ended {state}"]}}
+    version = alias_version(ctx.params.model_name, "poc")
+    gate = {"version": version if version != before else None, "challenge": challenge}
+    return retrain | {"started": True, "state": state, "gate": gate}
+
+
+RETRAIN_TIMEOUT_S = 3600  # how long the demo waits for a retrain that a worker runs
 
 
 def _wait_for_new_version(url: str, before: str, timeout: float) -> str:
