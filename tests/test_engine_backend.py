@@ -50,7 +50,8 @@ def _free_port() -> int:
 
 
 def vllm(root: Path, port: int) -> tuple[list[str], dict[str, str]]:
-    """vLLM's OpenAI server on CPU, set to start fast on a small machine: eager (no torch.compile), one thread
+    """vLLM's OpenAI server on CPU, set to start fast on a small machine: eager (no torch.compile), the model
+    worker inside the engine core process (each process spends most of the start importing vLLM), one thread
     unbound, 1 GiB of KV cache. ``tiny-base`` is the base, ``other`` a LoRA adapter on it (random A and B)."""
     python = ENGINE_VENV / "bin" / "python"
     if not python.exists():
@@ -60,10 +61,12 @@ def vllm(root: Path, port: int) -> tuple[list[str], dict[str, str]]:
     command = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(base)]
     command += ["--served-model-name", "tiny-base", "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32"]
     command += ["--max-model-len", str(WINDOW), "--max-num-seqs", "4", "--enforce-eager", "-O0"]
+    command += ["--distributed-executor-backend", "uni"]  # with VLLM_ENABLE_V1_MULTIPROCESSING=0: 2 processes, not 3
     command += ["--enable-lora", "--max-lora-rank", "8", "--lora-modules", f"other={adapter}"]
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env |= {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"}
-    env |= {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+    env |= {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
+    env["DO_NOT_TRACK"] = "1"
     return command, env
 
 
