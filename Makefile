@@ -11,7 +11,7 @@ SLMOPS := $(abspath $(VENV))/bin/slmops
 export PYTHONDONTWRITEBYTECODE :=
 PIP    := $(PY) -m pip install -q --no-compile
 
-.PHONY: install demo demo-project loop test test-fast lint format wheel repro mlflow-ui prefect-ui clean
+.PHONY: install engine demo demo-project loop test test-fast lint format wheel repro mlflow-ui prefect-ui clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,19 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The engine the serve.engine tests run behind the front: vLLM's CPU build from PyPI, in a venv of its own (vLLM
+# pins a transformers and fastapi that constraints.txt conflicts with; it runs as a separate process anyway).
+# requirements-engine.txt is the whole venv, pinned, installed without the resolver. `make test` builds it.
+ENGINE_VENV  ?= .venv-engine
+ENGINE_STAMP := $(ENGINE_VENV)/.installed-stamp
+
+$(ENGINE_STAMP): requirements-engine.txt
+	rm -rf $(ENGINE_VENV) && python3 -m venv $(ENGINE_VENV)
+	$(ENGINE_VENV)/bin/python -m pip install -q --no-compile --no-deps -r requirements-engine.txt
+	touch $(ENGINE_STAMP)
+
+engine: $(ENGINE_STAMP)
 
 $(DEMO)/slmops.yaml: | $(STAMP)
 	$(SLMOPS) init $(DEMO) --example ticket_triage
@@ -44,7 +57,7 @@ loop: install demo-project  ## after `make demo`: serve poc, send shifted traffi
 # with two threads each on two cores spin against each other.
 TEST_WORKERS ?= 2
 
-test: install  ## the whole test suite, including end-to-end smoke flows in `slmops init` projects
+test: install engine  ## the whole test suite, including end-to-end smoke flows and a real vLLM behind the front
 	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: install

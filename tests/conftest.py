@@ -210,13 +210,13 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-SLOW_FIXTURES = {"tiny_models", "smoke_run", "reviews_run"}  # they train or export models
+SLOW_FIXTURES = {"tiny_models", "smoke_run", "reviews_run", "engine"}  # they train, export or start an engine
 SHARED_PIPELINES = ("smoke_run", "reviews_run")  # session fixtures worth building once per run, not per worker
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the xdist_group marks into groups
 def pytest_collection_modifyitems(items):
-    """Every test that trains, exports or benchmarks is `slow`: `make test-fast` (-m "not slow") skips it.
+    """Every test that trains, exports, benchmarks or starts an engine is `slow`: `make test-fast` skips it.
 
     ``make test`` runs on two pytest-xdist workers with ``--dist loadgroup``: a module's tests stay together
     (its module-scoped servers start once), and every module that uses a shared pipeline goes to the worker that

@@ -24,7 +24,9 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_chat_model(out: Path, seed: int = 0) -> Path:
+def build_chat_model(out: Path, seed: int = 0, heads: int = 4) -> Path:
+    """``heads`` attention heads over a 64-wide model (and half as many key/value heads): 2 gives head_dim 32, the
+    least vLLM's CPU attention supports."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
@@ -48,8 +50,8 @@ def build_chat_model(out: Path, seed: int = 0) -> Path:
         hidden_size=64,
         num_hidden_layers=2,
         intermediate_size=128,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=heads,
+        num_key_value_heads=heads // 2,
         max_position_embeddings=512,
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
