@@ -57,7 +57,8 @@ loop: install demo-project  ## after `make demo`: serve poc, send shifted traffi
 # with two threads each on two cores spin against each other.
 TEST_WORKERS ?= 2
 
-test: install engine  ## the whole test suite, including end-to-end smoke flows and a real vLLM behind the front
+test:  ## the whole test suite, including end-to-end smoke flows and a real vLLM behind the front
+	$(MAKE) --no-print-directory -j2 install engine   # the two venvs install side by side (downloads overlap)
 	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: install
