@@ -118,7 +118,11 @@ def start(form: str, work: Path, port: int, batching: str = "continuous") -> sub
             "--set",
             f"serve.batching={batching}",
         ]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The server's output goes to a file: a pipe nobody reads fills up (llama.cpp logs ~100 KB while loading) and
+    # blocks the server before it answers.
+    log = work / f"server-{form}.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         try:
@@ -127,10 +131,10 @@ def start(form: str, work: Path, port: int, batching: str = "continuous") -> sub
         except httpx.TransportError:
             pass
         if server.poll() is not None:
-            raise RuntimeError(f"{form}: the server exited: {server.stderr.read()[-3000:]}")
+            raise RuntimeError(f"{form}: the server exited: {log.read_text()[-3000:]}")
         time.sleep(0.5)
     server.kill()
-    raise RuntimeError(f"{form}: the server did not answer within 600 s")
+    raise RuntimeError(f"{form}: the server did not answer within 600 s (see {log})")
 
 
 def free_port() -> int:
@@ -265,7 +269,12 @@ def main() -> None:
     for form in forms:
         for batching in args.batching[:1] if form.startswith("gguf") else args.batching:  # llama.cpp: its own
             print(f"serving {form} ({batching}) ...", flush=True)
-            rows.append(measure(form, work, args, prompts, batching))
+            try:
+                rows.append(measure(form, work, args, prompts, batching))
+            except RuntimeError as err:  # one form that does not serve costs its row, not the others'
+                print(f"{form}: no figures: {err}", flush=True)
+                continue
+            print(json.dumps(rows[-1]), flush=True)  # each row as it is measured
     print(table(rows, args.clients))
     print(json.dumps({"shape": "tiny" if quick else "qwen2.5-0.5b", "cpus": os.cpu_count(), "rows": rows}))
 
