@@ -10,8 +10,9 @@ ONNX fp32 (optimum, KV cache), int8 (dynamic), int4 (MatMulNBits) and genai_int4
 builder), both 4-bit forms at ``--int4-block-size``; plus llama.cpp's Q4_K_M when llama-cpp-python and gguf are
 importable (else it prints why it is skipped). Each form is served by ``slmops serve --model-path`` in its own
 process (llama.cpp by ``python -m llama_cpp.server``), and driven over HTTP with the demo's inquiries:
-- batch 1: ``--b1-requests`` streamed requests one after another: TTFT p50/p95 (request sent -> first text) and
-  decode tokens/s (tokens after the first / time after the first);
+- batch 1: ``--b1-requests`` prompts one after another, each asked for 1 token and then for ``--new-tokens``:
+  TTFT p50/p95 (the 1-token answer's latency: prefill and the first token) and decode tokens/s (tokens after the
+  first / the full answer's time beyond that);
 - 8 and 32 concurrent clients (``--clients``), ``--rounds`` non-streamed requests each: aggregate completion
   tokens/s (the server batches them, up to 32 rows: each ``--batching`` mode is served and measured in turn,
   ``continuous`` (a request joins the running decode batch at the next step) and ``dynamic`` (requests that
@@ -150,23 +151,22 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def streamed(client: httpx.AsyncClient, body: dict) -> dict:
-    """One streamed request: TTFT, the time after the first text, and the completion tokens usage reports."""
-    started, first, tokens = time.perf_counter(), None, 0
-    stream_body = body | {"stream": True, "stream_options": {"include_usage": True}}
-    async with client.stream("POST", "/v1/chat/completions", json=stream_body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
-            chunk = json.loads(line[6:])
-            if first is None and any(c["delta"].get("content") for c in chunk["choices"]):
-                first = time.perf_counter()
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-    ended = time.perf_counter()
-    first = first or ended
-    return {"ttft": first - started, "decode_s": ended - first, "tokens": tokens}
+async def timed(client: httpx.AsyncClient, body: dict) -> tuple[float, int]:
+    """One request, not streamed: its latency and the completion tokens usage reports."""
+    started = time.perf_counter()
+    answer = await client.post("/v1/chat/completions", json=body)
+    answer.raise_for_status()
+    return time.perf_counter() - started, answer.json()["usage"]["completion_tokens"]
+
+
+async def alone(client: httpx.AsyncClient, body: dict) -> dict:
+    """Batch 1 on one prompt: TTFT is the latency of a 1-token answer (prefill and the first token), decoding the
+    time the full answer took beyond it. Not from a stream's first text: a random-init model writes byte tokens
+    that are no whole character, which every streamer (ours, transformers', llama.cpp's) holds back, so its
+    "first text" can come with the last token."""
+    first, _ = await timed(client, body | {"max_tokens": 1})
+    total, tokens = await timed(client, body)
+    return {"ttft": first, "decode_s": max(total - first, 1e-9), "tokens": tokens}
 
 
 async def drive(
@@ -179,13 +179,13 @@ async def drive(
         def body(i: int) -> dict:
             return {"model": model, "messages": prompts[i % len(prompts)], "max_tokens": new_tokens}
 
-        await streamed(client, body(0) | {"max_tokens": 4})  # warm-up
-        alone = [await streamed(client, body(i)) for i in range(b1_requests)]
-        ttfts = sorted(r["ttft"] * 1000 for r in alone)
+        await timed(client, body(0) | {"max_tokens": 4})  # warm-up
+        runs = [await alone(client, body(i)) for i in range(b1_requests)]
+        ttfts = sorted(r["ttft"] * 1000 for r in runs)
         figures["ttft_p50_ms"] = statistics.median(ttfts)
         figures["ttft_p95_ms"] = ttfts[min(len(ttfts) - 1, round(0.95 * (len(ttfts) - 1)))]
-        decoded = sum(max(r["tokens"] - 1, 0) for r in alone)
-        figures["decode_tok_s_b1"] = decoded / max(sum(r["decode_s"] for r in alone), 1e-9)
+        decoded = sum(max(r["tokens"] - 1, 0) for r in runs)
+        figures["decode_tok_s_b1"] = decoded / max(sum(r["decode_s"] for r in runs), 1e-9)
         for count in clients:
 
             async def one(offset: int, count: int = count) -> int:
@@ -245,7 +245,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny shapes and few requests: a smoke run")
     parser.add_argument("--forms", nargs="*", default=[*FORMS, "gguf_q4_k_m"])
     parser.add_argument("--new-tokens", type=int, default=None, help="per request (default 64; --quick 16)")
-    parser.add_argument("--b1-requests", type=int, default=None, help="streamed one at a time (default 10; quick 3)")
+    parser.add_argument("--b1-requests", type=int, default=None, help="one at a time (default 10; quick 3)")
     parser.add_argument("--clients", type=int, nargs="*", default=[8, 32])
     parser.add_argument("--rounds", type=int, default=None, help="requests per client (default 2; quick 1)")
     parser.add_argument("--int4-block-size", type=int, default=128)

@@ -237,24 +237,27 @@ def _generator(job: Job, model: ChatModel):
 
 
 def _pieces(job: Job):
-    """Decode a streamed row's tokens as they arrive; send the new text once it is whole (not a split UTF-8
-    character) and holds no stop string, then the ``Completion`` (raising what generating it raised)."""
+    """Decode a streamed row's tokens as they arrive and send the new text once it is whole (not a split UTF-8
+    character) and holds no stop string, then the ``Completion`` (raising what generating it raised). New text
+    is the decode of the tokens since the last piece's start minus that of the tokens already sent (vLLM's
+    incremental detokenizer): decoding the whole answer each time is not stable under every tokenizer (clean-up
+    rules change earlier text), and a diff against it held everything back to the end."""
     from slmops.inference.decoding import StopHolder
 
     tokenizer, holder = job.model.tokenizer, StopHolder(job.stop or [])
     tokens: list[int] = []
-    sent = ""
+    start = sent = 0  # tokens[start:sent] were sent; tokens[sent:] not yet
     while (token := job.sink.get()) is not None:
         tokens.append(token)
-        text = tokenizer.decode(tokens, skip_special_tokens=True)
-        if text.endswith("\ufffd") or not text.startswith(sent):
-            continue
-        if ready := holder.feed(text[len(sent) :]):
-            yield ready
-        sent = text
+        before = tokenizer.decode(tokens[start:sent], skip_special_tokens=True)
+        text = tokenizer.decode(tokens[start:], skip_special_tokens=True)
+        if len(text) > len(before) and not text.endswith("\ufffd"):
+            start, sent = sent, len(tokens)
+            if ready := holder.feed(text[len(before) :]):
+                yield ready
     completion = job.result.result()
-    text = tokenizer.decode(tokens, skip_special_tokens=True)
-    rest = holder.feed(text[len(sent) :]) if text.startswith(sent) else ""
-    if tail := rest + holder.flush():
+    before = tokenizer.decode(tokens[start:sent], skip_special_tokens=True)
+    text = tokenizer.decode(tokens[start:], skip_special_tokens=True)
+    if tail := holder.feed(text[len(before) :]) + holder.flush():
         yield tail
     yield completion
