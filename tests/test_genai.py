@@ -158,3 +158,64 @@ def test_a_folder_the_builder_cannot_read_fails_naming_the_builder(tmp_path):
     with pytest.raises(RuntimeError, match="GenAI's model builder failed"):
         build_genai(tmp_path / "model", tmp_path / "out")
     assert not (tmp_path / "out" / "genai_config.json").exists()
+
+
+PROMPTS = [
+    [{"role": "user", "content": "注文した商品が届きません"}],
+    [{"role": "user", "content": "パスワードを忘れました。ログインできないので再設定の方法を教えてください"}],
+    [{"role": "user", "content": "請求書"}],
+]
+
+
+def test_greedy_genai_rows_share_decode_steps_and_answer_as_one_by_one(forms):
+    """A batch of prompts of different lengths decodes as rows of one generator: as many steps as its longest
+    answer, not their sum, and each row's tokens, logprobs, budget and stop are its one-by-one answer's."""
+    model = ChatModel.load(forms.candidates["genai_int4"].dir)
+    limits = [12, 4, 9]
+    alone = [model.chat(m, limit, logprobs=2) for m, limit in zip(PROMPTS, limits, strict=True)]
+    before = model.steps
+    together = model.chat_batch(PROMPTS, limits, logprobs=2)
+    assert model.steps - before == max(a.completion_tokens for a in alone) < sum(a.completion_tokens for a in alone)
+    for ours, theirs in zip(together, alone, strict=True):
+        assert ours.text == theirs.text and ours.completion_tokens == theirs.completion_tokens
+        assert ours.finish_reason == theirs.finish_reason
+        for a, b in zip(ours.logprobs, theirs.logprobs, strict=True):
+            assert a["token"] == b["token"] and a["logprob"] == pytest.approx(b["logprob"], abs=1e-3)
+    stop = [alone[0].text[2:4]]
+    stopped = model.chat_batch(PROMPTS, 12, stop=stop)
+    assert [s.text for s in stopped] == [model.chat(m, 12, stop=stop).text for m in PROMPTS]
+    assert stopped[0].finish_reason == "stop" and stopped[0].text == alone[0].text[: alone[0].text.find(stop[0])]
+
+
+def test_requests_that_queue_behind_a_genai_answer_are_decoded_together(forms):
+    """The server's batcher: requests arriving while GenAI decodes a long answer share the next generator."""
+    import threading
+    import time
+
+    from slmops.serve.batcher import Batcher
+
+    model = ChatModel.load(forms.candidates["genai_int4"].dir)
+    alone = [model.chat(m, 6) for m in PROMPTS]
+    batcher = Batcher(max_batch_size=8).start()
+    answers: dict[int, object] = {}
+
+    def ask(i: int, messages, limit: int) -> None:
+        answers[i] = batcher.generate(model, messages, limit)
+
+    try:
+        before = model.steps
+        long = threading.Thread(target=ask, args=(-1, USER, 200))
+        long.start()
+        while model.steps == before:  # wait until the long answer is decoding
+            time.sleep(0.001)
+        short = [threading.Thread(target=ask, args=(i, m, 6)) for i, m in enumerate(PROMPTS)]
+        for thread in short:
+            thread.start()
+        for thread in [*short, long]:
+            thread.join(timeout=120)
+    finally:
+        batcher.stop()
+    assert [answers[i].text for i in range(len(PROMPTS))] == [a.text for a in alone]
+    used = model.steps - before
+    assert used < sum(a.completion_tokens for a in answers.values())
+    assert used == answers[-1].completion_tokens + max(a.completion_tokens for a in alone)

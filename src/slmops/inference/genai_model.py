@@ -8,8 +8,16 @@ The same interface as ``chat_model.ChatModel`` (``chat``, ``chat_batch``, ``chat
 ``checked``), so the server, evaluation and parity use it unchanged. The prompt is encoded and the answer
 decoded by the folder's transformers tokenizer (the one every other form uses), so token ids, text and counts
 match the other forms; GenAI only runs the model and picks tokens. Logprobs and token probabilities come from
-the logits GenAI exposes for each step (``get_output("logits")``, before sampling). Conversations in a batch run
-one after the other; a ``seed`` is GenAI's ``random_seed``.
+the logits GenAI exposes for each step (``get_output("logits")``, before sampling). A ``seed`` is GenAI's
+``random_seed``.
+
+Batching: greedy conversations in one ``chat_batch`` call (the server's dynamic batcher, ``serve/batcher.py``)
+share one ``og.Generator`` with a row each, right-padded with ``pad_token_id`` (GenAI's own padding convention,
+``PadInputs``), so every decode step advances them all; each row is cut at its own EOS, budget, stop string or
+``max_time``, and its tokens equal its one-by-one answer. Sampled conversations, and prompts that hold the pad id
+(GenAI would mask it), run one after the other. ``og.Engine`` (GenAI's continuous-batching scheduler) is not
+used: on CPU it only has its static scheduler (at most 4 rows, a request joins when the whole batch has
+finished; its paged, continuous path needs a PagedAttention model, which the builder writes for CUDA/WebGPU only).
 """
 
 from __future__ import annotations
@@ -27,9 +35,11 @@ from slmops.inference.decoding import StopHolder, cut_at_stop, token_logprobs
 class GenAIChatModel:
     """An ``onnxruntime_genai.Model`` plus the folder's tokenizer. One generation at a time (a lock)."""
 
-    def __init__(self, model, tokenizer, path: str, context_window: int):
+    def __init__(self, model, tokenizer, path: str, context_window: int, pad_token_id: int):
         self.model, self.tokenizer, self.path = model, tokenizer, path
         self.backend, self.device, self.context_window = "onnxruntime-genai", None, context_window
+        self.pad_token_id = pad_token_id
+        self.steps = 0  # decode steps run so far (a batched step counts once, whatever its rows)
         self._lock = threading.Lock()
 
     @classmethod
@@ -43,6 +53,7 @@ class GenAIChatModel:
             AutoTokenizer.from_pretrained(str(path)),
             str(path),
             int(config["model"]["context_length"]),
+            int(config["model"]["pad_token_id"]),
         )
 
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
@@ -69,19 +80,19 @@ class GenAIChatModel:
         stop: list[str] | None = None,
         logprobs: int | None = None,
     ) -> list[Completion]:
-        """As ``ChatModel.chat_batch``; the conversations are generated one after the other."""
+        """As ``ChatModel.chat_batch``; greedy conversations decode together as rows of one generator."""
         limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(conversations)
         encoded = [self.checked(messages, limit) for messages, limit in zip(conversations, limits, strict=True)]
+        keep_logits = scores or logprobs is not None
+        if temperature <= 0 and len(encoded) > 1 and not any(self.pad_token_id in ids for ids in encoded):
+            rows = self._batch_rows(encoded, limits, max_time, stop, keep_logits)
+        else:
+            rows = [
+                _collect(self._steps(ids, limit, temperature, top_p, seed, max_time, stop, keep_logits))
+                for ids, limit in zip(encoded, limits, strict=True)
+            ]
         completions = []
-        for ids, limit in zip(encoded, limits, strict=True):
-            keep_logits = scores or logprobs is not None
-            steps = self._steps(ids, limit, temperature, top_p, seed, max_time, stop, keep_logits)
-            row, logits, timed_out = [], [], False
-            for token, step_logits, late in steps:
-                row.append(token)
-                timed_out = late
-                if keep_logits:
-                    logits.append(step_logits)
+        for ids, limit, (row, logits, timed_out) in zip(encoded, limits, rows, strict=True):
             completion = finish(self.tokenizer, ids, row, timed_out, limit, stop)
             if keep_logits:
                 _add_scores(self.tokenizer, completion, row, logits, scores, logprobs)
@@ -134,15 +145,79 @@ class GenAIChatModel:
             row: list[int] = []
             while len(row) < limit:
                 generator.generate_next_token()
+                self.steps += 1
                 token = int(generator.get_next_tokens()[0])
                 step_logits = np.array(generator.get_output("logits"))[0, -1] if keep_logits else None
                 row.append(token)
                 timed_out = max_time is not None and time.perf_counter() - started >= max_time
                 yield token, step_logits, timed_out
-                if token == self.tokenizer.eos_token_id or timed_out or generator.is_done():
+                if self._ends(row, limit, timed_out, stop) or generator.is_done():
                     return
-                if stop and cut_at_stop(self.tokenizer.decode(row, skip_special_tokens=True), stop)[1]:
-                    return
+
+    def _batch_rows(self, encoded, limits, max_time, stop, keep_logits) -> list[tuple[list[int], list, bool]]:
+        """Greedy ``(tokens, logits rows, timed_out)`` per prompt, decoded together as the rows of one generator.
+
+        Rows are right-padded to the longest prompt with ``pad_token_id`` (GenAI masks them and numbers the
+        positions of each row from its own start); a finished row is kept in the batch and its tokens ignored.
+        """
+        import numpy as np
+        import onnxruntime_genai as og
+
+        width = max(len(ids) for ids in encoded)
+        batch = np.full((len(encoded), width), self.pad_token_id, dtype=np.int32)
+        for i, ids in enumerate(encoded):
+            batch[i, : len(ids)] = ids
+        rows: list[tuple[list[int], list, bool]] = [([], [], False) for _ in encoded]
+        running = set(range(len(encoded)))
+        with self._lock:
+            started = time.perf_counter()
+            params = og.GeneratorParams(self.model)
+            params.set_search_options(batch_size=len(encoded), **_search_options(width + max(limits), 0.0, 1.0, None))
+            generator = og.Generator(self.model, params)
+            generator.append_tokens(batch)
+            while running and not generator.is_done():
+                generator.generate_next_token()
+                self.steps += 1
+                tokens = generator.get_next_tokens()
+                step_logits = _last_logits(generator, encoded) if keep_logits else None
+                timed_out = max_time is not None and time.perf_counter() - started >= max_time
+                for i in sorted(running):
+                    row, logits, _ = rows[i]
+                    row.append(int(tokens[i]))
+                    if keep_logits:
+                        logits.append(step_logits[i])
+                    rows[i] = (row, logits, timed_out)
+                    if self._ends(row, limits[i], timed_out, stop):
+                        running.discard(i)
+        return rows
+
+    def _ends(self, row: list[int], limit: int, timed_out: bool, stop: list[str] | None) -> bool:
+        """Whether an answer ends at its last token: EOS, its budget, ``max_time``, or a stop string in its text."""
+        if row[-1] == self.tokenizer.eos_token_id or len(row) >= limit or timed_out:
+            return True
+        return bool(stop) and cut_at_stop(self.tokenizer.decode(row, skip_special_tokens=True), stop)[1]
+
+
+def _last_logits(generator, encoded: list[list[int]]):
+    """Each row's logits for the token just chosen: after the prefill, at the row's own last prompt token (a
+    shorter row's last column is padding); after that, GenAI's single new column."""
+    import numpy as np
+
+    logits = np.array(generator.get_output("logits"))
+    if logits.shape[1] == 1:
+        return logits[:, 0]
+    return logits[np.arange(len(encoded)), [len(ids) - 1 for ids in encoded]]
+
+
+def _collect(steps) -> tuple[list[int], list, bool]:
+    """``(tokens, logits rows, timed_out)`` from ``GenAIChatModel._steps``."""
+    row, logits, timed_out = [], [], False
+    for token, step_logits, late in steps:
+        row.append(token)
+        timed_out = late
+        if step_logits is not None:
+            logits.append(step_logits)
+    return row, logits, timed_out
 
 
 def _search_options(max_length: int, temperature: float, top_p: float, seed: int | None) -> dict:
