@@ -84,7 +84,7 @@ class GenAIChatModel:
         limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(conversations)
         encoded = [self.checked(messages, limit) for messages, limit in zip(conversations, limits, strict=True)]
         keep_logits = scores or logprobs is not None
-        if temperature <= 0 and len(encoded) > 1 and not any(self.pad_token_id in ids for ids in encoded):
+        if temperature <= 0 and self._batchable(encoded, limits):
             rows = self._batch_rows(encoded, limits, max_time, stop, keep_logits)
         else:
             rows = [
@@ -190,6 +190,11 @@ class GenAIChatModel:
                     if self._ends(row, limits[i], timed_out, stop):
                         running.discard(i)
         return rows
+
+    def _batchable(self, encoded: list[list[int]], limits: list[int]) -> bool:
+        """Several prompts, none holding the pad id, and the longest prompt plus the longest budget fit the window."""
+        fits = max(map(len, encoded)) + max(limits) <= self.context_window
+        return len(encoded) > 1 and fits and not any(self.pad_token_id in ids for ids in encoded)
 
     def _ends(self, row: list[int], limit: int, timed_out: bool, stop: list[str] | None) -> bool:
         """Whether an answer ends at its last token: EOS, its budget, ``max_time``, or a stop string in its text."""
