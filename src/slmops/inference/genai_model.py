@@ -33,7 +33,7 @@ from slmops.inference.decoding import StopHolder, cut_at_stop, token_logprobs
 
 
 class GenAIChatModel:
-    """An ``onnxruntime_genai.Model`` plus the folder's tokenizer. One generation at a time (a lock)."""
+    """An ``onnxruntime_genai.Model`` plus the folder's tokenizer. One generator at a time (a lock), one row or many."""
 
     def __init__(self, model, tokenizer, path: str, context_window: int, pad_token_id: int):
         self.model, self.tokenizer, self.path = model, tokenizer, path
