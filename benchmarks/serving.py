@@ -6,10 +6,10 @@ Usage:
 
 Builds (once, kept under ``--work-dir``) the random-init model with Qwen2.5-0.5B's shapes (benchmarks/real_size.py's
 config values; nothing is downloaded) with the demo's tokenizer, and from it the forms the quantize stage writes:
-ONNX fp32 (optimum, KV cache), int8 (dynamic), int4 (MatMulNBits) and genai_int4 (ONNX Runtime GenAI's model
-builder), both 4-bit forms at ``--int4-block-size``; plus llama.cpp's Q4_K_M when llama-cpp-python and gguf are
-importable (else it prints why it is skipped). Each form is served by ``slmops serve --model-path`` in its own
-process (llama.cpp by ``python -m llama_cpp.server``), and driven over HTTP with the demo's inquiries:
+ONNX fp32 (optimum, KV cache), int8 (dynamic), int8_block and int4 (MatMulNBits) and genai_int4 (ONNX Runtime
+GenAI's model builder), the blockwise forms at ``--int4-block-size``; plus llama.cpp's Q4_K_M when llama-cpp-python
+and gguf are importable (else it prints why it is skipped). Each form is served by ``slmops serve --model-path`` in
+its own process (llama.cpp by ``python -m llama_cpp.server``), and driven over HTTP with the demo's inquiries:
 - batch 1: ``--b1-requests`` prompts one after another, each asked for 1 token and then for ``--new-tokens``:
   TTFT p50/p95 (the 1-token answer's latency: prefill and the first token) and decode tokens/s (tokens after the
   first / the full answer's time beyond that);
@@ -41,7 +41,7 @@ import yaml
 from benchmarks import llama_cpp_forms
 from benchmarks.real_size import SHAPES
 
-FORMS = ("onnx_fp32", "int8", "int4", "genai_int4")
+FORMS = ("onnx_fp32", "int8", "int8_block", "int4", "genai_int4")
 SERVE = {"max_in_flight": 256, "generation_timeout_s": 900.0, "max_tokens_cap": 4096, "max_batch_size": 32}
 
 
@@ -67,6 +67,7 @@ def build(shape: str, work: Path, block_size: int, forms: list[str]) -> None:
     cfg = QuantizeConfig(weight_type="int4", int4_block_size=block_size)
     steps = {
         "int8": lambda out: quantize_int8(work / "onnx_fp32", out),
+        "int8_block": lambda out: quantize_int4(work / "onnx_fp32", out, cfg, bits=8),
         "int4": lambda out: quantize_int4(work / "onnx_fp32", out, cfg),
         "genai_int4": lambda out: build_genai(torch_dir, out, "int4", block_size),
     }

@@ -178,3 +178,31 @@ def test_int8_scales_each_output_column_unless_told_per_tensor(tmp_path):
         logits, _ = _greedy(out, ids)
         errors[per_channel] = (logits - ref).abs().mean().item()
     assert 0 < errors[True] < errors[False], errors
+
+
+@pytest.mark.slow
+def test_int8_block_is_8bit_matmulnbits_and_closer_to_fp32_than_int4(tmp_path):
+    """int8_block writes every weight MatMul (and the tied embedding, sharing the head's table) as 8-bit blocks
+    with int8 compute, and its logits sit closer to fp32's than int4's do."""
+    import onnx
+    import torch
+    from onnx import helper
+
+    from slmops.export.quantize import quantize_form
+
+    fp32 = _export(tmp_path, tied=True)
+    cfg = QuantizeConfig(int4_block_size=32)
+    ids = torch.randint(1, VOCAB, (2, 12), generator=torch.Generator().manual_seed(0))
+    ref, _ = _greedy(fp32, ids)
+    errors = {}
+    for form in ("int8_block", "int4"):
+        out = quantize_form(fp32, tmp_path / form, form, cfg, tmp_path / "torch")
+        nodes = onnx.load(str(out / "model.onnx")).graph.node
+        nbits = [n for n in nodes if n.op_type == "MatMulNBits"]
+        attrs = [{a.name: helper.get_attribute_value(a) for a in n.attribute} for n in nbits]
+        assert len(attrs) == 2 * 7 + 1 and {(a["bits"], a["accuracy_level"]) for a in attrs} == {(int(form[3]), 4)}
+        assert [n.name for n in nodes if n.op_type == "GatherBlockQuantized"][0].endswith("_shared")
+        logits, generated = _greedy(out, ids)
+        assert generated.shape == (2, 18)
+        errors[form] = (logits - ref).abs().mean().item()
+    assert 0 < errors["int8_block"] < errors["int4"] / 4, errors

@@ -6,7 +6,8 @@ Usage:
 Writes ``fp32/`` (the exported graph with KV cache) and one folder per quantized form, named after it:
 ``int8/`` (dynamic quantization: weights 8-bit, activations quantized on the fly) and ``int4/`` (weight-only
 blockwise 4-bit through ONNX Runtime's MatMulNBits, round-to-nearest, HQQ or k-quant; with rtn the embedding is 4-bit
-too, and a tied embedding reads the LM head's 4-bit table instead of keeping a copy). Each folder loads directly in
+too, and a tied embedding reads the LM head's 4-bit table instead of keeping a copy) and ``int8_block/`` (the same at 8
+bits, round-to-nearest). Each folder loads directly in
 ONNX Runtime and optimum's ``ORTModelForCausalLM``, with the tokenizer and generation config beside the graph.
 ``genai_int4/`` is ONNX Runtime GenAI's own int4 build of the merged model (``slmops.export.genai``).
 ``quantize.candidates`` writes several forms; ``choose_candidate`` picks the smallest that passes the gates.
@@ -77,21 +78,23 @@ def quantize_int8(onnx_dir: Path, out_dir: Path, weight_type: str = "int8", per_
     return out_dir
 
 
-def quantize_int4(onnx_dir: Path, out_dir: Path, cfg: QuantizeConfig | None = None) -> Path:
-    """Weight-only 4-bit MatMul weights (``MatMulNBits``), blockwise along the input dimension."""
+def quantize_int4(onnx_dir: Path, out_dir: Path, cfg: QuantizeConfig | None = None, bits: int = 4) -> Path:
+    """Weight-only 4-bit (or ``bits=8``: round-to-nearest) MatMul weights (``MatMulNBits``), blockwise along the
+    input dimension."""
     import onnx
     from onnxruntime.quantization import matmul_nbits_quantizer as mnb
 
     cfg = cfg or QuantizeConfig(weight_type="int4")
-    algo = _int4_algorithm(cfg)
+    algo = _int4_algorithm(cfg, bits)
     _copy_side_files(onnx_dir, out_dir)
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     model = onnx.load(str(onnx_dir / "model.onnx"))
     _fold_transposed_weights(model)
-    if cfg.int4_algorithm == "k_quant":
+    if cfg.int4_algorithm == "k_quant" and bits == 4:
         _check_k_quant_blocks(model, cfg)
     # A tied embedding is not quantized on its own: its Gather reads the LM head's 4-bit weights (below).
-    tied = _tied_embedding_gathers(model, cfg) if cfg.int4_embeddings and cfg.int4_algorithm == "rtn" else {}
+    rtn = cfg.int4_algorithm == "rtn" or bits == 8
+    tied = _tied_embedding_gathers(model, cfg) if cfg.int4_embeddings and rtn else {}
     exclude = [*cfg.int4_nodes_to_exclude, *tied]
     # The block size and accuracy level are read from here by k_quant, from ``algo`` by the others.
     quantizer = mnb.MatMulNBitsQuantizer(
@@ -110,18 +113,19 @@ def quantize_int4(onnx_dir: Path, out_dir: Path, cfg: QuantizeConfig | None = No
     return out_dir
 
 
-def _int4_algorithm(cfg: QuantizeConfig):
-    """ONNX Runtime's weight-only config for ``cfg.int4_algorithm``."""
+def _int4_algorithm(cfg: QuantizeConfig, bits: int = 4):
+    """ONNX Runtime's weight-only config for ``cfg.int4_algorithm`` (round-to-nearest for 8 bits)."""
     from onnxruntime.quantization import matmul_nbits_quantizer as mnb
 
-    if cfg.int4_algorithm == "hqq":
+    if bits == 4 and cfg.int4_algorithm == "hqq":
         return mnb.HQQWeightOnlyQuantConfig(block_size=cfg.int4_block_size, bits=4)
-    if cfg.int4_algorithm == "k_quant":  # asymmetric by construction; MatMuls only, the embedding stays fp32
+    if bits == 4 and cfg.int4_algorithm == "k_quant":  # asymmetric by construction; MatMuls only, fp32 embedding
         return mnb.KQuantWeightOnlyQuantConfig()
     return mnb.DefaultWeightOnlyQuantConfig(
         block_size=cfg.int4_block_size,
         is_symmetric=cfg.int4_symmetric,
         accuracy_level=cfg.int4_accuracy_level,
+        bits=bits,
         # The embedding too (GatherBlockQuantized): at 150k vocab it is a quarter of a 0.5B model.
         op_types_to_quantize=("MatMul", "Gather") if cfg.int4_embeddings else ("MatMul",),
         quant_axes=(("MatMul", 0), ("Gather", 1)),
@@ -267,8 +271,8 @@ def quantize_form(onnx_dir: Path, out_dir: Path, weight_type: str, cfg: Quantize
     """Write one form: from the ONNX export (int8, uint8, int4) or, for a GenAI form, from ``model_dir``."""
     if weight_type in GENAI_PRECISIONS:
         return build_genai(model_dir, out_dir, GENAI_PRECISIONS[weight_type], cfg.int4_block_size)
-    if weight_type == "int4":
-        return quantize_int4(onnx_dir, out_dir, cfg)
+    if weight_type in ("int4", "int8_block"):
+        return quantize_int4(onnx_dir, out_dir, cfg, bits=4 if weight_type == "int4" else 8)
     return quantize_int8(onnx_dir, out_dir, weight_type, cfg.int8_per_channel)
 
 
