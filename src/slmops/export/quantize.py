@@ -126,8 +126,9 @@ def _int4_algorithm(cfg: QuantizeConfig, bits: int = 4):
         is_symmetric=cfg.int4_symmetric,
         accuracy_level=cfg.int4_accuracy_level,
         bits=bits,
-        # The embedding too (GatherBlockQuantized): at 150k vocab it is a quarter of a 0.5B model.
-        op_types_to_quantize=("MatMul", "Gather") if cfg.int4_embeddings else ("MatMul",),
+        # The embedding too (GatherBlockQuantized, 4-bit only; at 8 bits a tied one still shares the head's
+        # table): at 150k vocab it is a quarter of a 0.5B model.
+        op_types_to_quantize=("MatMul", "Gather") if cfg.int4_embeddings and bits == 4 else ("MatMul",),
         quant_axes=(("MatMul", 0), ("Gather", 1)),
     )
 
