@@ -196,11 +196,24 @@ def test_requests_that_queue_behind_a_genai_answer_are_decoded_together(forms):
 
     model = ChatModel.load(forms.candidates["genai_int4"].dir)
     alone = [model.chat(m, 6) for m in PROMPTS]
-    batcher = Batcher(max_batch_size=8).start()
     answers: dict[int, object] = {}
+    asking, first_done = threading.Semaphore(0), threading.Event()
 
     def ask(i: int, messages, limit: int) -> None:
+        if i >= 0:
+            asking.release()  # just before its request is queued
         answers[i] = batcher.generate(model, messages, limit)
+
+    def after_batch(size: int) -> None:
+        """Once the long answer is decoded, wait for the three to queue behind it: on a loaded machine they could
+        start only after it ended, and be taken one batch at a time."""
+        if not first_done.is_set():
+            first_done.set()
+            for _ in PROMPTS:
+                asking.acquire(timeout=60)
+            time.sleep(0.05)
+
+    batcher = Batcher(max_batch_size=8, on_batch=after_batch).start()
 
     try:
         before = model.steps

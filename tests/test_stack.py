@@ -240,7 +240,10 @@ STAGES = ("prepare", "harvest", "label_traffic", "synthesize", "finetune", "quan
 
 
 def test_schedule_deploys_to_the_work_pool_and_a_worker_runs_the_retrain(stack):
-    out = run(SLMOPS, "schedule", "--profile", "smoke", cwd=stack["work"], env=stack["env"], timed="slmops schedule")
+    # The monitor's cron is moved off the hour: at "0 * * * *" a run that crossed the hour had the worker's
+    # scheduled monitor count the drift test's window before the test's own `slmops monitor` did (00:00 UTC).
+    cmd = [SLMOPS, "schedule", "--profile", "smoke", "--monitor-cron", "0 4 1 1 *"]
+    out = run(*cmd, cwd=stack["work"], env=stack["env"], timed="slmops schedule")
     assert "deployment slmops-retrain/weekly-retrain" in out.stdout and "on work pool 'slmops'" in out.stdout
     weekly = api(stack, "GET", "/deployments/name/slmops-retrain/weekly-retrain")
     assert weekly["work_pool_name"] == "slmops" and weekly["entrypoint"] == "slmops.flows.loop.retrain"
