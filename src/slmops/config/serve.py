@@ -34,8 +34,8 @@ class QuantizeConfig(Strict):
     int4_algorithm: Literal["rtn", "hqq", "k_quant"] = "rtn"
     # MatMulNBits' compute precision (rtn, hqq): 4 (the default, as ONNX Runtime GenAI's builder sets for CPU):
     # activations quantized to int8 per block, int8 dot products; None or 0: fp32. At Qwen2.5-0.5B shapes on 2
-    # cores, one decode step of 1 row took 16.9 ms at level 4 against 30.5 ms in fp32, of 8 rows 52.5 against
-    # 101.6 ms (the README's serving section).
+    # cores, one decode step of 1 row took 16-18 ms at level 4 against 27-29 ms in fp32, of 8 rows 41 against
+    # 92 ms (``python -m benchmarks.decode_step``; the README's serving section).
     int4_accuracy_level: Literal[0, 1, 2, 3, 4] | None = 4
     # rtn: quantize the input embedding (Gather) to 4 bits as well; without it, a large-vocabulary model's
     # fp32 embedding alone can make int4 bigger than int8. A tied embedding shares the LM head's 4-bit table.
