@@ -16,8 +16,9 @@ class QuantizeConfig(Strict):
     # int8/uint8: ONNX Runtime dynamic quantization (weights 8-bit, activations on the fly).
     # int4: ONNX Runtime's MatMulNBits (weight-only, blockwise); the int4_ settings below apply to it.
     # int8_block: the same MatMulNBits at 8 bits (round-to-nearest, int4_block_size, int4_accuracy_level,
-    # int4_embeddings): twice int4's size, closer to fp32; at batch 1 it decoded 2.1x as fast as int8 (dynamic)
-    # at Qwen2.5-0.5B shapes on 2 cores, whose activation quantization and MatMulInteger cost more than they save.
+    # int4_embeddings): twice int4's size, closer to fp32. At Qwen2.5-0.5B shapes on 2 cores one decode step of
+    # 1 row took 27 ms against 99 ms for dynamic int8 (``python -m benchmarks.decode_step``), whose per-step
+    # activation quantization and MatMulInteger cost more than the smaller weights save.
     # genai_int4: ONNX Runtime GenAI's model builder from the merged model (its own int4 graph, KV cache and
     # genai_config.json), served through GenAI's C++ decode loop; its block size is int4_block_size.
     weight_type: WeightType = "int8"

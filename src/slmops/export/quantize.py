@@ -6,9 +6,9 @@ Usage:
 Writes ``fp32/`` (the exported graph with KV cache) and one folder per quantized form, named after it:
 ``int8/`` (dynamic quantization: weights 8-bit, activations quantized on the fly) and ``int4/`` (weight-only
 blockwise 4-bit through ONNX Runtime's MatMulNBits, round-to-nearest, HQQ or k-quant; with rtn the embedding is 4-bit
-too, and a tied embedding reads the LM head's 4-bit table instead of keeping a copy) and ``int8_block/`` (the same at 8
-bits, round-to-nearest). Each folder loads directly in
-ONNX Runtime and optimum's ``ORTModelForCausalLM``, with the tokenizer and generation config beside the graph.
+too, and a tied embedding reads the LM head's 4-bit table instead of keeping a copy) and ``int8_block/`` (the same
+at 8 bits, round-to-nearest). Each folder loads directly in ONNX Runtime and optimum's ``ORTModelForCausalLM``,
+with the tokenizer and generation config beside the graph.
 ``genai_int4/`` is ONNX Runtime GenAI's own int4 build of the merged model (``slmops.export.genai``).
 ``quantize.candidates`` writes several forms; ``choose_candidate`` picks the smallest that passes the gates.
 """
@@ -269,7 +269,7 @@ def _share_tied_embeddings(graph, tied: Mapping[str, str]) -> int:
 
 
 def quantize_form(onnx_dir: Path, out_dir: Path, weight_type: str, cfg: QuantizeConfig, model_dir: Path) -> Path:
-    """Write one form: from the ONNX export (int8, uint8, int4) or, for a GenAI form, from ``model_dir``."""
+    """Write one form: from the ONNX export (int8, uint8, int8_block, int4) or, for a GenAI form, from ``model_dir``."""
     if weight_type in GENAI_PRECISIONS:
         return build_genai(model_dir, out_dir, GENAI_PRECISIONS[weight_type], cfg.int4_block_size)
     if weight_type in ("int4", "int8_block"):
