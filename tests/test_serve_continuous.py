@@ -3,6 +3,7 @@ is still decoding, and gets the answer it would have got alone."""
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,7 +13,7 @@ import pytest
 from slmops.config import ServeConfig
 from slmops.inference.chat_model import ChatModel
 from slmops.serve.app import BackgroundServer, create_app
-from slmops.serve.continuous import ContinuousBatcher
+from slmops.serve.continuous import ContinuousBatcher, prefill_group
 
 PROMPTS = [f"{topic}について{i}" for i, topic in enumerate(["請求", "配送", "アカウント", "不具合", "解約", "その他"])]
 LONG = 150  # the long request's budget; the random tiny model does not emit EOS in it for the prompt chosen below
@@ -177,3 +178,36 @@ def test_a_stream_the_client_leaves_frees_its_row(model):
         _wait_until(lambda: not batcher.decoded(), timeout_s=10)
     finally:
         batcher.stop()
+
+
+def test_prompts_of_unlike_length_are_prefilled_apart_and_like_ones_together():
+    """The oldest request always goes; a later one joins only while padding stays within 10% of the real tokens."""
+    short, short2, long_, long2 = [1] * 20, [1] * 21, [1] * 100, [1] * 95
+    assert prefill_group([short, long_, short2, long2]) == [0, 2]  # 2 x 21 cells for 41 tokens: in
+    assert prefill_group([long_, short, long2, short2]) == [0, 2]  # the short ones would pad 100-wide rows
+    assert prefill_group([short]) == [0]
+    assert prefill_group([short, long_], waste=5.0) == [0, 1]  # the bound is what kept them apart
+
+
+def test_requests_queued_together_with_unlike_prompts_answer_as_alone(model):
+    """Held back until all are queued, a long prompt and two short ones are admitted in separate prefills (the
+    short pair together), and every answer is its one-by-one answer."""
+    texts = [PROMPTS[0] * 12, "配送について1", "配送について7"]
+    gate, sizes = threading.Event(), []
+    batcher = ContinuousBatcher(max_batch_size=8, on_batch=lambda n: (sizes.append(n), gate.wait(30))).start()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            first = pool.submit(batcher.generate, model, _user(PROMPTS[3]), 8)  # holds the worker in on_batch
+            _wait_until(lambda: sizes)
+            futures = []
+            for text in texts:  # queued in this order: the long one is the oldest
+                futures.append(pool.submit(batcher.generate, model, _user(text), 8))
+                _wait_until(lambda n=len(futures): batcher.queued() == n)
+            gate.set()
+            answers = [f.result(timeout=60) for f in futures]
+            first.result(timeout=60)
+    finally:
+        batcher.stop()
+    assert sizes == [1, 1, 2]  # the long prompt alone, the two short ones together
+    for text, answer in zip(texts, answers, strict=True):
+        assert answer.text == model.chat(_user(text), max_tokens=8).text
