@@ -2,11 +2,14 @@
 
 Usage:
     .venv/bin/python -m benchmarks.decode_step /tmp/slmops-serving/int4 /tmp/slmops-serving/int8_block
+    .venv/bin/python -m benchmarks.decode_step /tmp/slmops-serving/int4 --past 64 160 --prefill 100
 
-Each folder's ``model.onnx`` gets one new token per row with a random KV cache of ``--past`` tokens, on
-``--threads`` intra-op threads; the figure is the mean of ``--steps`` runs after one warm-up. No tokenizer, no
-server, no Python decode loop: what the kernels themselves give as the batch grows (the README's serving section
-quotes it for MatMulNBits' accuracy levels). Prints one line per folder.
+Each folder's ``model.onnx`` gets one new token per row with a random KV cache of ``--past`` tokens (each value in
+turn), on ``--threads`` intra-op threads; the figure is the mean of ``--steps`` runs after one warm-up. No
+tokenizer, no server, no Python decode loop: what the kernels themselves give as the batch grows (the README's
+serving section quotes it for MatMulNBits' accuracy levels). ``--prefill N`` also times one prompt of N tokens
+alone and each batch of such prompts (ms per prompt token): prefill is compute-bound, so these figures bound what
+any scheduler can serve (the README's serving ceiling). Prints one line per folder and past length.
 """
 
 from __future__ import annotations
@@ -16,27 +19,33 @@ import time
 from pathlib import Path
 
 
-def step_ms(path: Path, batch: int, past: int, steps: int, threads: int) -> float:
-    import numpy as np
+def session(path: Path, threads: int):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path / "model.onnx"), options, providers=["CPUExecutionProvider"])
+
+
+def step_ms(model, batch: int, past: int, steps: int, new: int = 1) -> float:
+    """Mean ms of one run feeding ``new`` tokens to each of ``batch`` rows after ``past`` cached ones."""
+    import numpy as np
+
     feeds = {
-        "input_ids": np.full((batch, 1), 5, np.int64),
-        "attention_mask": np.ones((batch, past + 1), np.int64),
-        "position_ids": np.full((batch, 1), past, np.int64),
+        "input_ids": np.full((batch, new), 5, np.int64),
+        "attention_mask": np.ones((batch, past + new), np.int64),
+        "position_ids": np.tile(np.arange(past, past + new), (batch, 1)).astype(np.int64),
     }
     rng = np.random.default_rng(0)
-    for node in session.get_inputs():
+    for node in model.get_inputs():
         if node.name.startswith("past_key_values"):
             heads, head_dim = node.shape[1], node.shape[3]
             feeds[node.name] = rng.random((batch, heads, past, head_dim), dtype=np.float32)
-    session.run(None, feeds)
+    model.run(None, feeds)
     started = time.perf_counter()
     for _ in range(steps):
-        session.run(None, feeds)
+        model.run(None, feeds)
     return (time.perf_counter() - started) / steps * 1000
 
 
@@ -44,18 +53,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
-    parser.add_argument("--past", type=int, default=64)
+    parser.add_argument("--past", type=int, nargs="+", default=[64])
+    parser.add_argument("--prefill", type=int, default=0, help="also time prompts of this many tokens (0: not)")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     for folder in args.folders:
-        times = {b: step_ms(folder, b, args.past, args.steps, args.threads) for b in args.batches}
-        one = times.get(1)
-        cells = [
-            f"batch {b}: {ms:.1f} ms/step, {b * 1000 / ms:.1f} tok/s" + (f" (x{one * b / ms:.2f})" if one else "")
-            for b, ms in times.items()
-        ]
-        print(f"{folder}: " + " · ".join(cells), flush=True)
+        model = session(folder, args.threads)
+        for past in args.past:
+            times = {b: step_ms(model, b, past, args.steps) for b in args.batches}
+            one = times.get(1)
+            cells = [
+                f"batch {b}: {ms:.1f} ms/step, {b * 1000 / ms:.1f} tok/s" + (f" (x{one * b / ms:.2f})" if one else "")
+                for b, ms in times.items()
+            ]
+            print(f"{folder} past {past}: " + " · ".join(cells), flush=True)
+        if args.prefill:
+            reps = max(1, args.steps // 4)
+            per_token = {b: step_ms(model, b, 0, reps, args.prefill) / (b * args.prefill) for b in args.batches}
+            cells = [f"{b} x {args.prefill}: {ms:.2f}" for b, ms in per_token.items()]
+            print(f"{folder} prefill, ms per prompt token: " + " · ".join(cells), flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ with the tokenizer and generation config beside the graph.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Callable, Mapping
@@ -48,13 +49,20 @@ def dir_size_mb(path: Path) -> float:
 
 
 def export_onnx(model_dir: Path, out_dir: Path) -> Path:
-    """Export a transformers causal LM folder to ONNX (with past key values) via optimum."""
+    """Export a transformers causal LM folder to ONNX (with past key values) via optimum; grouped-query attention
+    then reads its shared KV heads without repeating them (``attention.share_kv_heads``)."""
     from optimum.onnxruntime import ORTModelForCausalLM
     from transformers import AutoTokenizer
+
+    from slmops.export.attention import share_kv_heads
 
     model = ORTModelForCausalLM.from_pretrained(model_dir, export=True, use_cache=True)
     model.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
+    config = json.loads((out_dir / "config.json").read_text())
+    heads = config.get("num_attention_heads")
+    if heads:
+        share_kv_heads(out_dir / "model.onnx", heads, config.get("num_key_value_heads") or heads)
     return out_dir
 
 
