@@ -150,8 +150,10 @@ def test_architecture_goes_from_qlora_to_a_served_int4_answer(arch, tiny_models,
     assert set(result.candidates) == {"int8", "int4"}
     import onnx
 
-    ops = [n.op_type for n in onnx.load(str(result.candidates["int4"].dir / "model.onnx")).graph.node]
+    nodes = onnx.load(str(result.candidates["int4"].dir / "model.onnx")).graph.node
+    ops = [n.op_type for n in nodes]
     assert ops.count("MatMulNBits") > 4 * SMALL["num_hidden_layers"]  # attention + MLP per layer, LM head
+    assert not [n.name for n in nodes if n.op_type == "Expand" and "attn" in n.name]  # GQA reads shared KV heads
     assert "GatherBlockQuantized" in ops  # the embedding is 4-bit too
     for form in result.candidates.values():
         answer = _chat_through_server(form.dir)
