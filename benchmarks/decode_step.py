@@ -9,7 +9,8 @@ turn), on ``--threads`` intra-op threads; the figure is the mean of ``--steps`` 
 tokenizer, no server, no Python decode loop: what the kernels themselves give as the batch grows (the README's
 serving section quotes it for MatMulNBits' accuracy levels). ``--prefill N`` also times one prompt of N tokens
 alone and each batch of such prompts (ms per prompt token): prefill is compute-bound, so these figures bound what
-any scheduler can serve (the README's serving ceiling). Prints one line per folder and past length.
+any scheduler can serve (the README's serving ceiling). ``--ops`` adds each op type's share of the kernel time
+(ONNX Runtime's profiler, over every run timed). Prints one line per folder and past length.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import time
 from pathlib import Path
 
 
-def session(path: Path, threads: int):
+def session(path: Path, threads: int, profile: bool = False):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    options.enable_profiling = profile
     return ort.InferenceSession(str(path / "model.onnx"), options, providers=["CPUExecutionProvider"])
 
 
@@ -57,9 +59,10 @@ def main() -> None:
     parser.add_argument("--prefill", type=int, default=0, help="also time prompts of this many tokens (0: not)")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ops", action="store_true", help="also print each op type's share of the step time")
     args = parser.parse_args()
     for folder in args.folders:
-        model = session(folder, args.threads)
+        model = session(folder, args.threads, args.ops)
         for past in args.past:
             times = {b: step_ms(model, b, past, args.steps) for b in args.batches}
             one = times.get(1)
@@ -73,6 +76,23 @@ def main() -> None:
             per_token = {b: step_ms(model, b, 0, reps, args.prefill) / (b * args.prefill) for b in args.batches}
             cells = [f"{b} x {args.prefill}: {ms:.2f}" for b, ms in per_token.items()]
             print(f"{folder} prefill, ms per prompt token: " + " · ".join(cells), flush=True)
+        if args.ops:
+            print(f"{folder} op shares, every run above: {op_shares(model.end_profiling())}", flush=True)
+
+
+def op_shares(profile: str, top: int = 6) -> str:
+    """The op types taking most of the kernel time in ONNX Runtime's profile file (which is then removed)."""
+    import json
+    from collections import Counter
+
+    events = json.loads(Path(profile).read_text())
+    Path(profile).unlink()
+    spent: Counter[str] = Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            spent[event["args"]["op_name"]] += event["dur"]
+    total = sum(spent.values()) or 1
+    return ", ".join(f"{op} {100 * us / total:.0f}%" for op, us in spent.most_common(top))
 
 
 if __name__ == "__main__":
