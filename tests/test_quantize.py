@@ -62,8 +62,9 @@ def _greedy(folder: Path, ids) -> tuple:
     from optimum.onnxruntime import ORTModelForCausalLM
 
     model = ORTModelForCausalLM.from_pretrained(folder)
-    with torch.inference_mode():
-        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    with torch.inference_mode():  # position p's logits: the last of prefix p (served forms compute only the last)
+        prefixes = [ids[:, : n + 1] for n in range(ids.shape[1])]
+        logits = torch.stack([model(input_ids=p, attention_mask=torch.ones_like(p)).logits[:, -1] for p in prefixes], 1)
         out = model.generate(input_ids=ids, max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=0)
     return logits, out
 

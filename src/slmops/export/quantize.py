@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from slmops.config import QuantizeConfig
 from slmops.export.genai import GENAI_PRECISIONS, build_genai
+from slmops.export.passes import last_position_logits, share_kv_heads
 from slmops.io import write_manifest
 
 
@@ -50,11 +51,9 @@ def dir_size_mb(path: Path) -> float:
 
 def export_onnx(model_dir: Path, out_dir: Path) -> Path:
     """Export a transformers causal LM folder to ONNX (with past key values) via optimum; grouped-query attention
-    then reads its shared KV heads without repeating them (``attention.share_kv_heads``)."""
+    then reads its shared KV heads without repeating them (``passes.share_kv_heads``)."""
     from optimum.onnxruntime import ORTModelForCausalLM
     from transformers import AutoTokenizer
-
-    from slmops.export.attention import share_kv_heads
 
     model = ORTModelForCausalLM.from_pretrained(model_dir, export=True, use_cache=True)
     model.save_pretrained(out_dir)
@@ -83,6 +82,7 @@ def quantize_int8(onnx_dir: Path, out_dir: Path, weight_type: str = "int8", per_
         weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
         per_channel=per_channel,
     )
+    last_position_logits(out_dir / "model.onnx")  # a served form: the LM head only where generation reads it
     return out_dir
 
 
@@ -118,6 +118,7 @@ def quantize_int4(onnx_dir: Path, out_dir: Path, cfg: QuantizeConfig | None = No
     # Small enough for one file below 2 GB up to a few billion parameters; larger ones keep external data.
     large = sum(f.stat().st_size for f in onnx_dir.glob("model.onnx*")) > 8e9
     quantizer.model.save_model_to_file(str(out_dir / "model.onnx"), use_external_data_format=large)
+    last_position_logits(out_dir / "model.onnx")
     return out_dir
 
 

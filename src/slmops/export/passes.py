@@ -1,13 +1,14 @@
-"""Grouped-query attention without copying the KV heads: a pass over optimum's ONNX export.
+"""Graph passes over an exported ONNX decoder (optimum's KV-cache graph) that make it serve faster, same answers.
 
 Usage:
-    share_kv_heads(onnx_dir / "model.onnx", heads=14, kv_heads=2)   # export_onnx runs it; returns layers changed
+    share_kv_heads(onnx_dir / "model.onnx", heads=14, kv_heads=2)   # export_onnx runs it; returns MatMuls changed
+    last_position_logits(form_dir / "model.onnx")                   # each quantized form (quantize.py) runs it
 
-optimum exports a GQA model's attention (Qwen2, Llama, Mistral, ...) as transformers' math path writes it: each
-layer's key and value, [batch, kv heads, length, head size], are repeated to every query head (Unsqueeze -> Expand
--> Reshape, ``repeat_kv``) before the two attention MatMuls. That copies the whole cache at every decode step: at
-Qwen2.5-0.5B's shapes (14 heads on 2 KV heads), int4, 8 rows and 180 cached tokens, the Expands were 18% of a
-step in ONNX Runtime's profile. This pass lets the MatMuls read the shared heads instead:
+**Shared KV heads.** optimum exports a GQA model's attention (Qwen2, Llama, Mistral, ...) as transformers' math
+path writes it: each layer's key and value, [batch, kv heads, length, head size], are repeated to every query head
+(Unsqueeze -> Expand -> Reshape, ``repeat_kv``) before the two attention MatMuls. That copies the whole cache at
+every decode step: at Qwen2.5-0.5B's shapes (14 heads on 2 KV heads), int4, 8 rows and 180 cached tokens, the
+Expands were 18% of a step (``benchmarks/decode_step.py --ops``). The pass lets the MatMuls read the shared heads:
 - scores: the query [b, heads, s, d] is viewed as [b, kv heads, group * s, d] (query head h = kv * group + r
   becomes rows r * s .. r * s + s - 1 of KV head kv), multiplied by the transposed, scaled key, and the product
   [b, kv heads, group * s, t] is viewed back as [b, heads, s, t] before the mask;
@@ -15,6 +16,12 @@ step in ONNX Runtime's profile. This pass lets the MatMuls read the shared heads
 Each output element is the same dot product as before, of the same numbers. A graph without the pattern (heads
 equal to KV heads: no repeat) is left unchanged. Shape nodes that read the repeated tensor's length read the
 un-repeated one (the same length) so the Expand is really gone.
+
+**Last-position logits.** The export computes the LM head at every prompt position, and a generation reads only
+the last. With a real vocabulary the LM head is a large share of a prefill (Qwen2.5-0.5B: 136M of its 494M
+multiply-adds a token); the pass slices the final hidden state to its last position before the LM head, so
+``logits`` is [batch, 1, vocab]. The ONNX fp32 export keeps every position: parity compares its prompt logits
+with torch's (``evaluate/parity.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +44,38 @@ def share_kv_heads(path: Path, heads: int, kv_heads: int) -> int:
     return changed
 
 
+def last_position_logits(path: Path) -> bool:
+    """Slice the LM head's input to the last position in the ONNX graph at ``path``, in place; False if the graph
+    has no ``logits`` output made by a MatMul (through elementwise ops such as a soft cap) or is sliced already."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    graph = Graph(model.graph)
+    head = graph.lm_head()
+    if head is None:
+        return False
+    sliced = "/lm_head/last_position_output_0"
+    inputs = [
+        head.input[0],
+        graph.add_const("/lm_head/last_starts", [-1]),
+        graph.add_const("/lm_head/last_ends", [2**63 - 1]),
+        graph.add_const("/lm_head/last_axes", [1]),
+    ]
+    graph.insert(head, onnx.helper.make_node("Slice", inputs, [sliced], name="/lm_head/last_position"))
+    head.input[0] = sliced
+    logits = next(out for out in model.graph.output if out.name == "logits")
+    dims = logits.type.tensor_type.shape.dim
+    if len(dims) == 3:
+        dims[1].Clear()
+        dims[1].dim_value = 1
+    onnx.save(model, str(path))
+    return True
+
+
+ELEMENTWISE = ("Mul", "Div", "Add", "Sub", "Tanh", "Cast", "Identity")  # between the LM head and ``logits``
+HEADS = ("MatMul", "MatMulNBits", "DynamicQuantizeMatMul", "MatMulInteger", "Gemm")
+
+
 class Graph:
     """An ONNX graph with its producer and consumer maps, rebuilt after each change."""
 
@@ -50,6 +89,17 @@ class Graph:
         for node in self.graph.node:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
+
+    def lm_head(self):
+        """The MatMul that makes ``logits`` (through elementwise ops), unless its input is already a Slice."""
+        node = self.producer.get("logits")
+        while node is not None and node.op_type in ELEMENTWISE:
+            moving = [self.producer[i] for i in node.input if i in self.producer and self.constant(i) is None]
+            node = moving[0] if len(moving) == 1 else None
+        if node is None or node.op_type not in HEADS:
+            return None
+        before = self.producer.get(node.input[0])
+        return None if before is not None and before.op_type == "Slice" else node
 
     def nodes(self, op_type: str) -> list:
         return [node for node in self.graph.node if node.op_type == op_type]
