@@ -13,7 +13,8 @@ its own process (llama.cpp by ``python -m llama_cpp.server``), and driven over H
 - batch 1: ``--b1-requests`` prompts one after another, each asked for 1 token and then for ``--new-tokens``:
   TTFT p50/p95 (the 1-token answer's latency: prefill and the first token) and decode tokens/s (tokens after the
   first / the full answer's time beyond that);
-- 8 and 32 concurrent clients (``--clients``), ``--rounds`` non-streamed requests each: aggregate completion
+- 8 and 32 concurrent clients (``--clients``; add 1 for a like-for-like ``x 1 client`` column), ``--rounds``
+  non-streamed requests each: aggregate completion
   tokens/s (the server batches them, up to 32 rows: each ``--batching`` mode is served and measured in turn,
   ``continuous`` (a request joins the running decode batch at the next step) and ``dynamic`` (requests that
   queued while the model was busy share the next ``generate`` call); the GenAI form is always dynamic);
@@ -224,9 +225,13 @@ def measure(form: str, work: Path, args, prompts: list[list[dict]], batching: st
 
 
 def table(rows: list[dict], clients: list[int]) -> str:
+    """One row per form. With ``--clients 1 ...`` each count also gets ``x 1 client``: its aggregate against one
+    client's on the same workload, prefill included on both sides (``x b1`` divides by a decode-only rate)."""
+    like = 1 in clients
     head = "| form | size MB | decode tok/s b1 | TTFT p50 ms | TTFT p95 ms |"
-    head += "".join(f" {c} clients tok/s | x b1 |" for c in clients) + " server peak RSS MB |"
-    out = [head, "|---|" + "---:|" * (5 + 2 * len(clients))]
+    head += "".join(f" {c} clients tok/s | x b1 |" + (" x 1 client |" if like else "") for c in clients)
+    head += " server peak RSS MB |"
+    out = [head, "|---|" + "---:|" * (5 + (3 if like else 2) * len(clients))]
     for r in rows:
         cells = [
             f"{r['size_mb']:.0f}",
@@ -236,6 +241,7 @@ def table(rows: list[dict], clients: list[int]) -> str:
         ]
         for c in clients:
             cells += [f"{r[f'agg_tok_s_c{c}']:.1f}", f"{r[f'agg_tok_s_c{c}'] / r['decode_tok_s_b1']:.2f}"]
+            cells += [f"{r[f'agg_tok_s_c{c}'] / r['agg_tok_s_c1']:.2f}"] if like else []
         out.append(f"| {r['form']} | " + " | ".join(cells) + f" | {r['peak_rss_mb']:.0f} |")
     return "\n".join(out)
 
