@@ -55,10 +55,21 @@ def test_certainty_reads_the_label_fields_tokens_only():
 def planted_student(tiny_models, tmp_path_factory) -> Path:
     """A LoRA student trained to answer CONSTANT to everything: confidently right on billing inquiries,
     confidently wrong on every other class."""
+    import random
+
     root = tmp_path_factory.mktemp("planted")
     rows = [r | {"source": "gold"} for r in load_jsonl(tiny_models["prepared"] / "train.jsonl")]
     write_jsonl(root / "train.jsonl", rows)  # the training set active rounds grow (every class)
-    write_jsonl(root / "constant.jsonl", [r | {"expected": CONSTANT} for r in rows])
+    # Inputs shaped like the ones active_teacher writes ("<class>の件: " + kana), so that the planted answer holds
+    # on them too: trained on the generated inquiries alone, the student sometimes broke its JSON on that text
+    # (invalid, so asked about: 1 failure in ~8 runs, with run-to-run float noise deciding near-ties).
+    pick = random.Random(0)
+    shaped = [
+        {"id": f"shaped-{c}-{i}", "input": f"{c}の件: " + "".join(pick.choices(active_teacher.KANA, k=24))}
+        for c in active_teacher.CATEGORIES
+        for i in range(10)
+    ]
+    write_jsonl(root / "constant.jsonl", [r | {"expected": CONSTANT} for r in rows + shaped])
     cfg = FinetuneConfig(
         method="lora",
         lora=LoraParams(r=8, alpha=16, modules_to_save=["embed_tokens"]),
