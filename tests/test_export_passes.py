@@ -92,3 +92,30 @@ def test_last_position_logits_are_the_full_graphs_last_and_quantized_forms_have_
         )
         int4 = ORTModelForCausalLM.from_pretrained(quantize_int4(onnx_dir, tmp_path / "int4", QuantizeConfig()))
         assert int4(input_ids=ids, attention_mask=mask).logits.shape[1] == 1
+
+
+def test_an_untied_dynamic_int8_head_is_sliced_before_its_activations_are_quantized(exported, tmp_path):
+    """Dynamic int8 quantizes an untied LM head (DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul): the
+    slice goes before the quantizer, and the last-position logits stay close to fp32's."""
+    import torch
+    from optimum.onnxruntime import ORTModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from slmops.export.quantize import export_onnx, quantize_int8
+
+    torch_dir, _ = exported
+    model = AutoModelForCausalLM.from_pretrained(torch_dir)
+    model.config.tie_word_embeddings = False
+    torch.manual_seed(2)
+    head = model.lm_head.weight.detach()
+    model.lm_head.weight = torch.nn.Parameter(head + 0.05 * torch.randn_like(head))
+    model.save_pretrained(tmp_path / "untied")
+    AutoTokenizer.from_pretrained(torch_dir).save_pretrained(tmp_path / "untied")
+    fp32_dir = export_onnx(tmp_path / "untied", tmp_path / "fp32")
+    int8_dir = quantize_int8(fp32_dir, tmp_path / "int8")
+    ids, mask = _batch()
+    with torch.inference_mode():
+        want = ORTModelForCausalLM.from_pretrained(fp32_dir)(input_ids=ids, attention_mask=mask).logits[:, -1]
+        got = ORTModelForCausalLM.from_pretrained(int8_dir)(input_ids=ids, attention_mask=mask).logits
+    assert got.shape[1] == 1
+    assert (got[:, 0] - want).abs().max().item() < 0.1 * want.abs().max().item()  # int8, not a broken head

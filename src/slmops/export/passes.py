@@ -56,7 +56,7 @@ def last_position_logits(path: Path) -> bool:
         return False
     sliced = "/lm_head/last_position_output_0"
     inputs = [
-        head.input[0],
+        head.input[0],  # the final hidden state (for dynamic int8: what DynamicQuantizeLinear quantizes)
         graph.add_const("/lm_head/last_starts", [-1]),
         graph.add_const("/lm_head/last_ends", [2**63 - 1]),
         graph.add_const("/lm_head/last_axes", [1]),
@@ -91,15 +91,28 @@ class Graph:
                 self.consumers.setdefault(name, []).append(node)
 
     def lm_head(self):
-        """The MatMul that makes ``logits`` (through elementwise ops), unless its input is already a Slice."""
+        """The node whose first input is the final hidden state: the MatMul that makes ``logits`` (through
+        elementwise ops), or for a dynamic-int8 head (MatMulInteger -> Cast -> Mul by the scales) the
+        DynamicQuantizeLinear feeding it. None if there is no such node or its input is already a Slice."""
         node = self.producer.get("logits")
         while node is not None and node.op_type in ELEMENTWISE:
             moving = [self.producer[i] for i in node.input if i in self.producer and self.constant(i) is None]
-            node = moving[0] if len(moving) == 1 else None
+            casts = [n for n in moving if n.op_type == "Cast"]  # int8: Mul(Cast(MatMulInteger), scales)
+            node = moving[0] if len(moving) == 1 else casts[0] if len(casts) == 1 else None
         if node is None or node.op_type not in HEADS:
             return None
-        before = self.producer.get(node.input[0])
-        return None if before is not None and before.op_type == "Slice" else node
+        if node.op_type == "MatMulInteger":
+            node = self.only_user_quantizer(node)
+        before = self.producer.get(node.input[0]) if node is not None else None
+        return None if node is None or (before is not None and before.op_type == "Slice") else node
+
+    def only_user_quantizer(self, matmul):
+        """The DynamicQuantizeLinear that quantizes ``matmul``'s activations for it alone, else None."""
+        node = self.producer.get(matmul.input[0])
+        if node is None or node.op_type != "DynamicQuantizeLinear":
+            return None
+        alone = len(self.consumers.get(node.input[0], [])) == 1
+        return node if alone and len(self.consumers.get(node.output[0], [])) == 1 else None
 
     def nodes(self, op_type: str) -> list:
         return [node for node in self.graph.node if node.op_type == op_type]
