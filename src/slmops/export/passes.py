@@ -73,7 +73,7 @@ def last_position_logits(path: Path) -> bool:
 
 
 ELEMENTWISE = ("Mul", "Div", "Add", "Sub", "Tanh", "Cast", "Identity")  # between the LM head and ``logits``
-HEADS = ("MatMul", "MatMulNBits", "DynamicQuantizeMatMul", "MatMulInteger", "Gemm")
+HEADS = ("MatMul", "MatMulNBits", "DynamicQuantizeMatMul", "MatMulInteger")  # a Gemm is 2-D: never a [b, s, h] head
 
 
 class Graph:
