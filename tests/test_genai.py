@@ -232,3 +232,29 @@ def test_requests_that_queue_behind_a_genai_answer_are_decoded_together(forms):
     used = model.steps - before
     assert used < sum(a.completion_tokens for a in answers.values())
     assert used == answers[-1].completion_tokens + max(a.completion_tokens for a in alone)
+
+
+def test_genai_prefill_gives_the_lm_head_each_rows_last_real_token_only(forms):
+    """GenAI pads a batch's prompts on the right. The form's graph computes logits at one position a row (its last
+    real token, read from the attention mask), so a short row's first logits are its own, not a padding's."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    model = ChatModel.load(forms.candidates["genai_int4"].dir)
+    encoded = [model.encode(m) for m in PROMPTS]
+    assert len({len(ids) for ids in encoded}) == len(encoded)  # three lengths: two rows end in padding
+
+    def prefill_logits(rows: list[list[int]]):
+        batch = np.full((len(rows), max(map(len, rows))), model.pad_token_id, dtype=np.int32)
+        for i, ids in enumerate(rows):
+            batch[i, : len(ids)] = ids
+        params = og.GeneratorParams(model.model)
+        params.set_search_options(batch_size=len(rows), max_length=batch.shape[1] + 2, do_sample=False)
+        generator = og.Generator(model.model, params)
+        generator.append_tokens(batch)
+        return np.array(generator.get_output("logits"))
+
+    together = prefill_logits(encoded)
+    assert together.shape[:2] == (len(encoded), 1)
+    for row, ids in zip(together, encoded, strict=True):
+        np.testing.assert_allclose(row[0], prefill_logits([ids])[0, 0], atol=1e-4)

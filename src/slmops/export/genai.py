@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from slmops.export.passes import last_position_logits
+
 GENAI_PRECISIONS = {"genai_int4": "int4"}  # form name -> the builder's precision (-p)
 
 
@@ -39,6 +41,7 @@ def build_genai(model_dir: Path, out_dir: Path, precision: str = "int4", block_s
     if done.returncode != 0 or not (out_dir / "genai_config.json").exists():
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
         raise RuntimeError(f"ONNX Runtime GenAI's model builder failed on {model_dir}:\n{tail}")
+    last_position_logits(out_dir / "model.onnx", right_padded=True)  # the builder computes every prompt position
     for name in ("generation_config.json",):  # beside the graph, as in the other forms' folders
         if (model_dir / name).exists():
             shutil.copy2(model_dir / name, out_dir / name)

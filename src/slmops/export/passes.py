@@ -44,9 +44,13 @@ def share_kv_heads(path: Path, heads: int, kv_heads: int) -> int:
     return changed
 
 
-def last_position_logits(path: Path) -> bool:
-    """Slice the LM head's input to the last position in the ONNX graph at ``path``, in place; False if the graph
-    has no ``logits`` output made by a MatMul (through elementwise ops such as a soft cap) or is sliced already."""
+def last_position_logits(path: Path, right_padded: bool = False) -> bool:
+    """Give the LM head of the ONNX graph at ``path`` only each row's last position, in place; False if the graph
+    has no ``logits`` output made by a MatMul (through elementwise ops such as a soft cap) or is sliced already.
+
+    Left-padded rows (optimum's graphs, as our batchers pad) end at the last position. ``right_padded`` rows (GenAI,
+    which pads each prompt on the right) end at their last real token among this call's: the count of ones in
+    the last ``sequence_length`` columns of ``attention_mask``, less one (0 in a decode step)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -54,15 +58,8 @@ def last_position_logits(path: Path) -> bool:
     head = graph.lm_head()
     if head is None:
         return False
-    sliced = "/lm_head/last_position_output_0"
-    inputs = [
-        head.input[0],  # the final hidden state (for dynamic int8: what DynamicQuantizeLinear quantizes)
-        graph.add_const("/lm_head/last_starts", [-1]),
-        graph.add_const("/lm_head/last_ends", [2**63 - 1]),
-        graph.add_const("/lm_head/last_axes", [1]),
-    ]
-    graph.insert(head, onnx.helper.make_node("Slice", inputs, [sliced], name="/lm_head/last_position"))
-    head.input[0] = sliced
+    hidden = head.input[0]  # the final hidden state (for dynamic int8: what DynamicQuantizeLinear quantizes)
+    head.input[0] = graph.last_real_position(hidden, head) if right_padded else graph.last_position(hidden, head)
     logits = next(out for out in model.graph.output if out.name == "logits")
     dims = logits.type.tensor_type.shape.dim
     if len(dims) == 3:
@@ -104,7 +101,8 @@ class Graph:
         if node.op_type == "MatMulInteger":
             node = self.only_user_quantizer(node)
         before = self.producer.get(node.input[0]) if node is not None else None
-        return None if node is None or (before is not None and before.op_type == "Slice") else node
+        done = before is not None and before.op_type in ("Slice", "GatherElements")  # sliced by this pass already
+        return None if node is None or done else node
 
     def only_user_quantizer(self, matmul):
         """The DynamicQuantizeLinear that quantizes ``matmul``'s activations for it alone, else None."""
@@ -194,6 +192,37 @@ class Graph:
         back = helper.make_node("Reshape", [product, per_head], [matmul.output[0]], name=f"{name}/gqa_back")
         self.insert(matmul, back)
         self.graph.node.remove(matmul)
+
+    def last_position(self, hidden: str, head) -> str:
+        """``hidden`` [b, s, h] sliced to its last position [b, 1, h], computed just before ``head``."""
+        from onnx import helper
+
+        out = "/lm_head/last_position_output_0"
+        ends = self.add_const("/lm_head/last_ends", [2**63 - 1])
+        inputs = [hidden, self.add_const("/lm_head/last_starts", [-1]), ends, self.add_const("/lm_head/last_axes", [1])]
+        self.insert(head, helper.make_node("Slice", inputs, [out], name="/lm_head/last_position"))
+        return out
+
+    def last_real_position(self, hidden: str, head) -> str:
+        """``hidden`` [b, s, h] at each row's last real token, [b, 1, h]: ``attention_mask``'s last s columns say
+        how many of the row's s new tokens are real (the rest are right padding)."""
+        from onnx import TensorProto, helper
+
+        def node(op: str, inputs: list[str], **attrs) -> str:
+            name = f"/lm_head/last_real/{op}_{len(self.graph.node)}"
+            self.insert(head, helper.make_node(op, inputs, [f"{name}_output_0"], name=name, **attrs))
+            return f"{name}_output_0"
+
+        zero, one, two, three = (self.add_const(f"/lm_head/last_real/const_{v}", [v]) for v in (0, 1, 2, 3))
+        end = self.add_const("/lm_head/last_real/const_end", [2**63 - 1])
+        length = node("Shape", ["input_ids"], start=1, end=2)  # [s]
+        mask = node("Cast", [node("Slice", ["attention_mask", node("Neg", [length]), end, one])], to=TensorProto.INT64)
+        last = node("Sub", [node("ReduceSum", [mask, one], keepdims=1), one])  # [b, 1]
+        last = node("Max", [last, zero])  # a row with no real token among these (never sent) reads position 0
+        shape = node("Shape", [hidden])
+        size = node("Concat", [node("Slice", [shape, zero, one]), one, node("Slice", [shape, two, three])], axis=0)
+        index = node("Expand", [node("Unsqueeze", [last, two]), size])  # [b, 1, h]
+        return node("GatherElements", [hidden, index], axis=1)
 
     def add_const(self, name: str, values: list[int]) -> str:
         import numpy as np
