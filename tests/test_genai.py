@@ -160,6 +160,18 @@ def test_a_folder_the_builder_cannot_read_fails_naming_the_builder(tmp_path):
     assert not (tmp_path / "out" / "genai_config.json").exists()
 
 
+def test_the_genai_form_quantizes_in_the_block_size_asked_for(tiny_models, tmp_path):
+    """``quantize.int4_block_size`` reaches the builder (0.18 reads ``block_size``; it ignores unknown keys)."""
+    import onnx
+
+    from slmops.export.genai import build_genai
+
+    out = build_genai(tiny_models["model"], tmp_path / "genai", "int4", block_size=64)
+    graph = onnx.load(str(out / "model.onnx"), load_external_data=False).graph
+    sizes = {a.i for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "block_size"}
+    assert sizes == {64}
+
+
 PROMPTS = [
     [{"role": "user", "content": "注文した商品が届きません"}],
     [{"role": "user", "content": "パスワードを忘れました。ログインできないので再設定の方法を教えてください"}],

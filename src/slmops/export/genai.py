@@ -34,7 +34,7 @@ def build_genai(model_dir: Path, out_dir: Path, precision: str = "int4", block_s
         command = [
             sys.executable, "-m", "slmops.export.genai_builder",
             "-m", str(model_dir), "-i", str(model_dir), "-o", str(out_dir), "-c", cache,
-            "-p", precision, "-e", "cpu", "--extra_options", f"int4_block_size={block_size}",
+            "-p", precision, "-e", "cpu", "--extra_options", f"block_size={block_size}",
         ]  # fmt: skip
         env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cache)
