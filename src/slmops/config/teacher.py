@@ -69,6 +69,9 @@ class SynthesizeConfig(Strict):
     augment_sampling: SamplingConfig = SamplingConfig(temperature=0.9, top_p=0.95, seed=42)  # seeded: reruns reproduce
     max_unlabelled: int | None = None  # label at most this many pool prompts (None: all)
     augment_per_category: int = 10  # self-instruct: new inputs the teacher writes per category
+    # Contrast rows: this many training inputs, each rewritten by the teacher as little as it can so that its
+    # class becomes another (the task's contrast_prompt; slmops.synthesize.contrast). 0: none.
+    contrast_rows: int = Field(0, ge=0)
     max_reject_rate: float = Field(0.3, ge=0.0, le=1.0)
     # MinHash-estimated Jaccard of character 3-grams at or above which two inputs are near-duplicates:
     # used to drop duplicate synthetic inputs and to decontaminate every training row against the test set.

@@ -10,7 +10,9 @@ support-domain knowledge, see ``lexicon.py``, and its own phrase and topic banks
 Two request kinds, told apart by the messages:
 - labelling (a system message with the task's instructions, or a bare inquiry): the task's JSON answer;
 - self-instruct (``Write one new ... inquiry of category X. Example: ...``, optionally a last line
-  ``Attributes: register=keigo, channel=mail, ...``): a new inquiry of that category, in that style.
+  ``Attributes: register=keigo, channel=mail, ...``): a new inquiry of that category, in that style;
+- contrast (``Rewrite ... so that its category becomes X. Inquiry: ...``): the inquiry with its category's
+  keywords swapped for X's (``rewrite_inquiry``).
 Deterministic: the same messages always get the same answer.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import unicodedata
 from pathlib import Path
@@ -27,6 +30,7 @@ from slmops.demo.lexicon import CATEGORY_KEYWORDS, NEGATED_URGENCY, PAST_CANCELL
 from slmops.demo.phrasebank import PROBLEMS, compose
 from slmops.demo.styles import parse_attributes, restyle
 
+CONTRAST_REQUEST = re.compile(r"its category becomes (?P<category>[a-z_]+)\.\s*Inquiry:\s*(?P<example>.*)", re.S)
 AUGMENT_REQUEST = re.compile(r"inquiry of category (?P<category>[a-z_]+)\.\s*Example:\s*(?P<example>.*)", re.S)
 NEGATION = re.compile(r"[^\s、。,.!?]{1,8}?(ではなく|じゃなく)")
 FALLBACK_CATEGORY = "other"  # nothing recognised: the catch-all category, as a human triager would choose
@@ -86,12 +90,31 @@ def write_inquiry(category: str, example: str, attributes: str = "") -> str:
     return restyle(text, parse_attributes(attributes), seed, fits)
 
 
+def rewrite_inquiry(category: str, example: str) -> str:
+    """``example`` with each keyword of the category it has now replaced by a strong one (weight 3 or more,
+    Japanese) of ``category``, picked by a hash of the request: the smallest edit the lexicon knows of. An
+    inquiry with no keyword comes back unchanged (the stage rejects it as a copy)."""
+    if category not in CATEGORY_KEYWORDS:
+        raise ValueError(f"unknown category {category!r}; known: {sorted(CATEGORY_KEYWORDS)}")
+    rng = random.Random(int(hashlib.sha256(f"{category}\n{example}".encode()).hexdigest()[:12], 16))
+    words = sorted({k for k in CATEGORY_KEYWORDS.get(classify(example), {}) if k in example}, key=len, reverse=True)
+    strong = sorted(k for k, w in CATEGORY_KEYWORDS[category].items() if w >= 3 and not k.isascii())
+    text = example
+    for word in words:
+        if word in text:
+            text = text.replace(word, rng.choice(strong))
+    return text
+
+
 def answer(messages: list[dict]) -> str:
     """Answer one chat request: the task JSON for a labelling request, a new inquiry for a self-instruct one."""
     users = [m.get("content", "") for m in messages if m.get("role") == "user"]
     if not users:
         raise ValueError("no user message to answer")
     has_system = any(m.get("role") == "system" for m in messages)
+    contrast = CONTRAST_REQUEST.search(users[-1])
+    if contrast and not has_system:
+        return rewrite_inquiry(contrast["category"], contrast["example"].strip())
     request = AUGMENT_REQUEST.search(users[-1])
     if request and not has_system:
         example, _, attributes = request["example"].partition("\nAttributes: ")

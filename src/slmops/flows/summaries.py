@@ -25,8 +25,9 @@ def prepare_summary(r: dict) -> str:
 
 
 def synthesize_summary(r: dict) -> str:
-    accepted = r["counts"].get("teacher_label", 0) + r["counts"].get("teacher_augment", 0)
+    accepted = sum(r["counts"].get(k, 0) for k in ("teacher_label", "teacher_augment", "teacher_contrast"))
     parts = {"asked": r["counts"]["asked"], "accepted": accepted, "rejected": sum(r["rejected"].values())}
+    parts |= {"contrast": r["counts"].get("teacher_contrast")}
     filtered, coverage = sum(r.get("filtered", {}).values()), r.get("diversity", {}).get("coverage")
     parts |= {"of them filtered": filtered or None, "test coverage": coverage}
     return join(parts | {"teacher calls": r["teacher_calls"], "cached": r["cache_hits"], "rows": r["counts"]["total"]})

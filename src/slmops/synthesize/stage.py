@@ -29,6 +29,7 @@ from pydantic import BaseModel, model_validator
 from slmops.config import PIIConfig, SynthesizeConfig
 from slmops.io import load_jsonl, write_jsonl, write_manifest
 from slmops.synthesize.augment import augment, augment_asks, plan_asks
+from slmops.synthesize.contrast import contrast, contrast_asks
 from slmops.synthesize.diversity import diversity_figures
 from slmops.tasks import Task
 from slmops.teacher import open_teacher
@@ -45,6 +46,7 @@ class Provenance(BaseModel):
     sampling: dict[str, Any]
     created_at: str
     cell: dict[str, str | None] | None = None  # a self-instruct row's grid cell: its class and attributes
+    contrast_of: str | None = None  # a contrast row's source row id (synthesize/contrast.py)
 
 
 class SyntheticExample(BaseModel):
@@ -53,7 +55,8 @@ class SyntheticExample(BaseModel):
     id: str
     input: str
     expected: dict[str, Any]  # checked against the task's schema before the file is written
-    source: Literal["gold", "teacher_label", "teacher_augment", "teacher_active", "traffic"]  # active: train/active.py
+    # teacher_contrast: synthesize/contrast.py; teacher_active: train/active.py
+    source: Literal["gold", "teacher_label", "teacher_augment", "teacher_contrast", "teacher_active", "traffic"]
     provenance: Provenance | None = None
     traffic: dict[str, Any] | None = None  # a harvested traffic row's log provenance (src/slmops/loop/harvest.py)
 
@@ -198,10 +201,15 @@ def run(
             accepted = labeller.accepted_rows(rows, "teacher_label", cfg.sampling)
             written, filtered = augment(labeller, asks, test_index, train_index, references)  # 2. self-instruct
             accepted += written
+            if sources := contrast_asks(task, gold + accepted, cfg.contrast_rows, seed):  # 3. contrast rows
+                progress.grow(len(sources))
+                contrasted, contrast_filtered = contrast(labeller, sources, test_index, test_inputs)
+                accepted += contrasted
+                filtered |= contrast_filtered
     finally:
         progress.close()
         cache.close()
-    asked = len(unlabelled) + len(asks)
+    asked = len(unlabelled) + len(asks) + len(sources)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(out_dir / "rejects.jsonl", labeller.rejects)
     reject_rate = sum(labeller.rejected.values()) / asked if asked else 0.0

@@ -80,6 +80,9 @@ class TaskSpec(BaseModel):
     student_prompt: str = "{input}"  # the student's user message; the instructions are distilled into its weights
     # Self-instruct: the teacher writes new inputs for one value of ``stratify_by`` from an example.
     augment_prompt: str | None = None
+    # Contrast rows: the teacher rewrites a training input as little as it can so ``stratify_by`` becomes
+    # ``{label}`` (``synthesize.contrast_rows``; see slmops.synthesize.contrast).
+    contrast_prompt: str | None = None
     # An enum field whose values balance the training file and drive self-instruct (default: the first enum).
     stratify_by: str | None = None
     # Axes the teacher's new inputs are varied over (``{name: [values]}``), crossed with the ``stratify_by``
@@ -96,6 +99,8 @@ class TaskSpec(BaseModel):
             raise ValueError(f"stratify_by {self.stratify_by!r} must name an enum field of 'output'")
         if self.augment_prompt is not None and "{example}" not in self.augment_prompt:
             raise ValueError("augment_prompt must contain '{example}'")
+        if self.contrast_prompt is not None and not all(k in self.contrast_prompt for k in ("{example}", "{label}")):
+            raise ValueError("contrast_prompt must contain '{example}' and '{label}'")
         for name, values in (self.synthesis_attributes or {}).items():
             if not name.isidentifier() or name in self.output or not values or len(set(values)) != len(values):
                 raise ValueError(
@@ -158,9 +163,16 @@ class Task:
             content += f"\nAttributes: {described}"
         return [{"role": "user", "content": content}]
 
+    def build_contrast_messages(self, label: str, example: str) -> list[dict[str, str]]:
+        """The contrast prompt: rewrite ``example`` so that its ``stratify_by`` value is ``label``."""
+        if self.spec.contrast_prompt is None:
+            raise ValueError(f"task {self.name!r} has no contrast_prompt: set synthesize.contrast_rows: 0")
+        return [{"role": "user", "content": self.spec.contrast_prompt.format(example=example, label=label)}]
+
     def prompt_template_text(self) -> str:
         """Everything that shapes the prompts; its hash goes into cache keys and provenance."""
-        return "\n".join([self.spec.teacher_instructions, self.spec.student_prompt, self.spec.augment_prompt or ""])
+        prompts = [self.spec.teacher_instructions, self.spec.student_prompt, self.spec.augment_prompt or ""]
+        return "\n".join(prompts + ([self.spec.contrast_prompt] if self.spec.contrast_prompt else []))
 
     def response_format(self) -> dict[str, Any]:
         """OpenAI ``response_format`` asking for exactly the label schema (enums included)."""
