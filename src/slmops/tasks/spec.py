@@ -170,9 +170,10 @@ class Task:
         return [{"role": "user", "content": self.spec.contrast_prompt.format(example=example, label=label)}]
 
     def prompt_template_text(self) -> str:
-        """Everything that shapes the prompts; its hash goes into cache keys and provenance."""
-        prompts = [self.spec.teacher_instructions, self.spec.student_prompt, self.spec.augment_prompt or ""]
-        return "\n".join(prompts + ([self.spec.contrast_prompt] if self.spec.contrast_prompt else []))
+        """The prompts' templates; their hash goes into cache keys and provenance, and the demo's tokenizer trains
+        on this text. A contrast request carries its whole template in its text, so ``contrast_prompt`` is not
+        here: adding it changed the smoke tokenizer's 512 tokens, and with them the smoke student."""
+        return "\n".join([self.spec.teacher_instructions, self.spec.student_prompt, self.spec.augment_prompt or ""])
 
     def response_format(self) -> dict[str, Any]:
         """OpenAI ``response_format`` asking for exactly the label schema (enums included)."""
