@@ -90,7 +90,7 @@ class Graph:
     def lm_head(self):
         """The node whose first input is the final hidden state: the MatMul that makes ``logits`` (through
         elementwise ops), or for a dynamic-int8 head (MatMulInteger -> Cast -> Mul by the scales) the
-        DynamicQuantizeLinear feeding it. None if there is no such node or its input is already a Slice."""
+        DynamicQuantizeLinear feeding it. None if there is no such node or this pass already sliced its input."""
         node = self.producer.get("logits")
         while node is not None and node.op_type in ELEMENTWISE:
             moving = [self.producer[i] for i in node.input if i in self.producer and self.constant(i) is None]
