@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 SLMOPS = str(Path(sys.executable).with_name("slmops"))
@@ -92,10 +93,14 @@ def api(stack, method: str, path: str, body: dict | None = None):
     return response.json()
 
 
-def start_deployment(stack, name: str, parameters: dict | None = None) -> str:
-    """A flow run of deployment ``flow/deployment`` (what a schedule or ``run_deployment`` creates); its id."""
+def start_deployment(stack, name: str, parameters: dict | None = None, at: datetime | None = None) -> str:
+    """A flow run of deployment ``flow/deployment`` (what a schedule or ``run_deployment`` creates); its id.
+    ``at``: scheduled for then instead of now (a worker sees a run ``prefetch_seconds`` before its time)."""
     deployment = api(stack, "GET", f"/deployments/name/{name}")
-    created = api(stack, "POST", f"/deployments/{deployment['id']}/create_flow_run", {"parameters": parameters or {}})
+    body: dict = {"parameters": parameters or {}}
+    if at is not None:
+        body["state"] = {"type": "SCHEDULED", "state_details": {"scheduled_time": at.isoformat()}}
+    created = api(stack, "POST", f"/deployments/{deployment['id']}/create_flow_run", body)
     return created["id"]
 
 

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -262,7 +263,11 @@ def test_schedule_deploys_to_the_work_pool_and_a_worker_runs_the_retrain(stack):
 
 def test_two_workers_pick_up_a_retrain_at_once_one_runs_the_other_is_suppressed(stack):
     before = len(decisions(stack["work"]))
-    runs = [start_deployment(stack, "slmops-retrain/weekly-retrain") for _ in range(2)]
+    # Both runs are scheduled for one time a poll away, so a worker's query sees both at once and their processes
+    # start together. Started now, a worker could poll between the two creations and take the second run a poll
+    # (10 s) later, after the first, all cached, had ended: both then rightly started (CI, 2026-12-06).
+    at = datetime.now(UTC) + timedelta(seconds=12)
+    runs = [start_deployment(stack, "slmops-retrain/weekly-retrain", at=at) for _ in range(2)]
     assert [wait_final(stack, r)["state_type"] for r in runs] == ["COMPLETED", "COMPLETED"]
     new = decisions(stack["work"])[before:]
     assert sorted(d["start"] for d in new) == [False, True], new
