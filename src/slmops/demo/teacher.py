@@ -91,18 +91,20 @@ def write_inquiry(category: str, example: str, attributes: str = "") -> str:
 
 
 def rewrite_inquiry(category: str, example: str) -> str:
-    """``example`` with each keyword of the category it has now replaced by a strong one (weight 3 or more,
-    Japanese) of ``category``, picked by a hash of the request: the smallest edit the lexicon knows of. An
-    inquiry with no keyword comes back unchanged (the stage rejects it as a copy)."""
+    """``example`` with each keyword of the category it has now replaced by a Japanese keyword of ``category``
+    that decides it (weight 2 or more: the everyday words such as 料金 or 支払 as well as the strong ones), picked
+    by a hash of the request: the smallest edit the lexicon knows of. An inquiry with no keyword comes back
+    unchanged (the stage rejects it as a copy); one whose new word loses to a keyword left in it is rejected
+    when the stage labels it again."""
     if category not in CATEGORY_KEYWORDS:
         raise ValueError(f"unknown category {category!r}; known: {sorted(CATEGORY_KEYWORDS)}")
     rng = random.Random(int(hashlib.sha256(f"{category}\n{example}".encode()).hexdigest()[:12], 16))
     words = sorted({k for k in CATEGORY_KEYWORDS.get(classify(example), {}) if k in example}, key=len, reverse=True)
-    strong = sorted(k for k, w in CATEGORY_KEYWORDS[category].items() if w >= 3 and not k.isascii())
+    deciding = sorted(k for k, w in CATEGORY_KEYWORDS[category].items() if w >= 2 and not k.isascii())
     text = example
     for word in words:
         if word in text:
-            text = text.replace(word, rng.choice(strong))
+            text = text.replace(word, rng.choice(deciding))
     return text
 
 
