@@ -218,9 +218,9 @@ SHARED_PIPELINES = ("smoke_run", "reviews_run")  # session fixtures worth buildi
 def pytest_collection_modifyitems(items):
     """Every test that trains, exports, benchmarks or starts an engine is `slow`: `make test-fast` skips it.
 
-    ``make test`` runs on two pytest-xdist workers with ``--dist loadgroup``: a module's tests stay together
-    (its module-scoped servers start once), and every module that uses a shared pipeline goes to the worker that
-    builds it, so each pipeline is built once per run."""
+    ``make test`` runs on pytest-xdist workers (the Makefile's TEST_WORKERS) with ``--dist loadgroup``: a
+    module's tests stay together (its module-scoped servers start once), and every module that uses a shared
+    pipeline goes to the worker that builds it, so each pipeline is built once per run."""
     by_module: dict[str, set[str]] = {}
     for item in items:
         by_module.setdefault(item.module.__name__, set()).update(getattr(item, "fixturenames", ()))
