@@ -61,7 +61,7 @@ TEST_WORKERS ?= 3
 
 test:  ## the whole test suite, including end-to-end smoke flows and a real vLLM behind the front
 	$(MAKE) --no-print-directory -j2 install engine   # the two venvs install side by side (downloads overlap)
-	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not slow"

@@ -212,6 +212,10 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 SLOW_FIXTURES = {"tiny_models", "smoke_run", "reviews_run", "engine"}  # they train, export or start an engine
 SHARED_PIPELINES = ("smoke_run", "reviews_run")  # session fixtures worth building once per run, not per worker
+# The groups that take longest, longest first (seconds of their tests at 3 workers, 2026-12-06): they start first,
+# so no worker begins a 12-minute group after the others have run out of work. xdist's own order (the groups with
+# the most tests first; off with --no-loadscope-reorder in the Makefile) started the stack late.
+LONG_GROUPS = ("tests.test_stack", "reviews_run", "smoke_run", "tests.test_loop_e2e", "tests.test_engine_backend")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the xdist_group marks into groups
@@ -220,7 +224,8 @@ def pytest_collection_modifyitems(items):
 
     ``make test`` runs on pytest-xdist workers (the Makefile's TEST_WORKERS) with ``--dist loadgroup``: a
     module's tests stay together (its module-scoped servers start once), and every module that uses a shared
-    pipeline goes to the worker that builds it, so each pipeline is built once per run."""
+    pipeline goes to the worker that builds it, so each pipeline is built once per run. The long groups come
+    first (``LONG_GROUPS``), the rest in collection order."""
     by_module: dict[str, set[str]] = {}
     for item in items:
         by_module.setdefault(item.module.__name__, set()).update(getattr(item, "fixturenames", ()))
@@ -232,3 +237,5 @@ def pytest_collection_modifyitems(items):
         shared = [name for name in SHARED_PIPELINES if name in own]
         shared += [name for name in SHARED_PIPELINES if name in by_module[item.module.__name__]]
         item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.module.__name__))
+    rank = {group: i for i, group in enumerate(LONG_GROUPS)}
+    items.sort(key=lambda item: rank.get(item.get_closest_marker("xdist_group").args[0], len(rank)))  # stable
