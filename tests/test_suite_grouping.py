@@ -12,3 +12,15 @@ def test_the_xdist_group_marks_reach_the_scheduler(request):
         pytest.skip("not under pytest-xdist --dist loadgroup")
     group = request.node.get_closest_marker("xdist_group").args[0]
     assert request.node.nodeid.endswith(f"@{group}"), request.node.nodeid  # the id xdist schedules by
+
+
+def test_the_long_groups_are_scheduled_first(request):
+    """The groups that take longest start before the quick ones, so no worker begins the stack's ~12 minutes after
+    the others have run out of work (xdist's own order, most tests first, started it ninth)."""
+    from tests.conftest import LONG_GROUPS
+
+    groups = list(dict.fromkeys(item.get_closest_marker("xdist_group").args[0] for item in request.session.items))
+    present = [group for group in LONG_GROUPS if group in groups]
+    assert groups[: len(present)] == present, groups[:8]
+    if request.config.getoption("loadgroup", default=False):  # xdist would otherwise reorder them by size
+        assert request.config.getoption("loadscopereorder") is False
