@@ -55,7 +55,8 @@ loop: install demo-project  ## after `make demo`: serve poc, send shifted traffi
 # Three pytest-xdist workers on two cores: a module's tests, and every module that shares a smoke pipeline, stay on
 # one worker (tests/conftest.py groups them), so each pipeline is still built once. The stack module waits on its
 # servers much of its time (worker polls, a dead run's missing heartbeats), and a third worker fills those waits:
-# the tests took 924 s at 3 against 1,013 s at 2 on one 2-core VM (2026-12-06). One torch thread per worker:
+# the tests took 924 s at 3 against 1,013 s at 2 on one 2-core VM (2026-12-06; 891 s with the long groups first,
+# tests/conftest.py). One torch thread per worker:
 # workers with two threads each on two cores spin against each other.
 TEST_WORKERS ?= 3
 

@@ -212,9 +212,10 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 SLOW_FIXTURES = {"tiny_models", "smoke_run", "reviews_run", "engine"}  # they train, export or start an engine
 SHARED_PIPELINES = ("smoke_run", "reviews_run")  # session fixtures worth building once per run, not per worker
-# The groups that take longest, longest first (seconds of their tests at 3 workers, 2026-12-06): they start first,
-# so no worker begins a 12-minute group after the others have run out of work. xdist's own order (the groups with
-# the most tests first; off with --no-loadscope-reorder in the Makefile) started the stack late.
+# The groups that take longest, longest first: they start first, so no worker begins a 12-minute group after the
+# others have run out of work. Their tests' seconds at 3 workers (`--durations`, 2026-12-06): stack ~730,
+# reviews_run ~400, smoke_run ~330, loop_e2e ~295, engine_backend ~100. xdist's own order (the groups with the most
+# tests first; off with --no-loadscope-reorder in the Makefile) started the stack ninth.
 LONG_GROUPS = ("tests.test_stack", "reviews_run", "smoke_run", "tests.test_loop_e2e", "tests.test_engine_backend")
 
 
