@@ -94,6 +94,41 @@ def test_self_instruct_never_returns_its_example():
     assert answer(task.build_augment_messages("billing", first)) != first
 
 
+ANSWERS_SCRIPT = """
+import json, sys
+from slmops.demo import generate
+from slmops.demo.teacher import answer
+sets = generate.generate(seed=11, n_seed=70, n_pool=35, n_test=7)
+cats = ["billing", "shipping", "account", "defect", "technical", "cancellation", "other"]
+out = []
+for i, row in enumerate(sets["seed"] + sets["pool"]):
+    c, text = cats[i % 7], row["input"]
+    rewrite = f"Rewrite ... so that its category becomes {c}. Inquiry:\\n{text}"
+    out.append(answer([{"role": "user", "content": rewrite}]))
+    ask = f"Write one new inquiry of category {c}. Example:\\n{text}\\nAttributes: register=keigo, noise=two_issues"
+    out.append(answer([{"role": "user", "content": ask}]))
+    out.append(answer([{"role": "user", "content": text}]))
+json.dump(out, sys.stdout, ensure_ascii=False)
+"""
+
+
+def test_the_same_requests_get_the_same_answers_in_every_process():
+    """Python hashes strings differently in each process (PYTHONHASHSEED): a rewrite that walked a set in its
+    iteration order gave another word in another process, so two `make demo` runs trained on different rows."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def answers(hash_seed: str) -> list[str]:
+        env = os.environ | {"PYTHONHASHSEED": hash_seed}
+        done = subprocess.run([sys.executable, "-c", ANSWERS_SCRIPT], env=env, capture_output=True, check=True)
+        return json.loads(done.stdout)
+
+    first, second = answers("1"), answers("2")
+    assert len(first) > 300 and sum(a != b for a, b in zip(first, second, strict=True)) == 0
+
+
 def test_self_instruct_for_an_unknown_category_is_an_error():
     with pytest.raises(ValueError, match="unknown category"):
         answer(task.build_augment_messages("weather", "晴れですか"))

@@ -99,7 +99,10 @@ def rewrite_inquiry(category: str, example: str) -> str:
     if category not in CATEGORY_KEYWORDS:
         raise ValueError(f"unknown category {category!r}; known: {sorted(CATEGORY_KEYWORDS)}")
     rng = random.Random(int(hashlib.sha256(f"{category}\n{example}".encode()).hexdigest()[:12], 16))
-    words = sorted({k for k in CATEGORY_KEYWORDS.get(classify(example), {}) if k in example}, key=len, reverse=True)
+    # Longest first, then by the word: the order (and so each draw of ``rng``) must not depend on how this process
+    # hashes strings (a set's iteration order varies with PYTHONHASHSEED; ties of length kept it).
+    found = {k for k in CATEGORY_KEYWORDS.get(classify(example), {}) if k in example}
+    words = sorted(found, key=lambda k: (-len(k), k))
     deciding = sorted(k for k, w in CATEGORY_KEYWORDS[category].items() if w >= 2 and not k.isascii())
     text = example
     for word in words:
