@@ -4,6 +4,7 @@ Usage:
     python -m benchmarks.train_throughput                          # tiny shapes on this CPU (under 2 minutes)
     python -m benchmarks.train_throughput --shapes 0.5b 1.5b       # Qwen2.5 shapes, random init (default on a GPU)
     python -m benchmarks.train_throughput --methods lora --configs padded packed --epochs 1
+    python -m benchmarks.train_throughput --methods lora --configs padded --lora-dropout 0   # the demo profile's
 
 Each row trains with ``slmops.train`` (``load_base``, ``lora_config``, ``training_args``, ``train_sft``) on the
 ticket_triage task's generated inquiries, tokenized by a demo tokenizer; the model is random-init from a config
@@ -130,7 +131,7 @@ def measure(method: str, config: str, model_dir: Path, train: list[dict], val: l
     """One training run: throughput after the first step, peak memory, final losses."""
     from transformers import AutoTokenizer, set_seed
 
-    from slmops.config import FinetuneConfig, TrainingConfig
+    from slmops.config import FinetuneConfig, LoraParams, TrainingConfig
     from slmops.train.base import load_base, lora_config
     from slmops.train.finetune import train_sft, training_args
 
@@ -147,7 +148,8 @@ def measure(method: str, config: str, model_dir: Path, train: list[dict], val: l
         undertrained_eval_loss=None,
         **keys,
     )
-    cfg = FinetuneConfig(method=method, training=training)
+    lora = LoraParams(dropout=opts.lora_dropout) if opts.lora_dropout is not None else LoraParams()
+    cfg = FinetuneConfig(method=method, training=training, lora=lora)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     set_seed(0)
     reset_peak_memory(opts.device)
@@ -262,6 +264,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=None, help="default: 2 at tiny shapes, else 1")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--lora-dropout", type=float, help="finetune.lora.dropout (default: the code default)")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/slmops-train-throughput"))
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads (default: 1 with only tiny shapes, else torch's)"
