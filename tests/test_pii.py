@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from slmops.config import PIIConfig
 from slmops.text import pii
-from slmops.text.pii import find_pii, legacy, mask
+from slmops.text.pii import analyze, find_pii, legacy, mask
 from slmops.text.pii.recognizers import card_issuer, luhn_ok, my_number_check_digit
 from tests.conftest import slmops
 
@@ -144,6 +144,19 @@ def test_config_selects_entities_threshold_and_allow_list():
         PIIConfig(entities=["SSN"])
     with pytest.raises(ValidationError):
         PIIConfig(entities=[])
+
+
+def test_a_remembered_analysis_is_per_text_and_settings_and_callers_cannot_change_it():
+    """``analyze`` remembers its answers (a stage scans the same text several times): asked again with other
+    settings it answers for those settings, and a caller editing the list it got changes nothing."""
+    text = "山田太郎 090-1234-5678"
+    everything = analyze(text)
+    assert [f.label for f in everything] == ["NAME", "PHONE"]
+    assert [f.label for f in analyze(text, PIIConfig(entities=["PHONE"]))] == ["PHONE"]
+    assert [f.label for f in analyze(text, PIIConfig(allow_list=["山田太郎"]))] == ["PHONE"]
+    everything.clear()
+    assert analyze(text) == analyze("山田太郎 ０９０-１２３４-５６７８") and len(analyze(text)) == 2  # NFKC first
+    assert mask(text) == "[NAME] [PHONE]"
 
 
 def test_batch_and_long_texts_match_single_calls():
