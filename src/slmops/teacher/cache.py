@@ -45,7 +45,12 @@ class ResponseCache:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")  # a commit per answer stays cheap
+        self._db.execute("PRAGMA journal_mode=WAL")  # a commit per answer stays cheap ...
+        # ... without an fsync per commit: in WAL mode a commit survives the process being killed or crashing (the
+        # operating system holds the log); only a power loss may lose the last answers, never the file's
+        # consistency (SQLite's documented WAL + NORMAL guarantee). FULL synced once per answer (12,278 times in the
+        # demo's synthesize stage: 0.4 and 5.6 s of its ~31 s in two pairs of runs on a local disk; more on a slow one).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL)")
         self._lock = threading.Lock()
 
