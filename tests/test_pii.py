@@ -146,17 +146,23 @@ def test_config_selects_entities_threshold_and_allow_list():
         PIIConfig(entities=[])
 
 
-def test_a_remembered_analysis_is_per_text_and_settings_and_callers_cannot_change_it():
-    """``analyze`` remembers its answers (a stage scans the same text several times): asked again with other
-    settings it answers for those settings, and a caller editing the list it got changes nothing."""
+def test_inside_remembering_an_analysis_is_per_text_and_settings_and_forgotten_after():
+    """A stage scans the same text several times: inside ``pii.remembering()`` the second scan is from memory,
+    other settings get their own answer, a caller editing its list changes nothing, and the block's end forgets."""
     text = "山田太郎 090-1234-5678"
-    everything = analyze(text)
-    assert [f.label for f in everything] == ["NAME", "PHONE"]
-    assert [f.label for f in analyze(text, PIIConfig(entities=["PHONE"]))] == ["PHONE"]
-    assert [f.label for f in analyze(text, PIIConfig(allow_list=["山田太郎"]))] == ["PHONE"]
-    everything.clear()
-    assert analyze(text) == analyze("山田太郎 ０９０-１２３４-５６７８") and len(analyze(text)) == 2  # NFKC first
-    assert mask(text) == "[NAME] [PHONE]"
+    with pii.remembering() as memo:
+        everything = analyze(text)
+        assert [f.label for f in everything] == ["NAME", "PHONE"] and len(memo) == 1
+        assert [f.label for f in analyze(text, PIIConfig(entities=["PHONE"]))] == ["PHONE"]
+        assert [f.label for f in analyze(text, PIIConfig(allow_list=["山田太郎"]))] == ["PHONE"]
+        everything.clear()
+        assert analyze("山田太郎 ０９０-１２３４-５６７８") == analyze(text) and len(analyze(text)) == 2  # NFKC first
+        assert mask(text) == "[NAME] [PHONE]" and len(memo) == 3
+        with pii.remembering() as inner:
+            assert inner is memo  # a nested block shares the stage's memory
+    with pii.remembering() as memo:
+        assert memo == {}  # nothing outlived the block
+    assert analyze(text) == analyze(text) and len(analyze(text)) == 2
 
 
 def test_batch_and_long_texts_match_single_calls():

@@ -166,6 +166,7 @@ def decontaminate(
     return kept, dropped, test_index, train_index
 
 
+@pii.remembering()  # the stage scans the same text for PII several times: from memory after the first
 def run(
     cfg: SynthesizeConfig,
     *,
