@@ -30,7 +30,8 @@ from pathlib import Path
 from slmops.config import MonitorConfig
 from slmops.config.project import example_dir
 from slmops.data.prepare import near_dup_key
-from slmops.demo.generate import CLOSINGS, GREETINGS, NAMES, URGENCY, generate, gold_reply
+from slmops.demo.generate import generate
+from slmops.demo.world import CLOSINGS, GREETINGS, NAMES, URGENCY, gold_reply
 from slmops.loop.monitor import assess, run
 from slmops.tasks import load_task
 from slmops.text import pii

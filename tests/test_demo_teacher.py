@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from slmops.config import CallableTeacherConfig, SynthesizeConfig
-from slmops.demo import generate
+from slmops.demo import generate, world
 from slmops.demo.phrasebank import PROBLEMS
 from slmops.demo.teacher import answer
 from slmops.io import load_jsonl, write_jsonl
@@ -40,7 +40,7 @@ def test_labelling_request_gets_valid_task_json(text, category):
     label, reason = task.parse_output(answer(task.build_teacher_messages(text)))
     assert reason is None and label is not None
     assert label.category == category
-    assert label.reply == generate.gold_reply(label.category, label.priority)
+    assert label.reply == world.gold_reply(label.category, label.priority)
 
 
 def test_a_bare_inquiry_as_the_serve_fallback_sends_it_is_labelled_too():
@@ -213,7 +213,7 @@ def test_the_rules_hash_is_part_of_the_model_version_only_where_the_function_has
 def test_a_narrower_seed_set_leaves_phrasings_only_the_pool_and_test_show():
     sets = generate.generate(seed=5, n_seed=280, n_pool=280, n_test=280, seed_phrasing_share=0.5)
     held_back = [
-        p for phrasings in generate.PROBLEMS.values() for p in phrasings[round(len(phrasings) * 0.5) :] if "{" not in p
+        p for phrasings in world.PROBLEMS.values() for p in phrasings[round(len(phrasings) * 0.5) :] if "{" not in p
     ]
     seen = {name: {p for p in held_back if any(p in r["input"] for r in sets[name])} for name in sets}
     assert seen["seed"] == set()

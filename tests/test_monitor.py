@@ -9,7 +9,8 @@ import random
 import pytest
 
 from slmops.config import MonitorConfig
-from slmops.demo.generate import generate, gold_reply
+from slmops.demo.generate import generate
+from slmops.demo.world import gold_reply
 from slmops.io import write_jsonl
 from slmops.loop.drift import drifted_values, label_signals, predicted, rate_signals, semantic_signal
 from slmops.loop.monitor import run

@@ -25,10 +25,10 @@ import re
 import unicodedata
 from pathlib import Path
 
-from slmops.demo.generate import gold_reply
 from slmops.demo.lexicon import CATEGORY_KEYWORDS, NEGATED_URGENCY, PAST_CANCELLATION, PRIORITY_CUES, RISK_CUES
 from slmops.demo.phrasebank import PROBLEMS, compose
 from slmops.demo.styles import parse_attributes, restyle
+from slmops.demo.world import gold_reply
 
 CONTRAST_REQUEST = re.compile(r"its category becomes (?P<category>[a-z_]+)\.\s*Inquiry:\s*(?P<example>.*)", re.S)
 AUGMENT_REQUEST = re.compile(r"inquiry of category (?P<category>[a-z_]+)\.\s*Example:\s*(?P<example>.*)", re.S)
@@ -131,7 +131,7 @@ def version() -> str:
     """Hash of the rules (this module, the lexicon, the phrase bank, the reply templates): the callable
     teacher appends it to ``model``, so a changed rule set never reuses cached answers."""
     here = Path(__file__).parent
-    sources = ("teacher.py", "lexicon.py", "phrasebank.py", "topics.py", "generate.py", "styles.py")
+    sources = ("teacher.py", "lexicon.py", "phrasebank.py", "topics.py", "generate.py", "world.py", "styles.py")
     return hashlib.sha256(b"".join((here / name).read_bytes() for name in sources)).hexdigest()[:12]
 
 
