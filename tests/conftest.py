@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -159,10 +161,38 @@ def _no_default_mlflow_store():
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> dict:
-    """One end-to-end pipeline run on the smoke profile, shared by the tests that need trained artifacts."""
+    """One end-to-end pipeline run on the smoke profile, shared by the tests that need trained artifacts.
+
+    ``pristine``: a copy of its project taken as the run ended, before any test changed it, for a test that must
+    change a project (move aliases, retrain) without building its own (``moved_project``)."""
     run = _pipeline_run(tmp_path_factory, "ticket_triage")
     os.environ["MLFLOW_TRACKING_URI"] = run["env"]["MLFLOW_TRACKING_URI"]  # the in-process registry helpers' store
-    return run
+    pristine = tmp_path_factory.mktemp("smoke-pristine") / "ticket_triage"
+    shutil.copytree(run["work"], pristine, symlinks=True)
+    return run | {"pristine": pristine, "built_in": run["work"]}
+
+
+def moved_project(run: dict, dest: Path) -> dict:
+    """``run``'s pristine project copied to ``dest``, its own from then on: its MLflow store (SQLite) is the copy's,
+    with every path of the original project in it (experiments' artifact locations, runs' artifact URIs, model
+    versions' sources) rewritten to ``dest``, so nothing it registers or logs lands in the original."""
+    work = Path(shutil.copytree(run["pristine"], dest, symlinks=True))
+    old, new = str(run["built_in"]), str(work)
+    db = sqlite3.connect(work / "mlruns.db")
+    with db:  # one transaction
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            columns = [
+                c[1]
+                for c in db.execute(f'PRAGMA table_info("{table}")')
+                if c[2].upper().startswith(("TEXT", "VARCHAR"))
+            ]
+            for column in columns:
+                db.execute(
+                    f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) WHERE instr("{column}", ?) > 0',
+                    (old, new, old),
+                )
+    db.close()
+    return {"work": work, "env": run["env"] | {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns.db'}"}}
 
 
 @pytest.fixture(scope="session")
@@ -213,10 +243,11 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 SLOW_FIXTURES = {"tiny_models", "smoke_run", "reviews_run", "engine"}  # they train, export or start an engine
 SHARED_PIPELINES = ("smoke_run", "reviews_run")  # session fixtures worth building once per run, not per worker
 # The groups that take longest, longest first: they start first, so no worker begins a 12-minute group after the
-# others have run out of work. Their tests' seconds at 3 workers (`--durations`, 2026-12-06): stack ~730,
-# reviews_run ~400, smoke_run ~330, loop_e2e ~295, engine_backend ~100. xdist's own order (the groups with the most
-# tests first; off with --no-loadscope-reorder in the Makefile) started the stack ninth.
-LONG_GROUPS = ("tests.test_stack", "reviews_run", "smoke_run", "tests.test_loop_e2e", "tests.test_engine_backend")
+# others have run out of work. Their seconds on one of 3 workers (a timeline of a full run, 2026-12-06): stack ~780,
+# reviews_run ~420, smoke_run ~380 before the loop's tests joined it (they start from a copy of its project, ~450 s
+# in a group of their own before), engine_backend ~80. xdist's own order (the groups with the most tests first; off
+# with --no-loadscope-reorder in the Makefile) started the stack ninth.
+LONG_GROUPS = ("tests.test_stack", "smoke_run", "reviews_run", "tests.test_engine_backend")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the xdist_group marks into groups

@@ -1,8 +1,10 @@
 """The loop end to end on the smoke profile: logged traffic -> monitor -> trigger -> retrain -> challenger.
 
-Its own work dir (the loop moves the ``poc`` alias, which other end-to-end tests read). The inference log is
-written the way the server writes it; what the served model answered is simulated so that drift is certain
-(every answer a teacher fallback) or absent (in-distribution inputs, the teacher's own answers).
+Its own project, a copy of ``smoke_run``'s as that run ended (``moved_project``: the loop moves the ``poc``
+alias and retrains, and other end-to-end tests read that project), so the suite builds the smoke pipeline once
+for both. The inference log is written the way the server writes it; what the served model answered is
+simulated so that drift is certain (every answer a teacher fallback) or absent (in-distribution inputs, the
+teacher's own answers).
 
 The shifted traffic is a wave of one kind of inquiry (``WAVE``: technical ones, in the phrasings the launch
 world lacks). The smoke student is near chance on the seed's seven categories, but ~65 teacher-labelled rows of
@@ -21,16 +23,16 @@ from slmops.demo.generate import generate
 from slmops.io import load_jsonl, sha256_tree
 from slmops.serve.inference_log import InferenceLog
 from slmops.text import pii
-from tests.conftest import _pipeline_run, slmops
+from tests.conftest import moved_project, slmops, tracking_store
 from tests.projects import TRIAGE, TRIAGE_GATES
 
 pytestmark = pytest.mark.slow
 
 WAVE = "technical"  # the category of the shifted traffic (the teacher's label)
-# Both pipelines (the first run and the retrain) decode up to 80 new tokens: the smoke profile's 48 cut the
-# longer answers (34-60 tokens with the smoke tokenizer) into invalid JSON, which judged many right answers wrong.
-# 20 rows per evaluated set (the smoke profile's 12 left McNemar too little power: a challenger right on 6 more
-# rows than the champion and wrong on 1 fewer got p = 0.06).
+# The retrain decodes up to 80 new tokens: the smoke profile's 48 cut the longer answers (34-60 tokens with the
+# smoke tokenizer) into invalid JSON, which judged many right answers wrong. 20 rows per evaluated set (the smoke
+# profile's 12 left McNemar too little power: a challenger right on 6 more rows than the champion and wrong on 1
+# fewer got p = 0.06). The challenge answers both models on the same rows with these settings.
 EVAL_ROWS = 20
 PIPELINE = ["evaluate.max_new_tokens=80", f"evaluate.max_examples={EVAL_ROWS}"]
 LOOP = [
@@ -49,11 +51,23 @@ LOOP = [
 
 
 @pytest.fixture(scope="module")
-def loop_run(tmp_path_factory) -> dict:
-    """The smoke pipeline, with gates that fit a 64-wide toy model (``_toy_gates``)."""
+def loop_run(smoke_run, tmp_path_factory) -> dict:
+    """The smoke pipeline's project as it ended, copied; the loop's retrains use gates that fit a 64-wide toy
+    model (``_toy_gates``)."""
     gates = f"gates={_toy_gates(tmp_path_factory.mktemp('loop-gates'))}"
-    run = _pipeline_run(tmp_path_factory, "ticket_triage", overrides=(*PIPELINE, gates))
-    return run | {"sets": [*PIPELINE, *LOOP, gates]}
+    run = moved_project(smoke_run, tmp_path_factory.mktemp("loop") / "ticket_triage")
+    return run | {"sets": [*PIPELINE, *LOOP, gates], "original": smoke_run["built_in"]}
+
+
+def _artifact_dirs(work) -> set[str]:
+    return {str(p.relative_to(work)) for p in (work / "mlartifacts").glob("*/*")}
+
+
+@pytest.fixture(autouse=True)
+def _loop_store(loop_run):
+    """In-process MLflow calls read this project's store, not smoke_run's; the worker's store is back after."""
+    with tracking_store(loop_run["env"]["MLFLOW_TRACKING_URI"]):
+        yield
 
 
 def _toy_gates(folder):
@@ -114,7 +128,6 @@ def _monitor(run) -> str:
 def _retrain_runs(run) -> int:
     import mlflow
 
-    mlflow.set_tracking_uri(run["env"]["MLFLOW_TRACKING_URI"])
     runs = mlflow.search_runs(search_all_experiments=True)
     return int((runs["tags.mlflow.runName"] == "retrain-smoke").sum())
 
@@ -130,14 +143,12 @@ def test_in_distribution_traffic_is_reported_and_starts_no_retrain(loop_run):
 
 
 def test_drift_in_two_windows_starts_one_retrain_that_trains_on_the_traffic(loop_run):
-    import mlflow
-
     from slmops.config import load_params
     from slmops.registry import aliases as registry
 
-    mlflow.set_tracking_uri(loop_run["env"]["MLFLOW_TRACKING_URI"])  # this run's registry, not another test's
     work, name = loop_run["work"], load_params("smoke", project=TRIAGE).model_name
     student_before, champion = sha256_tree(work / "models/student"), registry.alias_version(name, "poc")
+    original_artifacts = _artifact_dirs(loop_run["original"])
     _log(work, seed=502, n=40, shifted=True)
     out = _monitor(loop_run)
     assert "retrain suppressed: drift in 1 consecutive window(s); need 2" in out, out
@@ -161,6 +172,8 @@ def test_drift_in_two_windows_starts_one_retrain_that_trains_on_the_traffic(loop
     assert decision["passed"], decision  # the retrain learned the wave: a significant win on the recent slice
     assert decision["recent"]["challenger_accuracy"] > decision["recent"]["champion_accuracy"], decision
     assert registry.alias_version(name, "poc") not in (None, champion)  # and poc moved to the challenger
+    assert _artifact_dirs(work) - _artifact_dirs(loop_run["original"]), "the retrain logged no artifacts here"
+    assert _artifact_dirs(loop_run["original"]) == original_artifacts  # nothing landed in smoke_run's project
 
 
 def test_a_second_trigger_inside_the_cooldown_starts_nothing(loop_run):
