@@ -204,7 +204,7 @@ def reviews_run(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """A tokenizer, a random tiny Llama (transformers folder) and its ONNX export: untrained, but real."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, set_seed
 
     from slmops.config import TinyModelConfig
     from slmops.demo.generate import generate
@@ -225,6 +225,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
         write_jsonl(raw / f"{name}.jsonl", sets[name])
     train_tokenizer(512, task=load_task("ticket_triage", TRIAGE), raw_dir=raw, out_dir=root / "tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
+    set_seed(0)  # the same random weights whichever tests this worker ran before (they draw from torch's RNG too)
     model = init_model(TinyModelConfig(hidden_size=64, num_layers=2, intermediate_size=128, num_heads=2), tokenizer)
     model.save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
