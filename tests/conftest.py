@@ -169,7 +169,7 @@ def smoke_run(tmp_path_factory) -> dict:
     os.environ["MLFLOW_TRACKING_URI"] = run["env"]["MLFLOW_TRACKING_URI"]  # the in-process registry helpers' store
     pristine = tmp_path_factory.mktemp("smoke-pristine") / "ticket_triage"
     shutil.copytree(run["work"], pristine, symlinks=True)
-    return run | {"pristine": pristine, "built_in": run["work"]}
+    return run | {"pristine": pristine}
 
 
 def moved_project(run: dict, dest: Path) -> dict:
@@ -177,7 +177,7 @@ def moved_project(run: dict, dest: Path) -> dict:
     with every path of the original project in it (experiments' artifact locations, runs' artifact URIs, model
     versions' sources) rewritten to ``dest``, so nothing it registers or logs lands in the original."""
     work = Path(shutil.copytree(run["pristine"], dest, symlinks=True))
-    old, new = str(run["built_in"]), str(work)
+    old, new = str(run["work"]), str(work)
     db = sqlite3.connect(work / "mlruns.db")
     with db:  # one transaction
         for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():

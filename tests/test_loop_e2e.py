@@ -56,7 +56,7 @@ def loop_run(smoke_run, tmp_path_factory) -> dict:
     model (``_toy_gates``)."""
     gates = f"gates={_toy_gates(tmp_path_factory.mktemp('loop-gates'))}"
     run = moved_project(smoke_run, tmp_path_factory.mktemp("loop") / "ticket_triage")
-    return run | {"sets": [*PIPELINE, *LOOP, gates], "original": smoke_run["built_in"]}
+    return run | {"sets": [*PIPELINE, *LOOP, gates], "original": smoke_run["work"]}
 
 
 def _artifact_dirs(work) -> set[str]:
@@ -125,7 +125,8 @@ def _monitor(run) -> str:
     return proc.stdout
 
 
-def _retrain_runs(run) -> int:
+def _retrain_runs() -> int:
+    """Retrain runs in this project's store (``_loop_store``)."""
     import mlflow
 
     runs = mlflow.search_runs(search_all_experiments=True)
@@ -139,7 +140,7 @@ def test_in_distribution_traffic_is_reported_and_starts_no_retrain(loop_run):
     assert drift["rows_current"] == 40 and drift["report_html"], drift  # a real report on a full window
     assert drift["drift_detected"] is False, drift["drifted_columns"]
     assert "retrain suppressed: no drift in this window" in out, out
-    assert _retrain_runs(loop_run) == 0
+    assert _retrain_runs() == 0
 
 
 def test_drift_in_two_windows_starts_one_retrain_that_trains_on_the_traffic(loop_run):
@@ -154,7 +155,7 @@ def test_drift_in_two_windows_starts_one_retrain_that_trains_on_the_traffic(loop
     assert "retrain suppressed: drift in 1 consecutive window(s); need 2" in out, out
     _log(work, seed=503, n=40, shifted=True)
     out = _monitor(loop_run)
-    assert "retrain STARTED" in out and _retrain_runs(loop_run) == 1, out
+    assert "retrain STARTED" in out and _retrain_runs() == 1, out
     train, recent = (
         load_jsonl(work / "data/traffic_labelled/train.jsonl"),
         load_jsonl(work / "data/traffic_labelled/recent.jsonl"),
@@ -181,4 +182,4 @@ def test_a_second_trigger_inside_the_cooldown_starts_nothing(loop_run):
         _log(loop_run["work"], seed=seed, n=40, shifted=True)
         out = _monitor(loop_run)
     assert "retrain suppressed: in cooldown" in out, out
-    assert _retrain_runs(loop_run) == 1
+    assert _retrain_runs() == 1
