@@ -3,6 +3,7 @@
 Usage:
     .venv/bin/python -m benchmarks.demo_teacher            # a few seconds on a 2-core CPU
     .venv/bin/python -m benchmarks.demo_teacher --profile smoke --target slmops.demo.teacher:answer
+    .venv/bin/python -m benchmarks.demo_teacher --data src/slmops/templates/ticket_triage/data/dev_handwritten_6.jsonl
 
 The hand-written set (src/slmops/templates/ticket_triage/data/dev_handwritten.jsonl) was written by hand in
 phrasings the
@@ -58,6 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--target", default="slmops.demo.teacher:answer", help="module:function")
+    parser.add_argument("--data", type=Path, default=DEV_SET, help="a hand-written set (default: the first)")
     args = parser.parse_args()
     params = load_params(args.profile, project=getattr(args, "work_dir", None) or example_dir("ticket_triage"))
     task = load_task("ticket_triage", example_dir("ticket_triage"))
@@ -70,7 +72,8 @@ def main() -> None:
         generated = load_jsonl(Path(tmp) / "test.jsonl")
         seed_rows = load_jsonl(Path(tmp) / "seed.jsonl")
     figures: dict = {"teacher": args.target}
-    for name_, rows in (("handwritten_dev", load_jsonl(DEV_SET)), ("generated_test", generated)):
+    figures["handwritten_file"] = args.data.name
+    for name_, rows in (("handwritten_dev", load_jsonl(args.data)), ("generated_test", generated)):
         m = score(answer, task, rows)
         figures[name_] = m
         print(
