@@ -96,17 +96,17 @@ def analyze(text: str, cfg: PIIConfig | None = None, *, ner: bool | None = None)
     """What :func:`mask` would replace in ``normalize(text)``, in order, without overlaps (from memory inside
     :func:`remembering`)."""
     cfg = cfg or DEFAULT
-    key, memo = (normalize(text), cfg.model_dump_json(), cfg.ner if ner is None else ner), _remembered
-    found = memo.get(key) if memo is not None else None
-    if found is None:
-        found = _scan(*key)
-        if memo is not None:
-            memo[key] = found
-    return list(found)
+    text, ner = normalize(text), cfg.ner if ner is None else ner
+    if _remembered is None:  # a server's requests: no settings serialized, nothing kept
+        return list(_scan(text, cfg, ner))
+    key = (text, cfg.model_dump_json(), ner)
+    if key not in _remembered:
+        _remembered[key] = _scan(text, cfg, ner)
+    return list(_remembered[key])
 
 
-def _scan(text: str, cfg_json: str, ner: bool) -> tuple[Found, ...]:
-    cfg, engine = PIIConfig.model_validate_json(cfg_json), analyzer(ner)
+def _scan(text: str, cfg: PIIConfig, ner: bool) -> tuple[Found, ...]:
+    engine = analyzer(ner)
     found = []
     for offset, piece in _pieces(text):
         found += _resolve(piece, engine.analyze(piece, **_analyze_kwargs(cfg)), offset)
