@@ -52,22 +52,16 @@ def keyword_figures(tokenizer, inputs: list[str]) -> dict[str, float]:
 
 def script_split_tokenizer(project: Path, vocab_size: int):
     """The demo's tokenizer trained again on its corpus with kanji/hiragana/katakana runs as pre-tokens."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     from slmops.config import load_params
-    from slmops.demo.tokenizer import SPECIAL_TOKENS, corpus
+    from slmops.demo.tokenizer import corpus, train_bpe
     from slmops.tasks import load_task
 
     task = load_task(load_params(None, project=project).task, project)
-    bpe = Tokenizer(models.BPE())
     split = pre_tokenizers.Split(pattern=Regex(SCRIPT_RUNS), behavior="isolated")
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([split, pre_tokenizers.ByteLevel(add_prefix_space=False)])
-    bpe.decoder = decoders.ByteLevel()
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=alphabet)  # fmt: skip
-    bpe.train_from_iterator(corpus(task, project / "data" / "raw"), trainer)
+    bpe = train_bpe(vocab_size, corpus(task, project / "data" / "raw"), split)
     return PreTrainedTokenizerFast(tokenizer_object=bpe), task
 
 

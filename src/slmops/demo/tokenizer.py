@@ -31,12 +31,14 @@ def corpus(task: Task, raw_dir: Path) -> list[str]:
     return texts
 
 
-def run(vocab_size: int, *, task: Task, raw_dir: Path, out_dir: Path) -> Path:
+def train_bpe(vocab_size: int, texts: list[str], split=None):
+    """A byte-level BPE trained on ``texts``; ``split``: a ``tokenizers`` pre-tokenizer applied before the
+    byte-level one (the demo uses none; ``benchmarks/demo_tokens.py`` tries a script-boundary split)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.pre_tokenizer = byte_level if split is None else pre_tokenizers.Sequence([split, byte_level])
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -44,9 +46,15 @@ def run(vocab_size: int, *, task: Task, raw_dir: Path, out_dir: Path) -> Path:
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    bpe.train_from_iterator(corpus(task, raw_dir), trainer)
+    bpe.train_from_iterator(texts, trainer)
+    return bpe
+
+
+def run(vocab_size: int, *, task: Task, raw_dir: Path, out_dir: Path) -> Path:
+    from transformers import PreTrainedTokenizerFast
+
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
+        tokenizer_object=train_bpe(vocab_size, corpus(task, raw_dir)),
         pad_token="<|pad|>",
         bos_token="<|im_start|>",
         eos_token="<|im_end|>",
