@@ -1,0 +1,21 @@
+"""benchmarks/student_agreement.py: agreement, majority vote and "any right" are counted over the same rows."""
+
+from benchmarks.student_agreement import agreement
+
+
+def test_two_students_that_err_on_different_rows():
+    expected = ["a", "b", "c", "d"]
+    figures = agreement({"x": ["a", "b", "x", "d"], "y": ["a", "y", "c", "d"]}, expected)
+    assert figures["accuracy"] == {"x": 0.75, "y": 0.75}
+    assert figures["agreement"] == {"x | y": 0.5}
+    assert figures["any_right"] == 1.0
+    assert figures["majority_vote"] == 0.75  # two models tie on every row they differ on: the first one's label
+
+
+def test_the_majority_outvotes_one_wrong_student_and_no_answer_counts_wrong():
+    expected = ["a", "b", "c"]
+    labels = {"x": ["z", "b", None], "y": ["a", "b", None], "z": ["a", "q", None]}
+    figures = agreement(labels, expected)
+    assert figures["majority_vote"] == 2 / 3
+    assert figures["any_right"] == 2 / 3
+    assert figures["accuracy"]["z"] == 1 / 3
