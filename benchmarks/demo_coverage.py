@@ -1,7 +1,7 @@
 """How much of what the demo teacher knows reaches the student (issue 22's diagnosis), in a built demo project.
 
 Usage:
-    cd demo && ../.venv/bin/python -m benchmarks.demo_coverage            # after `make demo`; ~1 min on 2 cores
+    .venv/bin/python -m benchmarks.demo_coverage --project demo           # after `make demo`; ~1 min on 2 cores
     .venv/bin/python -m benchmarks.demo_coverage --project demo --model poc --per-category 40 --seed 777
 
 Three figures, none of them read from a hand-written set:
