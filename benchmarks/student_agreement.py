@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -67,8 +68,11 @@ def main() -> None:
     if field is None:
         parser.error("the task has no stratify_by field: name one with --field")
     rows: list[dict] = []
+    rejects: list[dict] = []
     for path in args.data:
-        rows += served_inputs(path, params, task, [])
+        rows += served_inputs(path, params, task, rejects)
+    for r in rejects:  # as `slmops evaluate` reports them
+        print(f"skipped {r['file']}:{r['line']}: {r['reason']}", file=sys.stderr)
     labels = {}
     for name in args.models:
         _, predictions = evaluate_model(load_model(name, params, work_dir), task, rows, params.evaluate.max_new_tokens)
