@@ -213,3 +213,30 @@ def _log_traffic(log: Path, n: int) -> None:
             record = {"id": f"chatcmpl-{i:04d}", "ts": f"2026-11-25T10:{i // 60:02d}:{i % 60:02d}.000+00:00"}
             record |= {"status": 200, "served_by": "student", "input": row["review"], "output": "{}"}
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def test_stage_takes_set_overrides_for_one_run_and_names_a_bad_key(tmp_path):
+    from tests.conftest import new_project, slmops
+
+    root = new_project(tmp_path, "ticket_triage")
+    slmops("stage", "demo_data", "--profile", "smoke", "--set", "demo.n_test=7", "--project", str(root))
+    assert len((root / "data/raw/test.jsonl").read_text().splitlines()) == 7
+    slmops("stage", "demo_data", "--profile", "smoke", "--project", str(root))  # the profile's own size again
+    assert (
+        len((root / "data/raw/test.jsonl").read_text().splitlines()) == load_params("smoke", project=root).demo.n_test
+    )
+    bad = slmops("stage", "demo_data", "--set", "demo.n_tset=7", "--project", str(root), check=False)
+    assert bad.returncode == 2 and "n_tset" in bad.stderr
+    params_file = root / "params.yaml"
+    both = slmops(
+        "stage",
+        "demo_data",
+        "--params-file",
+        str(params_file),
+        "--set",
+        "demo.n_test=7",
+        "--project",
+        str(root),
+        check=False,
+    )
+    assert both.returncode == 2 and "--set does not apply" in both.stderr

@@ -116,12 +116,16 @@ def stage(
             "batch_size is per process.",
         ),
     ] = None,
+    overrides: Overrides = None,
 ) -> None:
     """Run one stage, cached by content (what dvc.yaml's commands run). Not tracked in MLflow."""
     if processes is not None and name != "finetune":
         typer.echo("--processes applies to the finetune stage only", err=True)
         raise typer.Exit(2)
-    params = setup(work_dir, profile, params_file)
+    if overrides and params_file:
+        typer.echo("--set does not apply to a complete --params-file: edit the file", err=True)
+        raise typer.Exit(2)
+    params = setup(work_dir, profile, params_file, overrides=overrides)
     if processes is not None:  # also over a complete --params-file, which takes no overrides
         params = params.model_copy(update={"finetune": params.finetune.model_copy(update={"processes": processes})})
     from slmops.flows.runner import run_stage
