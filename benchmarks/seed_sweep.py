@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.student_agreement import answers, labelled_rows
+
 # What a copy leaves out: the run history (the stage runs below are not tracked) and what finetune rewrites.
 SKIP = {"mlartifacts", "dvc-remote", "logs", ".prefect", "models/student"}
 
@@ -83,7 +85,6 @@ def summarise(runs: list[dict], files: list[str]) -> dict:
 def score(model_dir: Path, project: Path, profile: str | None, data: list[Path], field: str | None) -> dict:
     """Accuracy of ``field`` per file and pooled (a row without a valid answer counts wrong)."""
     from slmops.cli.common import setup
-    from slmops.evaluate.stage import evaluate_model, served_inputs
     from slmops.inference.chat_model import ChatModel
     from slmops.tasks import load_task
 
@@ -92,13 +93,9 @@ def score(model_dir: Path, project: Path, profile: str | None, data: list[Path],
     field = field or task.spec.stratify_by
     model, accuracy, right, total = ChatModel.load(model_dir), {}, 0, 0
     for path in data:
-        rejects: list[dict] = []
-        rows = served_inputs(path, params, task, rejects)
-        for r in rejects:  # as `slmops evaluate` reports them
-            print(f"skipped {r['file']}:{r['line']}: {r['reason']}", file=sys.stderr)
-        _, predictions = evaluate_model(model, task, rows, params.evaluate.max_new_tokens)
-        answers = [(p["predicted"] or {}).get(field) for p in predictions]
-        hits = sum(a == r["expected"][field] for a, r in zip(answers, rows, strict=True))
+        rows = labelled_rows(path, params, task)
+        labels = answers(model, task, rows, params, field)
+        hits = sum(a == r["expected"][field] for a, r in zip(labels, rows, strict=True))
         accuracy[str(path)], right, total = hits / len(rows), right + hits, total + len(rows)
     accuracy["pooled"] = right / total
     return accuracy

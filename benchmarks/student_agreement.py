@@ -46,6 +46,26 @@ def agreement(labels: dict[str, list], expected: list) -> dict:
     }
 
 
+def labelled_rows(path: Path, params, task) -> list[dict]:
+    """A labelled file's rows as the served model reads them; skipped rows reported (file, line), as `slmops
+    evaluate` reports them."""
+    from slmops.evaluate.stage import served_inputs
+
+    rejects: list[dict] = []
+    rows = served_inputs(path, params, task, rejects)
+    for r in rejects:
+        print(f"skipped {r['file']}:{r['line']}: {r['reason']}", file=sys.stderr)
+    return rows
+
+
+def answers(model, task, rows: list[dict], params, field: str) -> list:
+    """The model's label of ``field`` on each row (None: no valid answer)."""
+    from slmops.evaluate.stage import evaluate_model
+
+    _, predictions = evaluate_model(model, task, rows, params.evaluate.max_new_tokens)
+    return [(p["predicted"] or {}).get(field) for p in predictions]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True, help="model folders or registry aliases (2 or more)")
@@ -58,7 +78,6 @@ def main() -> None:
         parser.error("--models needs two or more models to compare")
 
     from slmops.cli.common import load_model, setup
-    from slmops.evaluate.stage import evaluate_model, served_inputs
     from slmops.tasks import load_task
 
     work_dir = args.project.resolve()
@@ -67,16 +86,8 @@ def main() -> None:
     field = args.field or task.spec.stratify_by
     if field is None:
         parser.error("the task has no stratify_by field: name one with --field")
-    rows: list[dict] = []
-    rejects: list[dict] = []
-    for path in args.data:
-        rows += served_inputs(path, params, task, rejects)
-    for r in rejects:  # as `slmops evaluate` reports them
-        print(f"skipped {r['file']}:{r['line']}: {r['reason']}", file=sys.stderr)
-    labels = {}
-    for name in args.models:
-        _, predictions = evaluate_model(load_model(name, params, work_dir), task, rows, params.evaluate.max_new_tokens)
-        labels[name] = [(p["predicted"] or {}).get(field) for p in predictions]
+    rows = [row for path in args.data for row in labelled_rows(path, params, task)]
+    labels = {name: answers(load_model(name, params, work_dir), task, rows, params, field) for name in args.models}
     figures = agreement(labels, [r["expected"][field] for r in rows])
     for name, acc in figures["accuracy"].items():
         print(f"{name}: {field} accuracy {acc:.3f} ({figures['n']} rows)")
