@@ -57,7 +57,8 @@ loop: install demo-project  ## after `make demo`: serve poc, send shifted traffi
 # servers much of its time (worker polls, a dead run's missing heartbeats), and a third worker fills those waits:
 # the tests took 924 s at 3 against 1,013 s at 2 on one 2-core VM (2026-12-06; 891 s with the long groups first,
 # tests/conftest.py), and 870 s at 4 against 773 s at 3 (2026-12-06, late, one run each back to back: with a
-# fourth, every group that trains ran slower). One torch thread per worker: workers with two threads each on two cores spin against each other.
+# fourth, every group that trains ran slower). One torch thread per worker: workers with two threads each on two
+# cores spin against each other.
 TEST_WORKERS ?= 3
 
 test:  ## the whole test suite, including end-to-end smoke flows and a real vLLM behind the front
