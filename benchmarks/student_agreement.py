@@ -46,6 +46,20 @@ def agreement(labels: dict[str, list], expected: list) -> dict:
     }
 
 
+def confusion(predicted: list, expected: list) -> dict:
+    """Where one model's errors go: how often it predicts each label (``None``: no valid answer), and for each
+    expected label, how many other labels its rows were given. A model with a default class shows one label
+    predicted far more often than the rest; errors spread over many labels show no such class."""
+    wrong: dict = {}
+    for p, e in zip(predicted, expected, strict=True):
+        if p != e:
+            wrong.setdefault(e, set()).add(p)
+    return {
+        "predicted": dict(Counter(predicted).most_common()),
+        "lost_to": {label: len(wrong.get(label, ())) for label in sorted(set(expected), key=str)},
+    }
+
+
 def labelled_rows(path: Path, params, task) -> list[dict]:
     """A labelled file's rows as the served model reads them; skipped rows reported (file, line), as `slmops
     evaluate` reports them."""
@@ -88,9 +102,16 @@ def main() -> None:
         parser.error("the task has no stratify_by field: name one with --field")
     rows = [row for path in args.data for row in labelled_rows(path, params, task)]
     labels = {name: answers(load_model(name, params, work_dir), task, rows, params, field) for name in args.models}
-    figures = agreement(labels, [r["expected"][field] for r in rows])
+    expected = [r["expected"][field] for r in rows]
+    figures = agreement(labels, expected)
+    figures["confusion"] = {name: confusion(labels[name], expected) for name in labels}
     for name, acc in figures["accuracy"].items():
-        print(f"{name}: {field} accuracy {acc:.3f} ({figures['n']} rows)")
+        spread = figures["confusion"][name]
+        counts, lost = spread["predicted"].values(), spread["lost_to"].values()
+        print(
+            f"{name}: {field} accuracy {acc:.3f} ({figures['n']} rows); each label predicted {min(counts)}-"
+            f"{max(counts)} times; each label's rows given {min(lost)}-{max(lost)} other labels"
+        )
     for pair, share in figures["agreement"].items():
         print(f"same label: {pair}: {share:.3f}")
     print(f"majority vote {figures['majority_vote']:.3f} · at least one right {figures['any_right']:.3f}")

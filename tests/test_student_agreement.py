@@ -1,6 +1,6 @@
 """benchmarks/student_agreement.py: agreement, majority vote and "any right" are counted over the same rows."""
 
-from benchmarks.student_agreement import agreement
+from benchmarks.student_agreement import agreement, confusion
 
 
 def test_two_students_that_err_on_different_rows():
@@ -19,3 +19,12 @@ def test_the_majority_outvotes_one_wrong_student_and_no_answer_counts_wrong():
     assert figures["majority_vote"] == 2 / 3
     assert figures["any_right"] == 2 / 3
     assert figures["accuracy"]["z"] == 1 / 3
+
+
+def test_confusion_shows_a_default_class_and_where_each_labels_rows_went():
+    expected = ["a", "a", "b", "b", "c", "c"]
+    figures = confusion(["a", "a", "a", "a", "a", "c"], expected)  # "a" is the default class
+    assert figures["predicted"] == {"a": 5, "c": 1}
+    assert figures["lost_to"] == {"a": 0, "b": 1, "c": 1}
+    spread = confusion(["b", "c", "a", None, "a", "b"], expected)  # every error a different label
+    assert spread["lost_to"] == {"a": 2, "b": 2, "c": 2}
