@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--field", help="the enum field compared (default: the task's stratify_by)")
     parser.add_argument("--project", type=Path, default=Path("."), help="the project (default: here)")
     parser.add_argument("--profile")
-    parser.add_argument("--views", action="store_true", help="also vote over each row's sentences (one model is enough)")
+    parser.add_argument("--views", action="store_true", help="also vote over a row's sentences (one model will do)")
     args = parser.parse_args()
     if len(args.models) < 2 and not args.views:
         parser.error("--models needs two or more models to compare (or --views)")

@@ -34,7 +34,8 @@ def test_sentence_views_are_the_whole_input_then_each_sentence_of_two_or_more():
     text = "請求が二重です。返金してください!急ぎです"
     assert sentence_views(text) == [text, "請求が二重です。", "返金してください!", "急ぎです"]
     assert sentence_views("ログインできません。") == ["ログインできません。"]  # one sentence: the whole input alone
-    assert sentence_views("はい。ログインできません") == ["はい。ログインできません"]  # a 2-character "sentence" is no view
+    # a 2-character "sentence" is no view
+    assert sentence_views("はい。ログインできません") == ["はい。ログインできません"]
 
 
 def test_view_vote_takes_the_majority_and_on_a_tie_the_whole_inputs_label():
