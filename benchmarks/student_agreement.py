@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import operator
 import re
 import sys
 from collections import Counter
@@ -148,7 +149,7 @@ def main() -> None:
             labels[name] = answers(model, task, rows, params, field)
     expected = [r["expected"][field] for r in rows]
     figures = agreement(labels, expected)
-    figures["views"] = {name: agreement({name: v}, expected)["accuracy"][name] for name, v in voted.items()}
+    figures["views"] = {name: sum(map(operator.eq, v, expected)) / len(expected) for name, v in voted.items()}
     figures["confusion"] = {name: confusion(labels[name], expected) for name in labels}
     for name, acc in figures["accuracy"].items():
         spread = figures["confusion"][name]
